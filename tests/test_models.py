@@ -1,0 +1,168 @@
+"""The image pyramid, both architectures and the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from topdown.models import (
+    PYRAMID_METHODS,
+    ImagePyramid,
+    ResNet,
+    TopDownResNet,
+    build_from_config,
+    count_macs,
+    count_params,
+    create_model,
+    list_models,
+)
+
+SMALL = {"widths": (8, 16, 32), "depths": (1, 1, 1)}
+
+
+@pytest.mark.parametrize("method", PYRAMID_METHODS)
+def test_pyramid_levels_are_coarse_to_fine_halving(method: str) -> None:
+    x = torch.rand(2, 3, 64, 64)
+    levels = ImagePyramid(4, method)(x)
+    assert [tuple(t.shape) for t in levels] == [(2, 3, 8, 8), (2, 3, 16, 16), (2, 3, 32, 32), (2, 3, 64, 64)]
+    assert torch.equal(levels[-1], x)  # the finest level is the image itself
+    for t in levels:
+        assert t.min() >= -1e-5 and t.max() <= 1 + 1e-5  # convex combinations stay in [0, 1]
+
+
+@pytest.mark.parametrize("method", PYRAMID_METHODS)
+def test_pyramid_preserves_constant_images_and_mean(method: str) -> None:
+    x = torch.full((1, 3, 32, 32), 0.3)
+    for t in ImagePyramid(3, method)(x):
+        assert torch.allclose(t, torch.full_like(t, 0.3), atol=1e-5)
+    # Smooth images keep their mean at every level.
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    smooth = (0.5 + 0.2 * torch.sin(3 * xx) * torch.cos(2 * yy)).expand(1, 3, 32, 32)
+    for t in ImagePyramid(3, method)(smooth):
+        assert abs(t.mean().item() - smooth.mean().item()) < 0.02
+
+
+@pytest.mark.parametrize("method", PYRAMID_METHODS)
+def test_pyramid_is_differentiable_at_every_level(method: str) -> None:
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    for level in ImagePyramid(3, method)(x):
+        (g,) = torch.autograd.grad(level.square().sum(), x)
+        assert g.abs().sum() > 0
+
+
+def test_gaussian_pyramid_removes_fine_detail_that_strided_subsampling_aliases() -> None:
+    # A 2-px checkerboard: strided subsampling keeps full contrast (aliasing); the Gaussian removes it.
+    board = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2).float().expand(1, 3, 32, 32)
+    coarse_gauss = ImagePyramid(2, "gaussian")(board)[0]
+    coarse_strided = ImagePyramid(2, "noblur")(board)[0]
+    assert coarse_gauss.std() < 0.05
+    assert coarse_strided.std() < 1e-6 and coarse_strided.mean() in (0.0, 1.0)  # aliased to a flat colour
+
+
+def test_pyramid_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="method"):
+        ImagePyramid(3, "bicubic")
+    with pytest.raises(ValueError, match="divisible"):
+        ImagePyramid(3)(torch.rand(1, 3, 30, 30))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_gives_finite_logits_and_trains_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    overrides = {} if name.startswith("tiny") else SMALL
+    net = create_model(name, num_classes=5, **overrides)
+    x = torch.rand(4, 3, 32, 32)
+    logits = net(x)
+    assert logits.shape == (4, 5)
+    assert torch.isfinite(logits).all()
+    F.cross_entropy(logits, torch.arange(4) % 5).backward()
+    no_grad = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+
+
+@pytest.mark.parametrize("merge", ["add", "concat", "add_concat"])
+@pytest.mark.parametrize("schedule", ["mirror", "uniform", "reverse"])
+def test_topdown_variants_build_and_take_a_training_step(merge: str, schedule: str) -> None:
+    torch.manual_seed(0)
+    net = TopDownResNet(num_classes=3, merge=merge, width_schedule=schedule, **SMALL)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 3
+    losses = []
+    for _ in range(5):
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_topdown_accepts_a_ready_made_pyramid_and_one_level_can_be_perturbed() -> None:
+    torch.manual_seed(0)
+    net = TopDownResNet(num_classes=4, **SMALL).eval()
+    x = torch.rand(2, 3, 32, 32)
+    levels = net.pyramid(x)
+    assert torch.allclose(net(levels), net(x))
+    perturbed = [lv.clone() for lv in levels]
+    perturbed[0] = (perturbed[0] + 0.3 * torch.randn_like(perturbed[0])).clamp(0, 1)
+    assert not torch.allclose(net(perturbed), net(x))
+    with pytest.raises(ValueError, match="levels"):
+        net(levels[:2])
+    with pytest.raises(ValueError, match="coarse to fine"):
+        net(list(reversed(levels)))
+
+
+def test_topdown_runs_coarse_to_fine_and_baseline_fine_to_coarse() -> None:
+    sizes: dict[str, dict[str, int]] = {}
+    for name, net in {"td": TopDownResNet(**SMALL), "bu": ResNet(**SMALL)}.items():
+        sizes[name] = {}
+        hooks = [getattr(net, s).register_forward_hook(
+            lambda m, i, o, s=s, name=name: sizes[name].__setitem__(s, o.shape[-1])) for s in net.stage_names()]
+        net(torch.rand(1, 3, 32, 32))
+        for h in hooks:
+            h.remove()
+    assert list(sizes["td"].values()) == [4, 8, 16]
+    assert list(sizes["bu"].values()) == [16, 8, 4]
+
+
+def test_layers_are_addressable_by_module_name() -> None:
+    for net in (TopDownResNet(**SMALL), ResNet(**SMALL)):
+        names = dict(net.named_modules())
+        assert {"normalize", "layer1.0.conv1", "layer3.0.conv2", "head.fc"} <= names.keys()
+
+
+def test_default_costs_meet_the_targets() -> None:
+    base, td = create_model("baseline"), create_model("topdown")
+    assert count_params(td) <= 1.25 * count_params(base)
+    assert count_macs(td, 64) <= 1.3 * count_macs(base, 64)
+
+
+def test_mirror_schedule_reverses_widths_and_resolutions() -> None:
+    td = TopDownResNet(**SMALL)
+    assert td.stage_widths == [32, 16, 8]
+    assert TopDownResNet(width_schedule="uniform", **SMALL).stage_widths == [16, 16, 16]
+    assert TopDownResNet(width_schedule="reverse", **SMALL).stage_widths == [8, 16, 32]
+
+
+def test_arch_config_rebuilds_an_identical_network() -> None:
+    torch.manual_seed(0)
+    net = create_model("tiny_topdown", num_classes=7, merge="concat").eval()
+    clone = build_from_config(net.arch_config).eval()
+    clone.load_state_dict(net.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(net(x), clone(x))
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_from_config({"class_path": "os.system", "init_args": {}})
+
+
+def test_reset_classifier_changes_outputs_and_recorded_config() -> None:
+    net = create_model("tiny_baseline", num_classes=10)
+    net.reset_classifier(3)
+    assert net(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+    assert net.arch_config["init_args"]["num_classes"] == 3
+
+
+def test_unknown_model_name_lists_the_registered_ones() -> None:
+    with pytest.raises(KeyError, match="tiny_topdown"):
+        create_model("resnet9000")

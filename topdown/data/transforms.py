@@ -1,0 +1,43 @@
+"""albumentations pipelines; every pipeline ends in a float tensor (3, H, W) in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks for updates on import
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+AUGMENTATIONS = ("standard", "light", "none")
+
+
+def train_transform(image_size: int, augment: str = "standard") -> A.Compose:
+    """Random resized crop, horizontal flip and colour jitter (``standard``); ``light`` keeps crop+flip."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {augment!r}; choose one of {AUGMENTATIONS}")
+    if augment == "none":
+        return eval_transform(image_size)
+    ops: list[A.BasicTransform] = [
+        A.RandomResizedCrop(size=(image_size, image_size), scale=(0.35, 1.0), interpolation=cv2.INTER_AREA),
+        A.HorizontalFlip(p=0.5),
+    ]
+    if augment == "standard":
+        ops.append(A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8))
+    return A.Compose(ops, seed=0)
+
+
+def eval_transform(image_size: int) -> A.Compose:
+    """Resize the shorter side to ``image_size`` and take the centre crop."""
+    return A.Compose(
+        [A.SmallestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA),
+         A.CenterCrop(height=image_size, width=image_size)],
+        seed=0,
+    )
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)

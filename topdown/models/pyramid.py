@@ -1,0 +1,94 @@
+"""Image pyramids: one image in, a list of levels out, ordered coarse to fine.
+
+All methods are pure torch ops, so gradients flow from any level back to the image (attacks and
+feature visualizations need that).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PYRAMID_METHODS = ("gaussian", "antialias", "noblur", "pool")
+
+
+def gaussian_kernel1d(sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A normalised 1-D Gaussian kernel of radius ceil(3 sigma)."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable depthwise Gaussian blur with reflect padding; x: (N, C, H, W)."""
+    if sigma <= 0:
+        return x
+    k = gaussian_kernel1d(sigma, x.dtype).to(x.device)
+    c = x.shape[1]
+    r = k.numel() // 2
+    # Reflect padding needs pad < size; fall back to replicate on tiny maps.
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    x = F.pad(x, (r, r, r, r), mode=mode)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)  # blur along W
+    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # blur along H
+    return x
+
+
+def downscale(x: torch.Tensor, factor: int, method: str = "gaussian") -> torch.Tensor:
+    """Downscale (N, C, H, W) by an integer power-of-two factor with the given method."""
+    if factor == 1:
+        return x
+    h, w = x.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(f"image size {h}x{w} is not divisible by the pyramid factor {factor}")
+    if method == "gaussian":
+        # sigma = 1 per octave below full resolution (1 for 1/2, 2 for 1/4, ...), then subsample;
+        # each level is made from the full image, not from the previous level.
+        blurred = gaussian_blur(x, sigma=factor / 2)
+        off = factor // 2 - 1 if factor > 1 else 0
+        return blurred[..., off::factor, off::factor]
+    if method == "antialias":
+        return F.interpolate(x, size=(h // factor, w // factor), mode="bilinear", antialias=True,
+                             align_corners=False)
+    if method == "noblur":
+        return x[..., ::factor, ::factor]
+    if method == "pool":
+        return F.avg_pool2d(x, kernel_size=factor)
+    raise ValueError(f"unknown pyramid method {method!r}; choose one of {PYRAMID_METHODS}")
+
+
+class ImagePyramid(nn.Module):
+    """Image in [0, 1] -> list of ``num_levels`` images, coarse to fine, factor 2 per level.
+
+    Level ``i`` has size ``H / 2**(num_levels - 1 - i)``; the last level is the input itself.
+
+    Args:
+        num_levels: how many levels (1 gives just the image).
+        method: ``gaussian`` (blur, sigma 1 per octave, then subsample), ``antialias`` (antialiased
+            bilinear resize), ``noblur`` (strided subsampling) or ``pool`` (average pooling).
+    """
+
+    def __init__(self, num_levels: int = 4, method: str = "gaussian") -> None:
+        super().__init__()
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+        if method not in PYRAMID_METHODS:
+            raise ValueError(f"unknown pyramid method {method!r}; choose one of {PYRAMID_METHODS}")
+        self.num_levels = num_levels
+        self.method = method
+
+    def factors(self) -> list[int]:
+        """Downscaling factor of each level, coarse to fine."""
+        return [2 ** (self.num_levels - 1 - i) for i in range(self.num_levels)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.dim() != 4:
+            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
+        return [downscale(x, f, self.method) for f in self.factors()]
+
+    def extra_repr(self) -> str:
+        return f"num_levels={self.num_levels}, method={self.method!r}"

@@ -1,0 +1,104 @@
+"""Build networks by name, and rebuild them from a recorded ``arch_config``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .base import ImageClassifierNet
+from .resnet import ResNet
+from .topdown import TopDownResNet
+
+_REGISTRY: dict[str, Callable[..., ImageClassifierNet]] = {}
+ARCHITECTURES: dict[str, type[ImageClassifierNet]] = {"ResNet": ResNet, "TopDownResNet": TopDownResNet}
+
+
+def register_model(name: str) -> Callable[[Callable[..., ImageClassifierNet]], Callable[..., ImageClassifierNet]]:
+    """Decorator: register a builder ``fn(**overrides) -> network`` under ``name``."""
+
+    def wrap(fn: Callable[..., ImageClassifierNet]) -> Callable[..., ImageClassifierNet]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **overrides: Any) -> ImageClassifierNet:
+    """Build a registered network; keyword arguments override its defaults (``num_classes=5``)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    return _REGISTRY[name](**overrides)
+
+
+def build_from_config(config: dict[str, Any]) -> ImageClassifierNet:
+    """Rebuild a network from ``{"class_path": ..., "init_args": ...}`` (only topdown's own classes)."""
+    if not isinstance(config, dict) or "class_path" not in config:
+        raise ValueError(f"not an architecture config (needs 'class_path'): {config!r}")
+    cls_name = str(config["class_path"]).rsplit(".", 1)[-1]
+    if cls_name not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {config['class_path']!r}; topdown builds {sorted(ARCHITECTURES)}"
+        )
+    try:
+        return ARCHITECTURES[cls_name](**config.get("init_args", {}))
+    except TypeError as err:
+        raise ValueError(f"architecture {cls_name}: bad init_args {config.get('init_args')}: {err}") from err
+
+
+def _tiny(**kw: Any) -> dict[str, Any]:
+    return {"widths": (8, 16, 32), "depths": (1, 1, 1), **kw}
+
+
+@register_model("baseline")
+def baseline(**kw: Any) -> ResNet:
+    """Half-width pre-activation ResNet-18 (32-64-128-256), 3x3 stem + max-pool: the 64 px default."""
+    return ResNet(**kw)
+
+
+@register_model("topdown")
+def topdown(**kw: Any) -> TopDownResNet:
+    """Its top-down mirror: add+concat merges with 1x1 fusion, Gaussian pyramid."""
+    return TopDownResNet(**kw)
+
+
+@register_model("topdown_add")
+def topdown_add(**kw: Any) -> TopDownResNet:
+    return TopDownResNet(**{"merge": "add", **kw})
+
+
+@register_model("topdown_concat")
+def topdown_concat(**kw: Any) -> TopDownResNet:
+    return TopDownResNet(**{"merge": "concat", **kw})
+
+
+@register_model("topdown_uniform")
+def topdown_uniform(**kw: Any) -> TopDownResNet:
+    return TopDownResNet(**{"width_schedule": "uniform", **kw})
+
+
+@register_model("topdown_reverse")
+def topdown_reverse(**kw: Any) -> TopDownResNet:
+    return TopDownResNet(**{"width_schedule": "reverse", **kw})
+
+
+@register_model("tiny_baseline")
+def tiny_baseline(**kw: Any) -> ResNet:
+    """Three stages, one block each, widths 8-16-32: for tests and quick experiments."""
+    return ResNet(**_tiny(**kw))
+
+
+@register_model("tiny_topdown")
+def tiny_topdown(**kw: Any) -> TopDownResNet:
+    return TopDownResNet(**_tiny(**kw))
+
+
+def is_topdown(net: nn.Module) -> bool:
+    return isinstance(net, TopDownResNet)

@@ -1,0 +1,64 @@
+"""The baseline: a standard fine-to-coarse pre-activation ResNet for small images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import IMAGENET_MEAN, IMAGENET_STD, ImageClassifierNet
+from .blocks import ClassifierHead, Normalize, Stem, make_stage
+
+
+class ResNet(ImageClassifierNet):
+    """Pre-activation ResNet: full-resolution stem, then stages that halve resolution and widen.
+
+    Takes images in [0, 1]; normalization is its first layer. Stages are ``layer1`` (finest) ...
+    ``layerN`` (coarsest), each a ``nn.Sequential`` of blocks, so ``"layer3.1.conv2"`` names a layer.
+
+    Args:
+        num_classes: outputs of the final linear layer.
+        widths: channels per stage, fine to coarse.
+        depths: blocks per stage.
+        stem_pool: 2x2 max-pool after the stem conv (64 px images); False for 32 px images.
+        mean, std: the normalization applied to the [0, 1] input.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        stem_pool: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self._record(locals())
+        if len(widths) != len(depths) or not widths:
+            raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
+        self.num_classes = num_classes
+        self.normalize = Normalize(mean, std)
+        self.stem = Stem(3, widths[0], pool=stem_pool)
+        in_ch = widths[0]
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            self.add_module(f"layer{i + 1}", make_stage(in_ch, w, d, "none" if i == 0 else "down"))
+            in_ch = w
+        self.num_stages = len(widths)
+        self.head = ClassifierHead(in_ch, num_classes)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> last stage's output (N, C, H / 2**(stages - 1 + pool), ...)."""
+        x = self.stem(self.normalize(x))
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)  # width widens, resolution halves
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.forward_features(self.trunk(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def stage_names(self) -> list[str]:
+        return [f"layer{i + 1}" for i in range(self.num_stages)]

@@ -1,0 +1,145 @@
+"""The top-down network: a ResNet whose stages run coarse to fine, fed by an image pyramid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .base import IMAGENET_MEAN, IMAGENET_STD, ImageClassifierNet
+from .blocks import ClassifierHead, Merge, Normalize, Stem, make_stage
+from .pyramid import ImagePyramid
+
+WIDTH_SCHEDULES = ("mirror", "uniform", "reverse")
+
+
+def topdown_widths(widths: Sequence[int], schedule: str) -> list[int]:
+    """Stage widths of the top-down net, coarse to fine, from the baseline's ``widths`` (fine to coarse).
+
+    ``mirror``: widths shrink as resolution grows (each stage costs about what its mirror stage costs in
+    the baseline); ``uniform``: ``widths[1]`` (or the only width) everywhere; ``reverse``: widths grow with
+    resolution.
+    """
+    if schedule == "mirror":
+        return list(reversed(widths))
+    if schedule == "uniform":
+        w = widths[1] if len(widths) > 1 else widths[0]
+        return [w] * len(widths)
+    if schedule == "reverse":
+        return list(widths)
+    raise ValueError(f"unknown width schedule {schedule!r}; choose one of {WIDTH_SCHEDULES}")
+
+
+class TopDownStage(nn.Module):
+    """One resolution of the top-down net: blocks ``0..depth-1`` and the ``merge`` with the lateral.
+
+    The coarsest stage starts from the lateral alone; every other stage upsamples (block ``0``), merges the
+    lateral of its pyramid level, then runs its remaining blocks. Being one module, a forward hook on
+    ``layerN`` sees the stage's output, as on the baseline.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, depth: int, merge: str | None, merge_kernel: int) -> None:
+        super().__init__()
+        blocks = make_stage(in_ch, out_ch, depth, "none" if merge is None else "up")
+        for i, block in enumerate(blocks):
+            self.add_module(str(i), block)
+        self.depth = depth
+        self.merge = Merge(out_ch, merge, merge_kernel) if merge is not None else None
+
+    def __getitem__(self, i: int) -> nn.Module:
+        return getattr(self, str(i))
+
+    def forward(self, x: torch.Tensor | None, lat: torch.Tensor) -> torch.Tensor:
+        if self.merge is None:
+            out = lat
+        else:
+            out = self[0](x)  # up block: (N, C_in, h/2, w/2) -> (N, C, h, w)
+            out = self.merge(out, lat)  # (N, C, h, w)
+        for i in range(0 if self.merge is None else 1, self.depth):
+            out = self[i](out)
+        return out
+
+
+class TopDownResNet(ImageClassifierNet):
+    """Coarse-to-fine ResNet (Lelekas et al., CVPR-W 2020), mirroring :class:`ResNet`'s resolutions.
+
+    The image pyramid's coarsest level enters ``layer1``; going up a stage, features are upsampled x2 (the
+    first block of each stage, ``resample="up"``) and merged (``layerN.merge``) with a lateral projection
+    (``laterals.i``, a 3x3 stem on pyramid level ``i``) of the next finer level. The last stage runs at the resolution of the
+    baseline's first stage. ``forward`` also takes a ready-made pyramid (a list of levels, coarse to fine,
+    in [0, 1]), so one level can be perturbed alone.
+
+    Args:
+        num_classes: outputs of the final linear layer.
+        widths: the matching baseline's widths (fine to coarse); ``width_schedule`` maps them to this net.
+        depths: blocks per stage, coarse to fine (mirror of the baseline's when reversed).
+        width_schedule: ``mirror``, ``uniform`` or ``reverse``.
+        merge: ``add``, ``concat`` or ``add_concat``.
+        merge_kernel: 1 or 3, the fusion conv of ``concat``/``add_concat``.
+        pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
+        stem_pool: 2x2 max-pool after each lateral conv (as the baseline's stem).
+        mean, std: the normalization applied to every [0, 1] pyramid level.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        width_schedule: str = "mirror",
+        merge: str = "add_concat",
+        merge_kernel: int = 1,
+        pyramid_method: str = "gaussian",
+        stem_pool: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self._record(locals())
+        if len(widths) != len(depths) or not widths:
+            raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
+        self.num_classes = num_classes
+        self.num_stages = len(widths)
+        self.stage_widths = topdown_widths(widths, width_schedule)
+        self.pyramid = ImagePyramid(self.num_stages, pyramid_method)
+        self.normalize = Normalize(mean, std)
+        self.laterals = nn.ModuleList(Stem(3, w, pool=stem_pool) for w in self.stage_widths)
+        in_ch = self.stage_widths[0]
+        for i, (w, d) in enumerate(zip(self.stage_widths, depths)):
+            # The coarsest stage has nothing to merge with.
+            self.add_module(f"layer{i + 1}", TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel))
+            in_ch = w
+        self.head = ClassifierHead(in_ch, num_classes)
+
+    def _levels(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if isinstance(x, torch.Tensor):
+            return self.pyramid(x)
+        levels = list(x)
+        if len(levels) != self.num_stages:
+            raise ValueError(f"expected a pyramid of {self.num_stages} levels, got {len(levels)}")
+        for coarse, fine in zip(levels, levels[1:]):
+            if fine.shape[-1] != 2 * coarse.shape[-1] or fine.shape[-2] != 2 * coarse.shape[-2]:
+                raise ValueError(
+                    "pyramid levels must be ordered coarse to fine with factor 2, got sizes "
+                    f"{[tuple(t.shape[-2:]) for t in levels]}"
+                )
+        return levels
+
+    def trunk(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Image (N, 3, H, W) or pyramid, in [0, 1] -> last (finest) stage's output."""
+        levels = self._levels(x)  # coarse to fine: H/2**(L-1), ..., H
+        out = None
+        for i, level in enumerate(levels):
+            lat = self.laterals[i](self.normalize(level))  # (N, C_i, h_i, w_i)
+            out = getattr(self, f"layer{i + 1}")(out, lat)  # (N, C_i, h_i, w_i)
+        return out
+
+    def forward_features(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.head.forward_features(self.trunk(x))
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def stage_names(self) -> list[str]:
+        return [f"layer{i + 1}" for i in range(self.num_stages)]
