@@ -12,11 +12,18 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from . import env  # noqa: F401  (sets environment before third-party imports)
 from .data.datamodule import FlowerData  # noqa: E402
+from .checkpoint import CheckpointError  # noqa: E402
 from .data.sources import ImageLoadError  # noqa: E402
 from .lit import ImageClassifier, NonFiniteLossError  # noqa: E402
 
 #: Errors a user can act on: printed as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (NonFiniteLossError, ImageLoadError, FileNotFoundError, ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    NonFiniteLossError,
+    ImageLoadError,
+    CheckpointError,
+    FileNotFoundError,
+    ValueError,
+)
 
 
 class TopDownCLI(LightningCLI):
@@ -24,7 +31,7 @@ class TopDownCLI(LightningCLI):
     (by default ``runs/<dataset>/<topdown|baseline>``).
 
     Checkpoints go to ``<default_root_dir>/checkpoints`` (best by ``val/acc`` and ``last.ckpt``), so
-    ``--ckpt_path last`` finds them; CSV and TensorBoard logs to ``<default_root_dir>/logs``.
+    ``--ckpt_path last`` finds them; CSV and TensorBoard logs to ``<default_root_dir>/csv`` and ``/tensorboard``.
     """
 
     def add_arguments_to_parser(self, parser: Any) -> None:
@@ -34,7 +41,8 @@ class TopDownCLI(LightningCLI):
         root = config.get("default_root_dir") or default_run_dir(self.model, self.datamodule)
         config["default_root_dir"] = root
         if config.get("logger") in (None, True):
-            config["logger"] = [CSVLogger(root, name="logs"), TensorBoardLogger(root, name="logs")]
+            config["logger"] = [CSVLogger(root, name="csv"), TensorBoardLogger(root, name="tensorboard")]
+        callbacks = list(callbacks) + default_callbacks(progress_bar=config.get("enable_progress_bar") is not False)
         for cb in list(callbacks) + list(config.get("callbacks") or []):
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
@@ -49,16 +57,20 @@ def default_run_dir(model: Any, data: Any) -> str:
     return os.path.join("runs", getattr(data, "dataset", "data"), arch)
 
 
+def default_callbacks(progress_bar: bool = True) -> list[Any]:
+    """Best (by ``val/acc``) and last checkpoints, the learning rate in the logs, a rich progress bar."""
+    callbacks: list[Any] = [
+        ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch:03d}",
+                        auto_insert_metric_name=False),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if progress_bar:
+        callbacks.append(RichProgressBar(leave=True))
+    return callbacks
+
+
 def trainer_defaults() -> dict[str, Any]:
-    return {
-        "callbacks": [
-            ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch:03d}",
-                            auto_insert_metric_name=False),
-            LearningRateMonitor(logging_interval="epoch"),
-            RichProgressBar(leave=True),
-        ],
-        "use_distributed_sampler": False,  # FlowerData shards and seeds its own sampler
-    }
+    return {"use_distributed_sampler": False}  # FlowerData shards and seeds its own sampler
 
 
 def train_main(args: list[str] | None = None) -> Any:
@@ -72,6 +84,24 @@ def train_main(args: list[str] | None = None) -> Any:
             args=args,
             auto_configure_optimizers=False,
         )
+    except USER_ERRORS as err:
+        if os.environ.get("TOPDOWN_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def evaluate_main(args: list[str] | None = None) -> Any:
+    """``evaluate.py [robustness options]`` or ``evaluate.py visualize [options]``."""
+    args = list(sys.argv[1:] if args is None else args)
+    try:
+        if args and args[0] == "visualize":
+            from .vis.cli import main as vis_main
+
+            return vis_main(args[1:])
+        from .robustness.cli import main as robustness_main
+
+        return robustness_main(args)
     except USER_ERRORS as err:
         if os.environ.get("TOPDOWN_TRACEBACK"):
             raise

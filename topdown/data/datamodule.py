@@ -196,6 +196,18 @@ class FlowerData(pl.LightningDataModule):
             "trainval": self.trainval,
         }
 
+    @classmethod
+    def from_description(cls, desc: dict[str, Any], root: str | None = None, **overrides: Any) -> FlowerData:
+        """Rebuild the data a checkpoint was trained on (same dataset, size and splits)."""
+        keys = ("dataset", "image_size", "seed", "val_fraction", "test_fraction", "synthetic_size",
+                "synthetic_classes", "trainval")
+        missing = [k for k in ("dataset", "image_size") if k not in desc]
+        if missing:
+            raise ValueError(f"data description lacks {missing}: {desc}")
+        args = {k: desc[k] for k in keys if k in desc}
+        args.update(overrides)
+        return cls(root=root, **args)
+
     def _folder(self) -> Path:
         return self.root / "flower_photos" if self.dataset == "flower_photos" else self.root
 

@@ -14,8 +14,8 @@ Gaussian pixel noise. Colour never encodes the class: the petal palette family (
 planted per-class *sub-type*, drawn 50/50 inside every class.
 
 Everything is drawn in continuous image coordinates, so 32, 64 and 96 px renders of one index show the
-same flower. Patterns finer than the pixel grid can carry (below ~2 px) fade out instead of aliasing,
-which means the fine patterns are only visible from about 48 px up.
+same flower. Patterns finer than the pixel grid can carry (periods below ~2 px) fade out instead of
+aliasing: the fine patterns are at full strength from 64 px, weaker at 48 px and nearly gone at 32 px.
 
 Determinism: labels and sub-types come from one seeded stream over blocks of indices (balanced, and
 computed without rendering); every image from ``numpy.random.default_rng([seed, tag, index])``. The
@@ -80,7 +80,7 @@ FORMS: tuple[_Form, ...] = (
         petal_counts=(9, 10, 11, 12),
         centre_frac=(0.25, 0.32),
     ),
-    _Form("three-big", "3 big pointed petals", (_Whorl(3, 0.52, 0.48, 0.4, shape="lens"),)),
+    _Form("three-big", "3 big pointed petals", (_Whorl(3, 0.52, 0.48, 0.32, shape="lens"),)),
     _Form(
         "double-whorl",
         "two whorls of 6 round petals, the inner one offset by half a petal",
@@ -131,7 +131,8 @@ def _coverage(d_px: np.ndarray) -> np.ndarray:
 
 def _fade(period_px: float) -> float:
     """Amplitude left to a pattern of this pixel period: patterns the grid cannot carry fade, not alias."""
-    t = min(max((period_px - 1.8) / 1.0, 0.0), 1.0)
+    # Full strength from a 2.6 px period, nothing at 1.6 px (below the 2 px Nyquist limit).
+    t = min(max(period_px - 1.6, 0.0), 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
@@ -332,7 +333,9 @@ def _paint(p: dict[str, Any], form: _Form, size: int, noise: np.ndarray) -> tupl
     R = p["radius"]
     px_per_r = R * size  # pixels per flower radius
     cx, cy = p["center"]
-    box = _box(size, cx - R, cx + R, cy - R, cy + R)  # nothing of the flower reaches past its radius
+    # Petal tips reach 1.07 flower radii at most (shape jitter), so nothing is drawn outside this box.
+    ext = 1.1 * R
+    box = _box(size, cx - ext, cx + ext, cy - ext, cy + ext)
     assert box is not None  # the centre is always inside the image
     cr, sr = math.cos(p["rotation"]), math.sin(p["rotation"])
     dx, dy = x[box] - cx, y[box] - cy
@@ -435,7 +438,8 @@ class SyntheticFlowers(torch.utils.data.Dataset):
     Args:
         num_samples: number of images (indices ``0..num_samples-1``). Index ``i`` shows the same flower
             whatever ``num_samples`` is.
-        image_size: side of the square images in pixels, >= 16. Fine patterns need about 48 px or more.
+        image_size: side of the square images in pixels, >= 16. The fine patterns need about 48 px or
+            more (full strength from 64 px); below that only the coarse form tells classes apart.
         seed: non-negative seed; each seed is its own dataset.
         num_classes: 2..18; see :func:`class_table` and :attr:`classes`.
 
@@ -506,7 +510,7 @@ class SyntheticFlowers(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, _TAG_RENDER, i])
         p = _draw(rng, form, pattern, subtype)
         # Noise is drawn last, so the parameters above are the same at every image size.
-        noise = rng.standard_normal((self.image_size, self.image_size, 3))
+        noise = rng.standard_normal((self.image_size, self.image_size, 3), dtype=np.float32)
         image, mask = _paint(p, form, self.image_size, noise)
         params = {k: v for k, v in p.items() if not k.startswith("_")}
         params["petal_brightness"] = params["petal_brightness"].tolist()

@@ -1,0 +1,158 @@
+"""Training through the command line: every config, resuming, bad input, NaN losses and DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+from conftest import ROOT, SHARED_DATA, tiny_train_args
+
+from topdown import cli
+from topdown.checkpoint import CheckpointError, load_model, read_checkpoint
+
+TRAIN_CONFIGS = ["configs/baseline.yaml", "configs/topdown.yaml"]
+DATA_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs" / "data").glob("*.yaml"))
+
+
+def _needs_shared(data_config: str) -> bool:
+    return "flower" in data_config
+
+
+def test_the_two_training_configs_differ_only_in_the_model_block() -> None:
+    base, td = (yaml.safe_load((ROOT / c).read_text()) for c in TRAIN_CONFIGS)
+    assert base.keys() == td.keys()
+    assert {k for k in base if base[k] != td[k]} == {"model"}
+    assert base["model"]["net"]["class_path"] != td["model"]["net"]["class_path"]
+
+
+@pytest.mark.parametrize("config", TRAIN_CONFIGS)
+@pytest.mark.parametrize("data_config", [None, *DATA_CONFIGS])
+def test_fast_dev_run_for_every_config(config: str, data_config: str | None, tmp_path: Path) -> None:
+    extra = []
+    if data_config is not None:
+        if _needs_shared(data_config) and not (SHARED_DATA / "flower_photos").is_dir():
+            pytest.skip("real flower data absent")
+        extra = ["--config", str(ROOT / data_config), "--data.root", str(SHARED_DATA)]
+    args = ["fit", "--config", str(ROOT / config), *extra, "--trainer.fast_dev_run", "2",
+            "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+            "--data.batch_size", "8"]
+    result = cli.train_main(args)
+    assert result.trainer.state.finished
+    assert torch.isfinite(result.trainer.callback_metrics["train/loss_step"])
+
+
+def test_checkpoints_rebuild_the_network_without_pickles(tiny_checkpoints: dict[str, Path]) -> None:
+    for arch, path in tiny_checkpoints.items():
+        loaded = load_model(path)
+        assert loaded.name == {"baseline": "ResNet", "topdown": "TopDownResNet"}[arch]
+        assert loaded.data["dataset"] == "synthetic" and loaded.data["num_classes"] == 6
+        ckpt = read_checkpoint(path)
+        state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()}
+        for k, v in loaded.net.state_dict().items():
+            assert torch.equal(v, state[k])
+        assert not loaded.net.training
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    ckpt = read_checkpoint(tiny_checkpoints["topdown"])
+    ckpt["topdown"]["net"] = read_checkpoint(tiny_checkpoints["baseline"])["topdown"]["net"]
+    torch.save(ckpt, tmp_path / "mixed.ckpt")
+    with pytest.raises(CheckpointError, match="mixed.ckpt: weights do not fit the recorded architecture"):
+        load_model(tmp_path / "mixed.ckpt")
+    ckpt["topdown"]["net"]["class_path"] = "torchvision.models.resnet50"
+    torch.save(ckpt, tmp_path / "alien.ckpt")
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load_model(tmp_path / "alien.ckpt")
+    with pytest.raises(CheckpointError, match="has 6 classes but the data has 102"):
+        load_model(tiny_checkpoints["topdown"], expect_classes=102)
+
+
+class _Payload:
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_checkpoint_holding_a_malicious_pickle_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "topdown": {"net": {}}, "x": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="evil.ckpt: refused to load"):
+        load_model(path)
+
+
+class _Crash(pl.Callback):
+    """Dies at the start of the second epoch, after the first epoch's checkpoint was written."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_run_killed_after_epoch_1_and_resumed_from_last_ends_as_an_unbroken_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unbroken = cli.train_main(tiny_train_args(tmp_path / "unbroken", epochs=2))
+
+    original = cli.default_callbacks
+    monkeypatch.setattr(cli, "default_callbacks", lambda progress_bar=True: [*original(progress_bar), _Crash()])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cli.train_main(tiny_train_args(tmp_path / "broken", epochs=2))
+    monkeypatch.setattr(cli, "default_callbacks", original)
+    assert read_checkpoint(tmp_path / "broken" / "checkpoints" / "last.ckpt")["epoch"] == 0
+
+    resumed = cli.train_main([*tiny_train_args(tmp_path / "broken", epochs=2), "--ckpt_path", "last"])
+    assert resumed.trainer.current_epoch == unbroken.trainer.current_epoch == 2
+    for key in ("val/acc", "val/loss", "train/loss_epoch"):
+        assert resumed.trainer.callback_metrics[key].item() == unbroken.trainer.callback_metrics[key].item(), key
+    a, b = unbroken.model.net.state_dict(), resumed.model.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seeded_runs_reproduce(tmp_path: Path) -> None:
+    runs = [cli.train_main(tiny_train_args(tmp_path / f"r{i}", epochs=1)) for i in range(2)]
+    a, b = (r.model.net.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_wrong_config_key_fails_before_any_work_naming_the_key(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.train_main([*tiny_train_args(tmp_path), "--model.net.init_args.widthz", "[8]"])
+    assert "widthz" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_bad_config_value_names_the_value(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.train_main([*tiny_train_args(tmp_path), "--model.net.init_args.merge", "multiply"])
+    assert "multiply" in capsys.readouterr().err
+
+
+def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *tiny_train_args(tmp_path, epochs=3), "--model.lr", "1e30",
+         "--model.schedule", "constant"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training loss is") and "lower model.lr" in last
+
+
+def test_ddp_with_two_processes_trains(tmp_path: Path) -> None:
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *tiny_train_args(tmp_path, epochs=1),
+         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["epoch"] == 0
+    # 168 training images sharded over 2 processes, batch 32 each (drop_last): 2 steps, where one process
+    # alone takes 5.
+    assert ckpt["global_step"] == 2
