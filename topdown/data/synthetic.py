@@ -4,8 +4,8 @@ Each class is a combination of a *coarse form* (petal count, arrangement, petal 
 *fine pattern* (a petal texture of period ~3 px at 64 px plus a matching centre texture). With 6
 classes that is 3 forms x 2 patterns, so a model that sees only the coarse form can be right at most
 half of the time and one that sees only the fine pattern at most a third: a coarse-to-fine network has
-to use its fine levels. Fine patterns are modulations with zero mean, so a blurred or downsampled image
-carries no trace of them.
+to use its fine levels. Stripes and dots are modulations with zero mean, so a blurred or downsampled
+image carries no trace of them (the third pattern, a 1 px vein, only matters above 12 classes).
 
 Nuisances: pose (rotation, centre offset), scale (flower radius 25-45 % of the image), per-sample shape
 jitter, colour (hue/saturation/value jitter of petals, centre and background), a textured gradient

@@ -126,10 +126,12 @@ class capture(contextlib.AbstractContextManager):  # noqa: N801  (used like a fu
         return self.acts
 
 
-def activations(model: nn.Module, x: torch.Tensor, keys: Iterable[str], stop_early: bool = True) -> Activations:
-    """One forward pass of ``x``; returns the requested activations (a convenience around :class:`capture`)."""
+def activations(
+    model: nn.Module, x: torch.Tensor, keys: Iterable[str], stop_early: bool = True, grad: bool = False
+) -> Activations:
+    """One forward pass of ``x`` (without autograd unless ``grad``); returns the requested activations."""
     cap = capture(model, keys, stop_early=stop_early)
-    with cap:
+    with cap, torch.set_grad_enabled(grad):
         return cap.run(x)
 
 

@@ -1,0 +1,182 @@
+"""``python evaluate.py``: accuracy and robustness of trained checkpoints, side by side.
+
+    python evaluate.py --ckpt runs/synthetic/baseline/checkpoints/last.ckpt \\
+                       --ckpt runs/synthetic/topdown/checkpoints/last.ckpt \\
+                       --config configs/eval/quick.yaml --out outputs/eval
+
+Each network is rebuilt from the architecture its checkpoint records and loaded with
+``torch.load(weights_only=True)`` (a pickle that would run code is refused). The test split is rebuilt from
+the data description in the checkpoints, which must agree; ``--data.root`` says where the images are.
+Every option of the suite (``configs/eval/*.yaml``) can be overridden on the command line, e.g.
+``--subset 256 --attacks.linf_pgd.steps 40 --corruptions null``. ``--print_config`` shows them all.
+
+A run writes ``<out>/parts/<model>/<part>.json`` as each part finishes; run the same command again after
+an interruption and it continues where it stopped (``--fresh`` recomputes everything).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import env  # noqa: F401  (before albumentations and foolbox)
+
+
+def build_parser() -> Any:
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from .config import SuiteConfig
+
+    parser = ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0], default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="a suite: configs/eval/quick.yaml or full.yaml")
+    parser.add_argument("--ckpt", type=list[str], default=[],
+                        help="checkpoint to evaluate; repeat for each model (baseline first: it is the mCE reference)")
+    parser.add_argument("--names", type=list[str] | None, default=None,
+                        help="result keys of the models (default: baseline/topdown from the architecture)")
+    parser.add_argument("--out", type=str, required=True, help="output folder (results.json, results.csv, plots)")
+    parser.add_argument("--data.root", type=str | None, default=None,
+                        help="data root (default: $TOPDOWN_DATA_ROOT or ./data)")
+    parser.add_argument("--fresh", type=bool, default=False, help="recompute parts even if saved ones match")
+    parser.add_argument("--progress", type=bool, default=True, help="progress bars and a line per part")
+    parser.add_argument("--plots", type=bool, default=True, help="write the figures")
+    parser.add_class_arguments(SuiteConfig, nested_key=None)
+    return parser
+
+
+def _repeated_ckpt(args: list[str]) -> list[str]:
+    """Let ``--ckpt a --ckpt b`` append (jsonargparse's own syntax is ``--ckpt+ a``)."""
+    out = []
+    for a in args:
+        if a == "--ckpt":
+            out.append("--ckpt+")
+        elif a.startswith("--ckpt=") and not a[7:].lstrip().startswith("["):
+            out.append("--ckpt+=" + a[7:])
+        else:
+            out.append(a)
+    return out
+
+
+DATA_KEYS = ("dataset", "image_size", "classes", "seed", "val_fraction", "test_fraction", "synthetic_size",
+             "synthetic_classes", "trainval")
+
+
+def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """Load every checkpoint safely and check that they were trained on the same data.
+
+    Returns ``(entries, data description)``; raises ``CheckpointError`` naming the file at fault.
+    """
+    from ..checkpoint import CheckpointError, load_model
+    from ..models import is_topdown
+    from .results import file_sha256
+    from .suite import ModelEntry
+
+    if not paths:
+        raise ValueError("no checkpoint given: pass --ckpt <baseline.ckpt> --ckpt <topdown.ckpt>")
+    if names is not None and len(names) != len(paths):
+        raise ValueError(f"--names has {len(names)} entries for {len(paths)} checkpoints")
+    loaded = [load_model(p) for p in paths]
+    first = loaded[0]
+    for lm in loaded:
+        if not lm.data:
+            raise CheckpointError(f"{lm.path}: the checkpoint does not record the data it was trained on "
+                                  "(train it with topdown's FlowerData)")
+        if lm.net.num_classes != lm.data.get("num_classes", lm.net.num_classes):
+            raise CheckpointError(f"{lm.path}: the network has {lm.net.num_classes} classes but its data record says "
+                                  f"{lm.data.get('num_classes')}")
+        diff = [k for k in DATA_KEYS if lm.data.get(k) != first.data.get(k)]
+        if diff:
+            detail = ", ".join(f"{k}: {first.data.get(k)!r} vs {lm.data.get(k)!r}" for k in diff[:4])
+            raise CheckpointError(f"{lm.path} was trained on different data than {first.path} ({detail})")
+    entries, seen = [], {}
+    for i, lm in enumerate(loaded):
+        name = names[i] if names else ("topdown" if is_topdown(lm.net) else "baseline")
+        seen[name] = seen.get(name, 0) + 1
+        if not names and seen[name] > 1:
+            name = f"{name}_{seen[name]}"
+        info = {"path": str(lm.path), "sha256": file_sha256(lm.path), "arch": lm.arch, "epoch": lm.epoch,
+                "global_step": lm.global_step}
+        entries.append(ModelEntry(name, lm.net, info["sha256"], info))
+    return entries, dict(first.data)
+
+
+def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, list[str]]:
+    """The test split the checkpoints describe; an error if the data found there has other classes."""
+    from ..checkpoint import CheckpointError
+    from ..data import FlowerData
+
+    data = FlowerData.from_description(data_desc, root=root)
+    classes = data.classes
+    want = data_desc.get("classes")
+    if want is not None and list(want) != list(classes):
+        raise CheckpointError(
+            f"the checkpoints were trained on {len(want)} classes {list(want)[:6]}... but the {data.dataset} data "
+            f"under {data.root} has {len(classes)} classes {list(classes)[:6]}...: pass the right --data.root")
+    return data.subset("test"), classes
+
+
+def main(args: list[str] | None = None) -> Any:
+    """Parse ``args`` (default ``sys.argv[1:]``), evaluate, print a summary; returns the run report."""
+    from .config import SuiteConfig
+    from .suite import evaluate_models
+
+    parser = build_parser()
+    ns = parser.parse_args(_repeated_ckpt(list(sys.argv[1:] if args is None else args)))
+    init = parser.instantiate(ns)
+    cfg = SuiteConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(SuiteConfig)})
+    cfg.validate()
+    models, data_desc = load_models(list(ns.ckpt), ns.names)
+    test_set, classes = load_test_split(data_desc, ns.data.root)
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(parser.dump(ns, skip_none=False), encoding="utf-8")
+    report = evaluate_models(models, test_set, classes, cfg, out, data_info=data_desc, progress=ns.progress,
+                             fresh=ns.fresh, plots=ns.plots)
+    print_summary(report.results)
+    print(f"computed {len(report.computed)} parts, reused {len(report.reused)}; results in {out}")
+    return report
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """A table of headline numbers and every sanity check, PASS/FAIL beside the numbers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    models = results["models"]
+    table = Table(title="topdown evaluation", show_lines=False)
+    table.add_column("")
+    for name, m in models.items():
+        table.add_column(name + (" [FLAGGED]" if m["flagged"] else ""), justify="right")
+
+    def row(label: str, fn: Any) -> None:
+        vals = []
+        for m in models.values():
+            try:
+                v = fn(m)
+            except (KeyError, TypeError, IndexError):
+                v = None
+            vals.append("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)))
+        if any(v != "-" for v in vals):
+            table.add_row(label, *vals)
+
+    row("clean top-1 (test)", lambda m: m["clean"]["top1"])
+    row("clean top-1 (subset)", lambda m: m["subset"]["accuracy"])
+    for norm in ("linf", "l2"):
+        for k, e in enumerate(results["suite"]["attacks"][f"{norm}_epsilons"] if results["suite"]["attacks"] else []):
+            if e > 0:
+                row(f"worst case {norm} eps={e:.4g}", lambda m, k=k, norm=norm: m["worst_case"][norm]["accuracy"][k])
+    for name in sorted({p for m in models.values() for p in m["perturbations"]}):
+        row(f"{name} AUC", lambda m, name=name: m["perturbations"][name]["auc"])
+    row("corruption mean accuracy", lambda m: m["corruptions"].get("mean_accuracy"))
+    row("mCE", lambda m: m["corruptions"].get("mce"))
+    row("most harmful level (noise)", lambda m: m["scales"]["noise"]["most_harmful_level"])
+    row("most harmful level (pgd)", lambda m: m["scales"]["pgd"]["most_harmful_level"])
+    for check in next(iter(models.values()))["sanity"]:
+        def fmt(m: dict[str, Any], check: str = check) -> str:
+            c = m["sanity"][check]
+            status = {True: "PASS", False: "FAIL", None: "skip"}[c["passed"]]
+            value = "" if c["value"] is None else f" {c['value']:.3g}{c['direction']}{c['threshold']:.3g}"
+            return status + value
+        row(f"sanity: {check}", fmt)
+    Console().print(table)

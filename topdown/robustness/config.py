@@ -1,0 +1,293 @@
+"""The evaluation suite's settings: typed dataclasses that jsonargparse turns into CLI options and YAML.
+
+``configs/eval/quick.yaml`` and ``configs/eval/full.yaml`` fill these in. A section set to ``null`` is
+skipped (``--attacks.cw null``). Every epsilon is in pixel units of images in [0, 1]. Every random draw
+is seeded from ``SuiteConfig.seed`` and the name of what draws it, so a resumed run and a fresh run see
+the same noise, the same starting points and the same PGD restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def _linf_eps() -> list[float]:
+    return [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]
+
+
+def _l2_eps() -> list[float]:
+    return [0.0, 0.125, 0.25, 0.5, 1.0]
+
+
+@dataclass
+class PGDConfig:
+    """Projected gradient descent (foolbox ``LinfPGD`` / ``L2PGD``).
+
+    Args:
+        steps: gradient steps per restart.
+        restarts: independent random starts; an example counts as broken if any restart breaks it.
+        rel_stepsize: step size as a fraction of epsilon (foolbox's ``rel_stepsize``).
+        random_start: start from a uniform point in the epsilon ball (Madry et al.).
+    """
+
+    steps: int = 10
+    restarts: int = 1
+    rel_stepsize: float = 0.25
+    random_start: bool = True
+
+
+@dataclass
+class DeepFoolConfig:
+    """DeepFool, a minimum-norm attack: one run gives the whole accuracy-versus-epsilon curve.
+
+    Args:
+        norm: ``l2`` or ``linf``.
+        steps: maximum linearisation steps.
+        candidates: classes considered per step (capped at the number of classes).
+        overshoot: how far past the linearised boundary each step goes.
+    """
+
+    norm: str = "l2"
+    steps: int = 50
+    candidates: int = 10
+    overshoot: float = 0.02
+
+
+@dataclass
+class FMNConfig:
+    """Fast Minimum-Norm attack (Pintor et al. 2021).
+
+    Args:
+        norm: ``l2`` or ``linf``.
+        steps: optimisation steps.
+        max_stepsize: initial step size (foolbox's ``max_stepsize``).
+        gamma: epsilon-update rate.
+        binary_search_steps: steps of the search for the initial boundary point.
+    """
+
+    norm: str = "linf"
+    steps: int = 50
+    max_stepsize: float = 1.0
+    gamma: float = 0.05
+    binary_search_steps: int = 10
+
+
+@dataclass
+class CWConfig:
+    """Carlini & Wagner L2 (optional, slow).
+
+    Args:
+        binary_search_steps: searches over the trade-off constant.
+        steps: optimisation steps per search step.
+        stepsize: Adam step size.
+        initial_const: the first trade-off constant.
+        confidence: logit margin required of an adversarial.
+    """
+
+    binary_search_steps: int = 5
+    steps: int = 100
+    stepsize: float = 0.01
+    initial_const: float = 1e-3
+    confidence: float = 0.0
+
+
+@dataclass
+class AttackSuite:
+    """Gradient (white-box) attacks, all untargeted, on the seeded evaluation subset.
+
+    Args:
+        linf_epsilons: the Linf sweep (FGSM, Linf PGD, Linf minimum-norm curves); must start at 0.
+        l2_epsilons: the L2 sweep (L2 PGD, L2 minimum-norm curves); must start at 0.
+        fgsm: run FGSM (Linf, no random start).
+        linf_pgd: Linf PGD settings, or null to skip.
+        l2_pgd: L2 PGD settings, or null to skip.
+        deepfool: DeepFool settings, or null.
+        fmn: FMN settings, or null.
+        cw: Carlini-Wagner L2 settings, or null (the default: slow).
+    """
+
+    linf_epsilons: list[float] = field(default_factory=_linf_eps)
+    l2_epsilons: list[float] = field(default_factory=_l2_eps)
+    fgsm: bool = True
+    linf_pgd: PGDConfig | None = field(default_factory=PGDConfig)
+    l2_pgd: PGDConfig | None = field(default_factory=PGDConfig)
+    deepfool: DeepFoolConfig | None = field(default_factory=DeepFoolConfig)
+    fmn: FMNConfig | None = field(default_factory=FMNConfig)
+    cw: CWConfig | None = None
+
+
+@dataclass
+class DecisionConfig:
+    """A decision-based attack on a small subset, started from real images of other classes.
+
+    Args:
+        method: ``hsj`` (HopSkipJump, L2) or ``boundary`` (Boundary attack).
+        subset: images attacked (a seeded stratified part of the evaluation subset).
+        steps: attack iterations.
+        initial_gradient_eval_steps: HopSkipJump's first gradient-estimation budget.
+        max_gradient_eval_steps: HopSkipJump's largest gradient-estimation budget.
+    """
+
+    method: str = "hsj"
+    subset: int = 16
+    steps: int = 10
+    initial_gradient_eval_steps: int = 50
+    max_gradient_eval_steps: int = 200
+
+
+def _perturbation_levels() -> dict[str, list[float]]:
+    return {
+        "gaussian_noise": [0.0, 0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32],
+        "uniform_noise": [0.0, 0.04, 0.08, 0.12, 0.2, 0.3, 0.4, 0.55],
+        "salt_and_pepper": [0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.25],
+        "gaussian_blur": [0.0, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+        "contrast": [0.0, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9],
+        "shift": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        "rotation": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+    }
+
+
+@dataclass
+class PerturbationSuite:
+    """The reference paper's perturbations, each swept from its identity (level 0) upwards.
+
+    Args:
+        levels: perturbation name -> increasing levels starting at 0. Gaussian noise: std; uniform noise:
+            half-width; salt and pepper: fraction of pixels replaced; Gaussian blur: sigma in pixels of a
+            32 px image (scaled with the image size); contrast: blend weight towards mid-grey; shift:
+            pixels of a 32 px image; rotation: degrees.
+    """
+
+    levels: dict[str, list[float]] = field(default_factory=_perturbation_levels)
+
+
+@dataclass
+class ScaleSuite:
+    """Per-scale ablation: a perturbation of one pyramid level (top-down) or one image band (baseline).
+
+    Args:
+        num_levels: pyramid levels for a suite without a top-down model (otherwise the top-down net's).
+        noise_sigmas: std of the Gaussian noise added to one level.
+        pgd_epsilons: Linf budgets of a PGD attack on one level (empty: skip).
+        pgd_steps: PGD steps.
+        pgd_rel_stepsize: PGD step as a fraction of epsilon.
+    """
+
+    num_levels: int = 3
+    noise_sigmas: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])
+    pgd_epsilons: list[float] = field(default_factory=lambda: [4 / 255])
+    pgd_steps: int = 10
+    pgd_rel_stepsize: float = 0.25
+
+
+@dataclass
+class CorruptionSuite:
+    """Common corruptions (Hendrycks & Dietterich 2019), 5 fixed severities each, seeded per image.
+
+    Args:
+        names: corruptions to apply (see ``topdown.robustness.corruptions.CORRUPTIONS``).
+        severities: which of the severities 1-5 to run.
+    """
+
+    names: list[str] = field(
+        default_factory=lambda: [
+            "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "gaussian_blur", "motion_blur",
+            "jpeg", "contrast", "brightness", "pixelate",
+        ]
+    )
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+
+
+@dataclass
+class SanityConfig:
+    """Thresholds of the gradient-masking checks (Carlini et al. 2019); see ``sanity.py``.
+
+    Args:
+        tolerance: allowed slack of the accuracy comparisons (0.01 = one point). On a subset of n images
+            the slack is never below one image, ``max(tolerance, 1 / n)``.
+        min_nonzero_gradients: share of samples whose input gradient must be non-zero.
+        double_steps: rerun Linf PGD with twice the steps to check convergence.
+    """
+
+    tolerance: float = 0.01
+    min_nonzero_gradients: float = 0.99
+    double_steps: bool = True
+
+
+@dataclass
+class SuiteConfig:
+    """Everything one evaluation run does.
+
+    Args:
+        subset: images of the test split to attack (seeded, stratified by class); null for all. Clean
+            metrics always use the whole test split.
+        seed: seeds the subset and every random draw of every attack and perturbation.
+        batch_size: images per forward pass / attack batch.
+        device: ``cpu``, ``cuda``, ``cuda:1`` ... or ``auto`` (CUDA when available).
+        attacks: gradient attacks (null: skip).
+        decision: decision-based sanity attack (null: skip).
+        perturbations: the reference paper's perturbations (null: skip).
+        scales: per-scale ablation (null: skip).
+        corruptions: common corruptions (null: skip).
+        sanity: sanity-check thresholds.
+    """
+
+    subset: int | None = 128
+    seed: int = 0
+    batch_size: int = 128
+    device: str = "cpu"
+    attacks: AttackSuite | None = field(default_factory=AttackSuite)
+    decision: DecisionConfig | None = field(default_factory=DecisionConfig)
+    perturbations: PerturbationSuite | None = field(default_factory=PerturbationSuite)
+    scales: ScaleSuite | None = field(default_factory=ScaleSuite)
+    corruptions: CorruptionSuite | None = field(default_factory=CorruptionSuite)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for settings that would give untrustworthy numbers."""
+        if self.subset is not None and self.subset < 1:
+            raise ValueError(f"subset must be >= 1 or null, got {self.subset}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        a = self.attacks
+        if a is not None:
+            for name in ("linf_epsilons", "l2_epsilons"):
+                eps = getattr(a, name)
+                if not eps or eps[0] != 0:
+                    raise ValueError(f"attacks.{name} must start at 0 (eps = 0 must equal clean accuracy), got {eps}")
+                if any(e2 <= e1 for e1, e2 in zip(eps, eps[1:])):
+                    raise ValueError(f"attacks.{name} must increase strictly, got {eps}")
+            for name in ("deepfool", "fmn"):
+                cfg = getattr(a, name)
+                if cfg is not None and cfg.norm not in ("l2", "linf"):
+                    raise ValueError(f"attacks.{name}.norm must be 'l2' or 'linf', got {cfg.norm!r}")
+            for name in ("linf_pgd", "l2_pgd"):
+                cfg = getattr(a, name)
+                if cfg is not None and (cfg.steps < 1 or cfg.restarts < 1):
+                    raise ValueError(f"attacks.{name}: steps and restarts must be >= 1")
+        if self.decision is not None and self.decision.method not in ("hsj", "boundary"):
+            raise ValueError(f"decision.method must be 'hsj' or 'boundary', got {self.decision.method!r}")
+        if self.perturbations is not None:
+            from .perturbations import PERTURBATIONS
+
+            for name, levels in self.perturbations.levels.items():
+                if name not in PERTURBATIONS:
+                    raise ValueError(f"perturbations.levels: unknown perturbation {name!r}; "
+                                     f"choose from {sorted(PERTURBATIONS)}")
+                if not levels or levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:])):
+                    raise ValueError(f"perturbations.levels.{name} must start at 0 and increase, got {levels}")
+        if self.corruptions is not None:
+            from .corruptions import CORRUPTIONS
+
+            unknown = [n for n in self.corruptions.names if n not in CORRUPTIONS]
+            if unknown:
+                raise ValueError(f"corruptions.names: unknown {unknown}; choose from {sorted(CORRUPTIONS)}")
+            bad = [s for s in self.corruptions.severities if s not in (1, 2, 3, 4, 5)]
+            if bad:
+                raise ValueError(f"corruptions.severities must be in 1..5, got {bad}")
+        if self.scales is not None and self.scales.num_levels < 2:
+            raise ValueError(f"scales.num_levels must be >= 2, got {self.scales.num_levels}")

@@ -1,0 +1,225 @@
+"""Sanity checks that catch gradient masking and broken evaluations (Carlini et al. 2019, "On Evaluating
+Adversarial Robustness"), computed from the stored per-example results of every run.
+
+Each check gives ``{"passed": True | False | None, "value", "threshold", "direction", "detail"}``; ``None``
+means it could not run (an attack it needs was switched off). A model failing any check is flagged in
+results.json and in the printed table, never hidden.
+
+Accuracy comparisons allow a slack of ``tol(n) = max(tolerance, 1 / n)``: one point (``tolerance = 0.01``),
+but never less than one image of the ``n`` compared, since one image is the resolution of the measurement.
+
+=================================== ====================================================================
+check                               passes when
+=================================== ====================================================================
+``eps0_equals_clean``               every attack's and every perturbation's eps = 0 / level 0 result equals
+                                    the clean result, image by image (value: mismatching images, must be 0)
+``iterative_beats_single_step``     the share of images that FGSM breaks but Linf PGD does not, at some
+                                    common eps, is <= tol(n)
+``accuracy_monotone_in_eps``        no attack's accuracy rises by more than tol(n) from one eps to the next
+``unbounded_attack_reaches_zero``   the minimum-norm white-box attacks (unbounded) leave <= tol(n) of the
+                                    images unbroken
+``more_steps_do_not_help``          Linf PGD with twice the steps moves robust accuracy by <= tol(n) (at the
+                                    eps where it is nearest half the clean accuracy). A drop means the
+                                    reported PGD had not converged; a rise, that optimising harder helps
+                                    the model: both are red flags
+``decision_not_better``             the decision-based attack's accuracy curve never lies more than tol(n)
+                                    below the white-box worst case on the same images, the decision-based
+                                    distances being first enlarged by ``decision_margin`` (10 %) since
+                                    DeepFool and PGD are not exactly minimal either
+``input_gradients_nonzero``         >= 99 % of the images have a non-zero input gradient of the loss
+``adversarials_verified``           at most tol(n) of any attack's claimed adversarials fail an independent
+                                    check (own forward pass, inside [0, 1], within eps)
+=================================== ====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .attacks import FIXED, MINIMAL
+
+DECISION_MARGIN = 0.1
+
+
+def bits(s: str) -> np.ndarray:
+    """``"0110"`` -> boolean array (how per-example flags are stored in results.json)."""
+    return np.frombuffer(s.encode(), dtype=np.uint8) == ord("1")
+
+
+def to_bits(a: np.ndarray) -> str:
+    return "".join("1" if v else "0" for v in np.asarray(a, dtype=bool))
+
+
+def distances(values: list[float | None]) -> np.ndarray:
+    """Stored distances (``None`` = not broken) -> float array with ``inf``."""
+    return np.array([np.inf if v is None else v for v in values], dtype=float)
+
+
+def tol(n: int, tolerance: float) -> float:
+    return max(tolerance, 1.0 / max(n, 1))
+
+
+def _check(passed: bool | None, value: float | None, threshold: float, direction: str, detail: str) -> dict[str, Any]:
+    if value is not None and isinstance(value, float) and not math.isfinite(value):
+        value = None if math.isnan(value) else value
+    return {"passed": passed, "value": value, "threshold": threshold, "direction": direction, "detail": detail}
+
+
+def _skipped(threshold: float, direction: str, why: str) -> dict[str, Any]:
+    return _check(None, None, threshold, direction, "not run: " + why)
+
+
+def _attacks(parts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in parts.items() if isinstance(v, dict) and v.get("kind") in ("fixed", "minimal", "decision")}
+
+
+def robust_matrix(part: dict[str, Any]) -> np.ndarray:
+    return np.stack([bits(s) for s in part["robust"]])
+
+
+def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradients: float = 0.99,
+               decision_margin: float = DECISION_MARGIN) -> dict[str, dict[str, Any]]:
+    """All sanity checks for one model from its stored parts (``subset``, attacks, perturbations ...)."""
+    checks: dict[str, dict[str, Any]] = {}
+    subset = parts.get("subset")
+    clean = bits(subset["clean_correct"]) if subset else None
+    n = len(clean) if clean is not None else 0
+    t = tol(n, tolerance)
+    attacks = _attacks(parts)
+
+    # eps = 0 equals clean, image by image
+    if clean is None:
+        checks["eps0_equals_clean"] = _skipped(0, "<=", "no clean subset")
+    else:
+        bad: dict[str, int] = {}
+        for name, a in attacks.items():
+            pos = np.asarray(a.get("positions", range(n)))
+            if a["epsilons"] and a["epsilons"][0] == 0:
+                bad[name] = int((robust_matrix(a)[0] != clean[pos]).sum())
+        for name, p in parts.items():
+            if name.startswith("perturbation:"):
+                bad[name] = int(round(abs(p["accuracy_per_level"][0] - clean.mean()) * n))
+        total = sum(bad.values())
+        worst = {k: v for k, v in bad.items() if v}
+        checks["eps0_equals_clean"] = _check(total == 0, float(total), 0.0, "<=",
+                                             f"mismatches {worst}" if worst else f"{len(bad)} sweeps checked")
+
+    # iterative (PGD) beats single step (FGSM), image by image
+    if "fgsm" in attacks and "linf_pgd" in attacks:
+        f, p = attacks["fgsm"], attacks["linf_pgd"]
+        common = [e for e in f["epsilons"] if e in p["epsilons"]]
+        fr, pr = robust_matrix(f), robust_matrix(p)
+        viol = np.zeros(n, dtype=bool)
+        per_eps = {}
+        for e in common:
+            v = ~fr[f["epsilons"].index(e)] & pr[p["epsilons"].index(e)]
+            per_eps[f"{e:.5g}"] = int(v.sum())
+            viol |= v
+        value = float(viol.mean()) if n else 0.0
+        checks["iterative_beats_single_step"] = _check(value <= t, value, t, "<=",
+                                                       f"images FGSM breaks and PGD does not, per eps: {per_eps}")
+    else:
+        checks["iterative_beats_single_step"] = _skipped(t, "<=", "needs fgsm and linf_pgd")
+
+    # accuracy falls monotonically with eps
+    rises = {}
+    for name, a in attacks.items():
+        acc = a["accuracy"]
+        rises[name] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
+    if "scale_pgd" in parts:
+        for lvl, acc in enumerate(parts["scale_pgd"]["accuracy"]):
+            rises[f"scale_pgd[level {lvl}]"] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
+    if rises:
+        worst = max(rises, key=rises.get)
+        checks["accuracy_monotone_in_eps"] = _check(rises[worst] <= t, rises[worst], t, "<=",
+                                                    f"largest rise: {worst}")
+    else:
+        checks["accuracy_monotone_in_eps"] = _skipped(t, "<=", "no attacks")
+
+    # unbounded attacks reach ~0
+    minimal = {k: a for k, a in attacks.items() if a["method"] in MINIMAL}
+    if minimal:
+        left = {k: float(np.isinf(distances(a["distances"])).mean()) for k, a in minimal.items()}
+        worst = max(left, key=left.get)
+        checks["unbounded_attack_reaches_zero"] = _check(left[worst] <= t, left[worst], t, "<=",
+                                                         f"accuracy at eps = inf: {left}")
+    else:
+        checks["unbounded_attack_reaches_zero"] = _skipped(t, "<=", "no minimum-norm attack")
+
+    # more steps do not change the result
+    if "linf_pgd_2x" in attacks and "linf_pgd" in attacks:
+        a2, a1 = attacks["linf_pgd_2x"], attacks["linf_pgd"]
+        diffs = {f"{e:.5g}": a2["accuracy"][k] - a1["accuracy"][a1["epsilons"].index(e)]
+                 for k, e in enumerate(a2["epsilons"]) if e in a1["epsilons"]}
+        value = max((abs(v) for v in diffs.values()), default=0.0)
+        checks["more_steps_do_not_help"] = _check(
+            value <= t, value, t, "<=",
+            f"accuracy({a2['settings']['steps']} steps) - accuracy({a1['settings']['steps']} steps): {diffs}")
+    else:
+        checks["more_steps_do_not_help"] = _skipped(t, "<=", "needs linf_pgd and its 2x-steps rerun")
+
+    checks["decision_not_better"] = _decision_check(parts, attacks, tolerance, decision_margin)
+
+    # non-zero input gradients
+    g = min_nonzero_gradients
+    if subset and "gradient_l1" in subset:
+        grads = np.asarray(subset["gradient_l1"], dtype=float)
+        value = float((grads > 0).mean()) if len(grads) else 0.0
+        checks["input_gradients_nonzero"] = _check(
+            value >= g, value, g, ">=", f"{int((grads > 0).sum())}/{len(grads)} images; median |grad|_1 "
+                                        f"{float(np.median(grads)) if len(grads) else 0:.3g}")
+    else:
+        checks["input_gradients_nonzero"] = _skipped(g, ">=", "no gradients computed")
+
+    # independent verification of adversarials
+    if attacks:
+        shares = {k: a["unverified"] / max(1, len(a["robust"][0])) for k, a in attacks.items()}
+        worst = max(shares, key=shares.get)
+        checks["adversarials_verified"] = _check(shares[worst] <= t, shares[worst], t, "<=",
+                                                 f"claimed but not verified: {worst} "
+                                                 f"({attacks[worst]['unverified']} images)")
+    else:
+        checks["adversarials_verified"] = _skipped(t, "<=", "no attacks")
+    return checks
+
+
+def white_box_l2_distances(attacks: dict[str, dict[str, Any]], positions: np.ndarray) -> np.ndarray | None:
+    """Per-image smallest L2 perturbation found by any white-box attack (L2 PGD gives the smallest eps of
+    its sweep at which it succeeded: an upper bound)."""
+    best = np.full(len(positions), np.inf)
+    used = False
+    for a in attacks.values():
+        if a["kind"] == "minimal" and a["norm"] == "l2":
+            best = np.minimum(best, distances(a["distances"])[positions])
+            used = True
+        elif a["method"] in FIXED and a["norm"] == "l2":
+            r = robust_matrix(a)[:, positions]
+            eps = np.asarray(a["epsilons"], dtype=float)
+            broken_at = np.where(~r, eps[:, None], np.inf).min(axis=0)
+            best = np.minimum(best, broken_at)
+            used = True
+    return best if used else None
+
+
+def _decision_check(parts: dict[str, Any], attacks: dict[str, dict[str, Any]], tolerance: float,
+                    margin: float) -> dict[str, Any]:
+    dec = next((a for a in attacks.values() if a["kind"] == "decision"), None)
+    if dec is None:
+        return _skipped(tolerance, "<=", "no decision-based attack")
+    pos = np.asarray(dec["positions"])
+    t = tol(len(pos), tolerance)
+    wb = white_box_l2_distances({k: a for k, a in attacks.items() if a["kind"] != "decision"}, pos)
+    if wb is None:
+        return _skipped(t, "<=", "no white-box L2 attack to compare with")
+    dd = distances(dec["distances"]) * (1 + margin)
+    grid = np.unique(np.concatenate([[0.0], wb[np.isfinite(wb)], dd[np.isfinite(dd)]]))
+    gaps = [float((wb > g).mean() - (dd > g).mean()) for g in grid]
+    k = int(np.argmax(gaps))
+    value = max(gaps[k], 0.0)
+    med = lambda d: float(np.median(d)) if len(d) else math.nan  # noqa: E731
+    return _check(value <= t, value, t, "<=",
+                  f"{len(pos)} images; largest gap at L2 = {grid[k]:.4g}; median distance white-box "
+                  f"{med(wb):.4g}, {dec['method']} {med(distances(dec['distances'])):.4g} (margin {margin:.0%})")
