@@ -1,0 +1,224 @@
+"""The main job: train both networks, evaluate them, visualize them and write the report.
+
+    python -m topdown.pipeline                           # procedural flowers, short schedule
+    python -m topdown.pipeline --dataset flower_photos   # or flowers102; --data_root says where
+    python -m topdown.pipeline --config configs/pipeline.yaml --epochs 2
+
+Every stage records itself in ``<out>/pipeline.json`` (written atomically) when it finishes; running the
+same command again skips finished stages, and an interrupted training stage resumes from its
+``last.ckpt``. The per-stage commands (``train.py``, ``evaluate.py``, ``evaluate.py visualize``) stay usable
+on their own: the pipeline calls exactly them.
+"""
+
+from __future__ import annotations
+
+from . import env  # noqa: F401
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from rich.console import Console  # noqa: E402
+
+from .io import atomic_write_json  # noqa: E402
+
+STAGES = ("train", "evaluate", "visualize", "report")
+ROOT = Path(__file__).resolve().parents[1]
+console = Console(stderr=True)
+
+
+@dataclass
+class PipelineConfig:
+    """What the pipeline runs.
+
+    Args:
+        out: output folder (checkpoints, evaluation, visualizations, report).
+        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (adds ``configs/data/<dataset>.yaml``).
+        data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        models: training configs, baseline first (it is the reference for relative figures).
+        epochs: training epochs (``None``: the configs' own).
+        seed: training seed (``seed_everything``).
+        train_args: extra ``train.py fit`` arguments for both models.
+        eval_config: the evaluation suite.
+        eval_args: extra ``evaluate.py`` arguments.
+        vis_args: extra ``evaluate.py visualize`` arguments.
+        stages: which stages to run, in order.
+    """
+
+    out: str = "outputs/synthetic"
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    models: list[str] = field(default_factory=lambda: ["configs/baseline.yaml", "configs/topdown.yaml"])
+    epochs: int | None = None
+    seed: int = 0
+    train_args: list[str] = field(default_factory=list)
+    eval_config: str = "configs/eval/quick.yaml"
+    eval_args: list[str] = field(default_factory=list)
+    vis_args: list[str] = field(default_factory=list)
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+
+
+def _resolve(path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() or p.exists() else ROOT / p)
+
+
+class Pipeline:
+    def __init__(self, cfg: PipelineConfig) -> None:
+        bad = [s for s in cfg.stages if s not in STAGES]
+        if bad:
+            raise ValueError(f"stages: unknown stage(s) {bad}; choose from {list(STAGES)}")
+        if cfg.dataset not in ("synthetic", "flower_photos", "flowers102"):
+            raise ValueError(f"dataset: unknown dataset {cfg.dataset!r}; choose synthetic, flower_photos or flowers102")
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.state_path = self.out / "pipeline.json"
+        self.state: dict[str, Any] = self._load_state()
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any]:
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{self.state_path}: unreadable pipeline state ({err}); delete it to start over")
+            if state.get("config", {}).get("dataset") not in (None, self.cfg.dataset):
+                raise ValueError(f"{self.out} holds a pipeline run on {state['config']['dataset']!r}; "
+                                 f"use another --out for {self.cfg.dataset!r}")
+            return state
+        return {"config": asdict(self.cfg), "stages": {}}
+
+    def _save(self) -> None:
+        atomic_write_json(self.state_path, self.state)
+
+    def done(self, key: str) -> bool:
+        return bool(self.state["stages"].get(key, {}).get("done"))
+
+    def _finish(self, key: str, started: float, **info: Any) -> None:
+        self.state["stages"][key] = {"done": True, "seconds": round(time.time() - started, 1), **info}
+        self._save()
+
+    def arch_names(self) -> list[str]:
+        return [Path(m).stem for m in self.cfg.models]
+
+    def checkpoint(self, name: str) -> Path:
+        return self.out / "train" / name / "checkpoints" / "last.ckpt"
+
+    # -- stages ----------------------------------------------------------------------------------------
+    def train(self, i: int, n: int) -> None:
+        from .cli import train_main
+
+        for config, name in zip(self.cfg.models, self.arch_names()):
+            key = f"train/{name}"
+            if self.done(key):
+                console.print(f"[{i}/{n}] train {name}: done ({self.checkpoint(name)})")
+                continue
+            root = self.out / "train" / name
+            args = ["fit", "--config", _resolve(config)]
+            if self.cfg.dataset != "synthetic":
+                args += ["--config", _resolve(f"configs/data/{self.cfg.dataset}.yaml")]
+            if self.cfg.data_root:
+                args += ["--data.root", self.cfg.data_root]
+            if self.cfg.epochs is not None:
+                args += ["--trainer.max_epochs", str(self.cfg.epochs)]
+            args += ["--seed_everything", str(self.cfg.seed), "--trainer.default_root_dir", str(root),
+                     *self.cfg.train_args]
+            resume = self.checkpoint(name).exists()
+            start_epoch = 0
+            if resume:
+                from .checkpoint import read_checkpoint
+
+                start_epoch = int(read_checkpoint(self.checkpoint(name))["epoch"]) + 1
+                args += ["--ckpt_path", "last"]
+            console.print(f"[{i}/{n}] train {name}{' (resuming from last.ckpt)' if resume else ''}")
+            started = time.time()
+            cli = train_main(args)
+            trainer, dm = cli.trainer, cli.datamodule
+            # Wall-clock throughput of this invocation, validation included.
+            images = len(dm.splits()["train"][1]) * max(1, trainer.current_epoch - start_epoch)
+            self._finish(
+                key, started,
+                checkpoint=str(self.checkpoint(name)),
+                epochs=trainer.current_epoch,
+                val_acc=float(trainer.callback_metrics.get("val/acc", float("nan"))),
+                train_images_per_s=round(images / max(1e-9, time.time() - started), 1),
+            )
+
+    def evaluate(self, i: int, n: int) -> None:
+        from .robustness.cli import main as evaluate_main
+
+        if self.done("evaluate"):
+            console.print(f"[{i}/{n}] evaluate: done ({self.out / 'eval' / 'results.json'})")
+            return
+        console.print(f"[{i}/{n}] evaluate ({self.cfg.eval_config})")
+        started = time.time()
+        args = [x for name in self.arch_names() for x in ("--ckpt", str(self.checkpoint(name)))]
+        args += ["--config", _resolve(self.cfg.eval_config), "--out", str(self.out / "eval")]
+        if self.cfg.data_root:
+            args += ["--data.root", self.cfg.data_root]
+        evaluate_main(args + list(self.cfg.eval_args))
+        self._finish("evaluate", started, results=str(self.out / "eval" / "results.json"))
+
+    def visualize(self, i: int, n: int) -> None:
+        from .vis.cli import main as vis_main
+
+        if self.done("visualize"):
+            console.print(f"[{i}/{n}] visualize: done ({self.out / 'vis' / 'vis.json'})")
+            return
+        console.print(f"[{i}/{n}] visualize")
+        started = time.time()
+        args = [x for name in self.arch_names() for x in ("--ckpt", str(self.checkpoint(name)))]
+        args += ["--out", str(self.out / "vis")]
+        if self.cfg.data_root:
+            args += ["--data.root", self.cfg.data_root]
+        vis_main(args + list(self.cfg.vis_args))
+        self._finish("visualize", started, results=str(self.out / "vis" / "vis.json"))
+
+    def report(self, i: int, n: int) -> Path:
+        from .report import build_report
+
+        console.print(f"[{i}/{n}] report")
+        started = time.time()
+        path = build_report(self.out)
+        self._finish("report", started, path=str(path))
+        return path
+
+    def run(self) -> Path | None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._save()
+        n = len(self.cfg.stages)
+        report = None
+        for i, stage in enumerate(self.cfg.stages, start=1):
+            result = getattr(self, stage)(i, n)
+            if stage == "report":
+                report = result
+        if report is not None:
+            console.print(f"report: {report.resolve()}")
+            print(report.resolve())
+        return report
+
+
+def main(args: list[str] | None = None) -> Path | None:
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog="python -m topdown.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
+    parser.add_class_arguments(PipelineConfig, nested_key=None)
+    ns = parser.parse_args(args)
+    cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
+    if cfg.out == PipelineConfig.out and cfg.dataset != "synthetic":
+        cfg.out = f"outputs/{cfg.dataset}"
+    from .cli import USER_ERRORS
+
+    try:
+        return Pipeline(cfg).run()
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
