@@ -1,0 +1,256 @@
+"""The side-by-side HTML report of a pipeline run (``<out>/report.html``, one self-contained file).
+
+It reads what the stages wrote: ``pipeline.json`` (training), the checkpoints (architecture, data,
+hyper-parameters), ``eval/results.json`` with its plots, and ``vis/vis.json`` with its images. A missing
+stage leaves its sections saying so; nothing is invented.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_text
+from .conclusions import conclusions, model_pair
+from .html import badge, esc, figure, fmt, page, pct, table
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per trained model: checkpoint metadata, hyper-parameters, params and MACs."""
+    from ..checkpoint import CheckpointError, load_model, read_checkpoint
+    from ..models import count_macs, count_params
+
+    info: dict[str, dict[str, Any]] = {}
+    for key, stage in pipeline.get("stages", {}).items():
+        if not key.startswith("train/"):
+            continue
+        name = key.split("/", 1)[1]
+        try:
+            loaded = load_model(stage["checkpoint"])
+            hparams = read_checkpoint(stage["checkpoint"]).get("hyper_parameters", {})
+        except (CheckpointError, KeyError):
+            continue
+        size = int(loaded.data.get("image_size", 64))
+        info[name] = {
+            "stage": stage, "arch": loaded.arch, "data": loaded.data, "hparams": hparams,
+            "params": count_params(loaded.net), "macs": count_macs(loaded.net, size), "epoch": loaded.epoch,
+        }
+    return info
+
+
+def _setup_section(models: dict[str, dict[str, Any]]) -> str:
+    if not models:
+        return '<p class="muted">No trained models recorded in pipeline.json.</p>'
+    first = next(iter(models.values()))
+    d = first["data"]
+    classes = d.get("classes", [])
+    rows = [("dataset", d.get("dataset")), ("image size", f"{d.get('image_size')} px"),
+            ("classes", f"{len(classes)}: {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}"),
+            ("split seed", d.get("seed"))]
+    body = table(["data", ""], rows)
+    keys = ["lr", "momentum", "weight_decay", "label_smoothing", "schedule", "warmup_fraction"]
+    hrows = [(k, *[fmt(m["hparams"].get(k)) for m in models.values()]) for k in keys]
+    hrows.append(("epochs", *[fmt(m["stage"].get("epochs")) for m in models.values()]))
+    hrows.append(("architecture", *[esc(m["arch"]["class_path"].rsplit(".", 1)[-1]) for m in models.values()]))
+    arch_keys = sorted({k for m in models.values() for k in m["arch"]["init_args"]} - {"mean", "std", "num_classes"})
+    hrows += [(k, *[esc(m["arch"]["init_args"].get(k, "–")) for m in models.values()]) for k in arch_keys]
+    return body + table(["training", *models], hrows, raw=True)
+
+
+def _cost_section(models: dict[str, dict[str, Any]]) -> str:
+    if not models:
+        return '<p class="muted">No trained models.</p>'
+    names = list(models)
+    ref = models[names[0]]
+    rows = []
+    for n, m in models.items():
+        st = m["stage"]
+        rows.append((n, f"{m['params'] / 1e6:.3f}M", f"{m['params'] / ref['params']:.2f}×",
+                     f"{m['macs'] / 1e6:.1f}M", f"{m['macs'] / ref['macs']:.2f}×",
+                     fmt(st.get("train_images_per_s"), 1), fmt(st.get("seconds"), 0), pct(st.get("val_acc"))))
+    return table(["model", "params", "vs " + names[0], "MACs / image", "vs " + names[0],
+                  "training img/s (wall clock)", "training s", "final val top-1"], rows) + (
+        '<p class="muted">MACs from torch.utils.flop_counter at the training image size; training throughput is '
+        "the wall-clock rate of the training stage (validation included) on this run's machine.</p>")
+
+
+def _accuracy_section(res: dict[str, Any]) -> str:
+    models = res["models"]
+    has_top5 = any((m.get("clean") or {}).get("top5") is not None for m in models.values()) and len(
+        res["data"]["description"].get("classes", [])) > 5
+    header = ["model", "top-1", *(["top-5"] if has_top5 else []), "macro acc", "ECE", "NLL", "test images"]
+    rows = []
+    for n, m in models.items():
+        c = m.get("clean") or {}
+        rows.append((n, pct(c.get("top1")), *([pct(c.get("top5"))] if has_top5 else []), pct(c.get("macro_acc")),
+                     fmt(c.get("ece")), fmt(c.get("nll")), fmt(c.get("n"))))
+    body = table(header, rows)
+    classes = res["data"]["description"].get("classes", [])
+    if classes and len(classes) <= 20:
+        prow = [(c, *[pct(((m.get("clean") or {}).get("per_class_acc") or {}).get(c)) for m in models.values()])
+                for c in classes]
+        body += "<h3>Per-class accuracy</h3>" + table(["class", *models], prow)
+    return body
+
+
+def _attacks_section(res: dict[str, Any], ev: Path) -> str:
+    body = ('<div class="pair"><div>' + figure(ev / "attacks_linf.png", "L∞ attacks: robust accuracy vs ε") +
+            "</div><div>" + figure(ev / "attacks_l2.png", "L2 attacks: robust accuracy vs ε") + "</div></div>")
+    models = res["models"]
+    for norm in ("linf", "l2"):
+        runs = [(a, n, r) for n, m in models.items() for a, r in (m.get("attacks") or {}).items()
+                if r.get("norm") == norm and not a.endswith("_2x")]
+        runs.sort(key=lambda t: t[0])
+        eps = sorted({float(e) for _, _, r in runs for e in r["epsilons"]})
+        if not eps:
+            continue
+        rows = []
+        for a, n, r in runs:
+            acc = dict(zip(map(float, r["epsilons"]), r["accuracy"]))
+            rows.append((esc(a), esc(n), *[pct(acc.get(e)) for e in eps], fmt(r.get("median_distance"), 4)))
+        for n, m in models.items():
+            w = (m.get("worst_case") or {}).get(norm)
+            if w:
+                acc = dict(zip(map(float, w["epsilons"]), w["accuracy"]))
+                rows.append(("<b>worst case</b>", esc(n), *[pct(acc.get(e)) for e in eps], "–"))
+        label = [f"ε={e * 255:g}/255" if norm == "linf" else f"ε={e:g}" for e in eps]
+        body += f"<h3>{'L∞' if norm == 'linf' else 'L2'}</h3>" + table(
+            ["attack", "model", *label, "median min. perturbation"], rows, raw=True)
+    dec = {n: m.get("decision") for n, m in models.items() if m.get("decision")}
+    if dec:
+        rows = [(n, d.get("method"), fmt(d.get("n")), fmt(d.get("median_distance"), 4)) for n, d in dec.items()]
+        body += "<h3>Decision-based attack (sanity)</h3>" + table(
+            ["model", "method", "images", "median L2 distance"], rows)
+    return body
+
+
+def _perturbation_section(res: dict[str, Any], ev: Path) -> str:
+    body = figure(ev / "perturbations.png", "The reference paper's perturbations: accuracy vs the perturbation's L2 size")
+    models = res["models"]
+    names = list(dict.fromkeys(p for m in models.values() for p in (m.get("perturbations") or {})))
+    rows = [(p.replace("_", " "), *[fmt(((m.get("perturbations") or {}).get(p) or {}).get("auc")) for m in
+                                    models.values()]) for p in names]
+    body += table(["perturbation", *[f"AUC {n}" for n in models]], rows)
+    body += ('<p class="muted">AUC: area under accuracy vs L2 distance, normalised by the largest L2 of the sweep '
+             "(1 = full accuracy everywhere).</p>")
+    return body
+
+
+def _corruption_section(res: dict[str, Any], ev: Path) -> str:
+    body = figure(ev / "corruptions.png", "Accuracy per corruption and severity")
+    models = res["models"]
+    names = list(dict.fromkeys(c for m in models.values() for c in
+                               ((m.get("corruptions") or {}).get("per_corruption") or {})))
+    rows = []
+    for c in names:
+        cells = []
+        for m in models.values():
+            pc = ((m.get("corruptions") or {}).get("per_corruption") or {}).get(c) or {}
+            accs = pc.get("accuracy") or pc.get("accuracy_per_severity") or []
+            cells.append(" / ".join(pct(a, 0) for a in accs) if accs else "–")
+        ce = [fmt(((m.get("corruptions") or {}).get("ce") or {}).get(c), 2) for m in models.values()]
+        rows.append((c.replace("_", " "), *cells, *ce))
+    body += table(["corruption", *[f"{n} accuracy by severity" for n in models], *[f"CE {n}" for n in models]], rows)
+    mce = [(n, pct((m.get("corruptions") or {}).get("mce")), pct((m.get("corruptions") or {}).get("mean_accuracy")))
+           for n, m in models.items()]
+    body += table(["model", "mCE (vs baseline = 100%)", "mean accuracy under corruption"], mce)
+    return body
+
+
+def _scales_section(res: dict[str, Any], ev: Path) -> str:
+    body = figure(ev / "scales.png", "One pyramid level (top-down) or one image band (baseline) perturbed at a time")
+    rows = []
+    for n, m in res["models"].items():
+        for kind, s in (m.get("scales") or {}).items():
+            for lvl, f, accs in zip(s.get("levels", []), s.get("factors", []), s.get("accuracy", [])):
+                res_txt = "full" if f == 1 else f"1/{f}"
+                rows.append((n, kind, s.get("mode", "").replace("_", " "), res_txt,
+                             " / ".join(pct(a, 0) for a in accs),
+                             "◀ most harmful" if lvl == s.get("most_harmful_level") else ""))
+    return body + table(["model", "perturbation", "applied to", "resolution", "accuracy by strength", ""], rows)
+
+
+def _sanity_section(res: dict[str, Any]) -> str:
+    models = res["models"]
+    checks = list(dict.fromkeys(c for m in models.values() for c in (m.get("sanity") or {})))
+    rows = []
+    for c in checks:
+        cells = []
+        for m in models.values():
+            s = (m.get("sanity") or {}).get(c)
+            cells.append("–" if s is None else f"{badge(s.get('passed'))} <span class=\"muted\">"
+                         f"{fmt(s.get('value'))} {esc(s.get('direction', ''))} {fmt(s.get('threshold'))}</span>")
+        rows.append((esc(c.replace("_", " ")), *cells))
+    return table(["check", *models], rows, raw=True) + (
+        '<p class="muted">Carlini et al. 2019: a failed check flags possible gradient masking or a weak attack; '
+        "the numbers above are kept, not hidden.</p>")
+
+
+def _quality_table(quality: dict[str, Any]) -> str:
+    if not quality:
+        return ""
+    rows = [(esc(k.replace("_", " ")), f"{fmt(q.get('value'))}", f"{esc(q.get('direction', ''))} {fmt(q.get('threshold'))}",
+             badge(q.get("passed"))) for k, q in quality.items() if isinstance(q, dict)]
+    return table(["quality figure", "value", "target", ""], rows, raw=True)
+
+
+def _vis_section(vis: dict[str, Any] | None, vdir: Path) -> str:
+    if not vis:
+        return '<p class="muted">No visualizations (vis/vis.json missing).</p>'
+    models = vis.get("models", {})
+    methods = list(dict.fromkeys(k for m in models.values() for k in (m.get("methods") or {})))
+    body = ""
+    for method in methods:
+        body += f"<h3>{esc(method.replace('_', ' '))}</h3><div class=\"pair\">"
+        for name, m in models.items():
+            entry = (m.get("methods") or {}).get(method) or {}
+            imgs = "".join(figure(vdir / p, "", pixelated=True) for p in entry.get("images", []))
+            desc = esc(entry.get("description", ""))
+            body += f"<div><h3>{esc(name)}</h3><p class=\"muted\">{desc}</p>{imgs}{_quality_table(entry.get('quality', {}))}</div>"
+        body += "</div>"
+    return body
+
+
+def build_report(out: str | Path) -> Path:
+    """Write ``<out>/report.html`` from what the pipeline's stages left in ``out``; return its path."""
+    out = Path(out)
+    pipeline = _read_json(out / "pipeline.json") or {"stages": {}, "config": {}}
+    res = _read_json(out / "eval" / "results.json")
+    vis = _read_json(out / "vis" / "vis.json")
+    models = _models_info(out, pipeline)
+    dataset = next(iter(models.values()))["data"].get("dataset") if models else pipeline["config"].get("dataset")
+
+    if res and model_pair(res):
+        items = "".join(f"<li>{esc(c)}</li>" for c in conclusions([res]))
+        summary = f'<ul class="conclusions">{items}</ul>'
+    else:
+        summary = '<p class="muted">No evaluation of a baseline and a top-down model: no conclusions.</p>'
+    sections = [("conclusions", "Conclusions", summary),
+                ("setup", "Data and training", _setup_section(models)),
+                ("cost", "Cost and speed", _cost_section(models))]
+    if res:
+        ev = out / "eval"
+        sections += [
+            ("accuracy", "Clean accuracy", _accuracy_section(res)),
+            ("attacks", "Adversarial attacks", _attacks_section(res, ev)),
+            ("perturbations", "The paper's perturbations", _perturbation_section(res, ev)),
+            ("corruptions", "Common corruptions", _corruption_section(res, ev)),
+            ("scales", "Per-scale ablation", _scales_section(res, ev)),
+            ("sanity", "Sanity checks", _sanity_section(res)),
+        ]
+    else:
+        sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
+    sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
+    subtitle = (f"Top-down vs baseline on <b>{esc(dataset)}</b>. Every number and sentence here is computed "
+                f"from the files in <code>{esc(out)}</code>.")
+    path = out / "report.html"
+    atomic_write_text(path, page("topdown report", subtitle, sections))
+    return path
