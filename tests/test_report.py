@@ -1,0 +1,93 @@
+"""The report: conclusions follow the numbers, every section is there, and it renders in a real browser."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+from topdown.report import conclusions, model_pair
+from topdown.report.browser import browser_available, check_page
+
+
+def _results(base_acc: float, td_acc: float, base_noise: list[float], td_noise: list[float],
+             td_mce: float = 0.9) -> dict:
+    """A minimal results.json with what the conclusions read."""
+
+    def model(topdown: bool, acc: float, noise: list[float], mce: float | None) -> dict:
+        return {
+            "is_topdown": topdown,
+            "clean": {"top1": acc},
+            "perturbations": {"gaussian_noise": {"accuracy_per_level": noise, "auc": sum(noise) / len(noise)}},
+            "worst_case": {"linf": {"epsilons": [0.0, 1 / 255, 2 / 255, 4 / 255], "accuracy": [acc, acc - 0.2,
+                                                                                            acc - 0.3, acc - 0.4]}},
+            "corruptions": {"mce": mce},
+            "scales": {"noise": {"most_harmful_factor": 2}} if topdown else {},
+            "flagged": False,
+        }
+
+    return {
+        "suite": {"perturbations": {"levels": {"gaussian_noise": [0.0, 0.04, 0.08, 0.16]}}},
+        "models": {"baseline": model(False, base_acc, base_noise, 1.0),
+                   "topdown": model(True, td_acc, td_noise, td_mce)},
+    }
+
+
+def test_conclusions_are_computed_from_the_numbers() -> None:
+    r = _results(0.80, 0.83, [0.80, 0.70, 0.50, 0.30], [0.83, 0.80, 0.70, 0.40])
+    text = " ".join(conclusions([r]))
+    assert "clean top-1 accuracy is 3.0 points higher" in text
+    assert "keeps 20.0 points more accuracy than the baseline under Gaussian noise at σ=0.08 (1 seed)" in text
+    assert "drop from clean accuracy is 17.0 points smaller" in text
+    assert "mean corruption error is 90.0%" in text and "fewer errors" in text
+    assert "1/2 resolution level" in text
+    assert "Every robustness sanity check passed" in text
+
+
+def test_conclusions_flip_when_the_models_swap_results() -> None:
+    r = _results(0.80, 0.83, [0.80, 0.70, 0.50, 0.30], [0.83, 0.80, 0.70, 0.40])
+    swapped = copy.deepcopy(r)
+    m = swapped["models"]
+    m["baseline"], m["topdown"] = m["topdown"], m["baseline"]
+    m["baseline"]["is_topdown"], m["topdown"]["is_topdown"] = False, True
+    before, after = " ".join(conclusions([r])), " ".join(conclusions([swapped]))
+    assert "3.0 points higher" in before and "3.0 points lower" in after
+    assert "20.0 points more accuracy" in before and "20.0 points less accuracy" in after
+    assert model_pair(swapped) == ("baseline", "topdown")
+
+
+def test_claims_need_every_seed_to_agree() -> None:
+    seeds = [_results(0.80, 0.83, [0.8, 0.7, 0.5, 0.3], [0.83, 0.8, 0.7, 0.4]),
+             _results(0.80, 0.78, [0.8, 0.7, 0.5, 0.3], [0.78, 0.7, 0.45, 0.3]),
+             _results(0.80, 0.82, [0.8, 0.7, 0.5, 0.3], [0.82, 0.75, 0.6, 0.35])]
+    text = " ".join(conclusions(seeds))
+    assert "not consistently different" in text
+    assert "neither model keeps consistently more accuracy" in text
+    agree = [_results(0.80, 0.83, [0.8, 0.7, 0.5, 0.3], [0.83, 0.8, 0.7, 0.4]),
+             _results(0.81, 0.83, [0.81, 0.7, 0.5, 0.3], [0.83, 0.8, 0.72, 0.4])]
+    assert "(2 seeds, ±" in " ".join(conclusions(agree))
+
+
+def test_a_flagged_model_is_reported_not_hidden() -> None:
+    r = _results(0.8, 0.8, [0.8] * 4, [0.8] * 4)
+    r["models"]["topdown"].update(flagged=True, failed_checks=["input_gradients_nonzero"])
+    assert any("FAILED" in c and "input_gradients_nonzero" in c for c in conclusions([r]))
+
+
+def require_browser() -> None:
+    if not browser_available():
+        if os.environ.get("TOPDOWN_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are required here (TOPDOWN_REQUIRE_BROWSER is set)")
+        pytest.skip("chromium/chromedriver not installed")
+
+
+def test_a_page_with_a_broken_image_and_a_script_error_is_caught(tmp_path: Path) -> None:
+    require_browser()
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><img src="missing.png" alt="gone"><script>undefinedFn()</script></body></html>')
+    check = check_page(page)
+    assert check.broken_images == ["gone"]
+    assert any("undefinedFn" in e for e in check.console_errors)
+    assert not check.ok
