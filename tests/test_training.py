@@ -45,6 +45,8 @@ def test_fast_dev_run_for_every_config(config: str, data_config: str | None, tmp
     result = cli.train_main(args)
     assert result.trainer.state.finished
     assert torch.isfinite(result.trainer.callback_metrics["train/loss_step"])
+    # A smoke run leaves no checkpoint behind for a later real run in the same folder to resume from.
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_checkpoints_rebuild_the_network_without_pickles(tiny_checkpoints: dict[str, Path]) -> None:

@@ -42,7 +42,10 @@ class TopDownCLI(LightningCLI):
         config["default_root_dir"] = root
         if config.get("logger") in (None, True):
             config["logger"] = [CSVLogger(root, name="csv"), TensorBoardLogger(root, name="tensorboard")]
-        callbacks = list(callbacks) + default_callbacks(progress_bar=config.get("enable_progress_bar") is not False)
+        callbacks = list(callbacks) + default_callbacks(
+            progress_bar=config.get("enable_progress_bar") is not False,
+            checkpoints=not config.get("fast_dev_run"),
+        )
         for cb in list(callbacks) + list(config.get("callbacks") or []):
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
@@ -57,13 +60,16 @@ def default_run_dir(model: Any, data: Any) -> str:
     return os.path.join("runs", getattr(data, "dataset", "data"), arch)
 
 
-def default_callbacks(progress_bar: bool = True) -> list[Any]:
-    """Best (by ``val/acc``) and last checkpoints, the learning rate in the logs, a rich progress bar."""
-    callbacks: list[Any] = [
-        ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch:03d}",
-                        auto_insert_metric_name=False),
-        LearningRateMonitor(logging_interval="epoch"),
-    ]
+def default_callbacks(progress_bar: bool = True, checkpoints: bool = True) -> list[Any]:
+    """Best (by ``val/acc``) and last checkpoints, the learning rate in the logs, a rich progress bar.
+
+    ``checkpoints=False`` (a ``fast_dev_run``) leaves the checkpoint callback out: Lightning's ``save_last``
+    would otherwise write a one-step ``last.ckpt`` that a later real run in the same folder resumes from.
+    """
+    callbacks: list[Any] = [LearningRateMonitor(logging_interval="epoch")]
+    if checkpoints:
+        callbacks.insert(0, ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch:03d}",
+                                            auto_insert_metric_name=False))
     if progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     return callbacks

@@ -7,7 +7,9 @@ verified adversarials count, and the number foolbox claimed but failed verificat
 
 Three kinds of attack:
 
-* ``fixed``: FGSM, Linf PGD, L2 PGD. One run per epsilon; per example and epsilon, "robust" or not.
+* ``fixed``: FGSM, Linf PGD, L2 PGD. One run per epsilon; per example and epsilon, "robust" or not. An
+  example counts as broken if the returned adversarial or any iterate the attack evaluated on the way is
+  adversarial (:class:`IterateRecorder`): foolbox keeps only the last iterate.
 * ``minimal``: DeepFool, FMN, C&W. One run with ``epsilons=[None]`` gives each example's minimal
   adversarial perturbation ``d_i``; accuracy(eps) = mean(d_i > eps), with ``d_i = 0`` for an example
   misclassified to begin with and ``d_i = inf`` where the attack failed.
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ FIXED = ("fgsm", "linf_pgd", "l2_pgd")
 MINIMAL = ("deepfool", "fmn", "cw")
 DECISION = ("hsj", "boundary")
 METHODS = FIXED + MINIMAL + DECISION
+BROKEN_IF = {
+    "fixed": "the final or any intermediate iterate is adversarial (verified)",
+    "minimal": "its minimal adversarial perturbation (verified) is <= eps",
+    "decision": "its minimal adversarial perturbation (verified) is <= eps",
+}
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -104,16 +110,27 @@ def build_attack(method: str, settings: dict[str, Any]) -> Any:
         return cls(steps=s["steps"], candidates=s["candidates"], overshoot=s["overshoot"], loss="logits")
     if method == "fmn":
         cls = fa.L2FMNAttack if s["norm"] == "l2" else fa.LInfFMNAttack
-        return cls(steps=s["steps"], max_stepsize=s["max_stepsize"], gamma=s["gamma"],
-                   binary_search_steps=s["binary_search_steps"])
+        return cls(
+            steps=s["steps"],
+            max_stepsize=s["max_stepsize"],
+            gamma=s["gamma"],
+            binary_search_steps=s["binary_search_steps"],
+        )
     if method == "cw":
-        return fa.L2CarliniWagnerAttack(binary_search_steps=s["binary_search_steps"], steps=s["steps"],
-                                        stepsize=s["stepsize"], confidence=s["confidence"],
-                                        initial_const=s["initial_const"])
+        return fa.L2CarliniWagnerAttack(
+            binary_search_steps=s["binary_search_steps"],
+            steps=s["steps"],
+            stepsize=s["stepsize"],
+            confidence=s["confidence"],
+            initial_const=s["initial_const"],
+        )
     if method == "hsj":
-        return fa.HopSkipJumpAttack(steps=s["steps"], initial_gradient_eval_steps=s["initial_gradient_eval_steps"],
-                                    max_gradient_eval_steps=s["max_gradient_eval_steps"],
-                                    constraint=s.get("constraint", "l2"))
+        return fa.HopSkipJumpAttack(
+            steps=s["steps"],
+            initial_gradient_eval_steps=s["initial_gradient_eval_steps"],
+            max_gradient_eval_steps=s["max_gradient_eval_steps"],
+            constraint=s.get("constraint", "l2"),
+        )
     if method == "boundary":
         return fa.BoundaryAttack(steps=s["steps"])
     raise ValueError(f"unknown attack {method!r}; choose one of {METHODS}")
@@ -146,9 +163,17 @@ class AttackSpec:
         return attack_norm(self.method, self.settings)
 
     def record(self) -> dict[str, Any]:
-        return {"name": self.name, "method": self.method, "kind": self.kind, "norm": self.norm,
-                "epsilons": list(self.epsilons), "settings": dict(self.settings), "seed": self.seed,
-                "library": "foolbox " + _foolbox_version()}
+        return {
+            "name": self.name,
+            "method": self.method,
+            "kind": self.kind,
+            "norm": self.norm,
+            "broken_if": BROKEN_IF[self.kind],
+            "epsilons": list(self.epsilons),
+            "settings": dict(self.settings),
+            "seed": self.seed,
+            "library": "foolbox " + _foolbox_version(),
+        }
 
 
 def _foolbox_version() -> str:
@@ -159,8 +184,10 @@ def _foolbox_version() -> str:
 
 def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from any mix of ints and strings (stable across processes, unlike ``hash``)."""
-    ints = [p if isinstance(p, int) and p >= 0 else int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8],
-                                                                   "little") for p in parts]
+    ints = [
+        p if isinstance(p, int) and p >= 0 else int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8], "little")
+        for p in parts
+    ]
     return int(np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
@@ -235,7 +262,8 @@ def run_attack(
         device: where the attack runs.
         batch_size: images per foolbox call.
         starting_points: decision attacks: an adversarial start per image (real images of other classes).
-        fmodel: a ready ``foolbox.PyTorchModel`` of ``net`` (built here if omitted).
+        fmodel: a ready ``foolbox.PyTorchModel`` of ``net`` for minimal and decision attacks (built here if
+            omitted); fixed attacks always wrap ``net`` in an :class:`IterateRecorder`.
         on_batch: called with the number of images after each batch (progress bars).
     """
     device = resolve_device(device)
@@ -243,7 +271,11 @@ def run_attack(
         raise ValueError(f"{spec.name}: decision-based attacks need starting_points (real images of other classes)")
     if float(x.min()) < 0 or float(x.max()) > 1:
         raise ValueError(f"{spec.name}: images must lie in [0, 1] (foolbox asserts its bounds)")
-    fmodel = fmodel if fmodel is not None else fool_model(net, device)
+    recorder = IterateRecorder(net) if spec.kind == "fixed" else None
+    if recorder is not None:
+        fmodel = fool_model(recorder, device)
+    elif fmodel is None:
+        fmodel = fool_model(net, device)
     attack = build_attack(spec.method, spec.settings)
     eps = [float(e) for e in spec.epsilons]
     norm = spec.norm
@@ -257,22 +289,32 @@ def run_attack(
         for b, lo in enumerate(range(0, n, batch_size)):
             xb = x[lo : lo + batch_size].to(device).clone()
             yb = y[lo : lo + batch_size].to(device).clone()
-            with seeded(derive_seed(spec.seed, spec.name, b)):
-                if spec.kind == "fixed":
-                    _, advs, success = attack(fmodel, xb, yb, epsilons=eps)
-                else:
-                    kw = {}
-                    if starting_points is not None:
-                        kw["starting_points"] = starting_points[lo : lo + batch_size].to(device).clone()
-                    _, advs, success = attack(fmodel, xb, yb, epsilons=[None], **kw)
             sl = slice(lo, lo + len(xb))
-            with torch.no_grad():
-                if spec.kind == "fixed":
-                    for k, (e, adv) in enumerate(zip(eps, advs)):
-                        broken, bad = _verify(net, xb, yb, adv, success[k], norm, e)
-                        robust[k, sl] = ~broken.cpu().numpy()
+            if spec.kind == "fixed":
+                for k, e in enumerate(eps):
+                    # one call per eps (foolbox loops over them the same way) so the recorder knows the eps
+                    recorder.reset(yb)
+                    with seeded(derive_seed(spec.seed, spec.name, b, k)):
+                        _, advs, success = attack(fmodel, xb, yb, epsilons=[e])
+                    with torch.no_grad():
+                        # foolbox's last call classified exactly the returned images: reuse our net's verdict
+                        last = recorder.last
+                        wrong = last[1] if last is not None and torch.equal(last[0], advs[0]) else None
+                        broken, bad = _verify(net, xb, yb, advs[0], success[0], norm, e, wrong)
                         unverified += bad
-                else:
+                        extra = recorder.found & ~broken if recorder.found is not None else None
+                        if extra is not None and extra.any():
+                            # an iterate that was adversarial on the way counts too (foolbox returns the last)
+                            seen, _ = _verify(net, xb, yb, recorder.adv, extra, norm, e)
+                            broken |= seen
+                    robust[k, sl] = ~broken.cpu().numpy()
+            else:
+                kw = {}
+                if starting_points is not None:
+                    kw["starting_points"] = starting_points[lo : lo + batch_size].to(device).clone()
+                with seeded(derive_seed(spec.seed, spec.name, b)):
+                    _, advs, success = attack(fmodel, xb, yb, epsilons=[None], **kw)
+                with torch.no_grad():
                     adv = advs[0]
                     broken, bad = _verify(net, xb, yb, adv, success[0], norm, None)
                     unverified += bad
@@ -288,21 +330,76 @@ def run_attack(
     return AttackResult(spec, robust, distances, unverified, time.perf_counter() - start)
 
 
-def _verify(net: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor, claimed: torch.Tensor, norm: str,
-            eps: float | None) -> tuple[torch.Tensor, int]:
-    """Which examples are truly broken (own forward pass, in bounds, within eps, finite), and how many
-    foolbox claimed but are not."""
-    finite = torch.isfinite(adv).flatten(1).all(1)
-    adv = torch.where(finite.view(-1, 1, 1, 1), adv, x)  # a NaN from a failed attack is no adversarial
-    in_bounds = (adv >= 0).flatten(1).all(1) & (adv <= 1).flatten(1).all(1)
-    ok = finite & in_bounds
+class IterateRecorder(nn.Module):
+    """Passes images through to ``net`` and keeps, per example, the first image foolbox evaluated that ``net``
+    misclassifies.
+
+    foolbox's PGD returns its last iterate; an iterate that was adversarial earlier and left the adversarial
+    region again would be lost, so PGD could miss what FGSM finds. Every iterate passes through the model (for
+    its gradient), so watching the model's inputs recovers them without touching foolbox. What it keeps is
+    re-verified (inside [0, 1], within eps, misclassified) before it counts.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.train(net.training)
+        self.reset(None)
+
+    def reset(self, y: torch.Tensor | None) -> None:
+        self.y = y
+        self.found: torch.Tensor | None = None
+        self.adv: torch.Tensor | None = None
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (input, misclassified) of the last call
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if self.y is not None and x.shape[0] == self.y.shape[0]:
+            with torch.no_grad():
+                wrong = out.detach().argmax(1) != self.y
+                self.last = (x.detach(), wrong)
+                new = wrong.clone()
+                if self.found is None:
+                    self.found, self.adv = torch.zeros_like(new), torch.zeros_like(x.detach())
+                new &= ~self.found
+                if new.any():
+                    self.adv[new] = x.detach()[new]
+                    self.found |= new
+        return out
+
+
+def _verify(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    adv: torch.Tensor,
+    claimed: torch.Tensor,
+    norm: str,
+    eps: float | None,
+    wrong: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Which of the adversarials foolbox claims are real (finite, inside [0, 1], within eps, misclassified by
+    our own forward pass), and how many claims fail. Only claimed ones are re-run: an example foolbox did not
+    break counts as robust either way. ``wrong``: our net's verdict on exactly ``adv`` when a forward pass of it
+    was already watched (:class:`IterateRecorder`), which saves running it again."""
+    claimed = claimed.bool()
+    broken = torch.zeros_like(claimed)
+    idx = claimed.nonzero().view(-1)
+    if len(idx) == 0:
+        return broken, 0
+    a, a0 = adv[idx], x[idx]
+    flat = a.flatten(1)
+    # a NaN from a failed attack is no adversarial; nor is anything outside [0, 1] or beyond eps
+    ok = torch.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1)
     if eps is not None:
         # foolbox clips to eps in float32; allow its rounding, never more
-        ok &= norms(adv - x, norm).to(x.device) <= eps * (1 + 1e-5) + 1e-6
-    misclassified = net(adv).argmax(1) != y
-    broken = ok & misclassified
-    bad = int((claimed.bool() & ~broken).sum())
-    return broken, bad
+        ok &= norms(a - a0, norm).to(x.device) <= eps * (1 + 1e-5) + 1e-6
+    if wrong is not None:
+        broken[idx] = ok & wrong[idx]
+    elif ok.any():
+        keep = idx[ok]
+        broken[keep] = net(adv[keep]).argmax(1) != y[keep]
+    return broken, int((claimed & ~broken).sum())
 
 
 def curve_from_distances(distances: np.ndarray, epsilons: Sequence[float]) -> np.ndarray:
@@ -311,13 +408,17 @@ def curve_from_distances(distances: np.ndarray, epsilons: Sequence[float]) -> np
     return np.stack([d > e for e in epsilons]) if len(epsilons) else np.zeros((0, len(d)), dtype=bool)
 
 
-def median_distance(distances: np.ndarray) -> float:
-    """Median minimal perturbation over all examples (0 for misclassified, inf for unbroken ones)."""
-    return float(np.median(distances)) if len(distances) else math.nan
+def median_distance(distances: np.ndarray) -> float | None:
+    """Median minimal perturbation over the examples classified correctly to begin with (those with a
+    non-zero distance; ``inf`` counts for an unbroken one). ``None`` when there are none."""
+    d = np.asarray(distances, dtype=float)
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else None
 
 
-def input_gradients(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                    device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def input_gradients(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-example L1 norm of the cross-entropy loss's gradient with respect to the input, and the
     clean correctness flags from the same forward passes.
 

@@ -31,13 +31,22 @@ def build_parser() -> Any:
 
     parser = ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0], default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="a suite: configs/eval/quick.yaml or full.yaml")
-    parser.add_argument("--ckpt", type=list[str], default=[],
-                        help="checkpoint to evaluate; repeat for each model (baseline first: it is the mCE reference)")
-    parser.add_argument("--names", type=list[str] | None, default=None,
-                        help="result keys of the models (default: baseline/topdown from the architecture)")
+    parser.add_argument(
+        "--ckpt",
+        type=list[str],
+        default=[],
+        help="checkpoint to evaluate; repeat for each model (the first non-top-down one is the mCE reference)",
+    )
+    parser.add_argument(
+        "--names",
+        type=list[str] | None,
+        default=None,
+        help="result keys of the models (default: baseline/topdown from the architecture)",
+    )
     parser.add_argument("--out", type=str, required=True, help="output folder (results.json, results.csv, plots)")
-    parser.add_argument("--data.root", type=str | None, default=None,
-                        help="data root (default: $TOPDOWN_DATA_ROOT or ./data)")
+    parser.add_argument(
+        "--data.root", type=str | None, default=None, help="data root (default: $TOPDOWN_DATA_ROOT or ./data)"
+    )
     parser.add_argument("--fresh", type=bool, default=False, help="recompute parts even if saved ones match")
     parser.add_argument("--progress", type=bool, default=True, help="progress bars and a line per part")
     parser.add_argument("--plots", type=bool, default=True, help="write the figures")
@@ -58,8 +67,17 @@ def _repeated_ckpt(args: list[str]) -> list[str]:
     return out
 
 
-DATA_KEYS = ("dataset", "image_size", "classes", "seed", "val_fraction", "test_fraction", "synthetic_size",
-             "synthetic_classes", "trainval")
+DATA_KEYS = (
+    "dataset",
+    "image_size",
+    "classes",
+    "seed",
+    "val_fraction",
+    "test_fraction",
+    "synthetic_size",
+    "synthetic_classes",
+    "trainval",
+)
 
 
 def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
@@ -80,11 +98,15 @@ def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[
     first = loaded[0]
     for lm in loaded:
         if not lm.data:
-            raise CheckpointError(f"{lm.path}: the checkpoint does not record the data it was trained on "
-                                  "(train it with topdown's FlowerData)")
+            raise CheckpointError(
+                f"{lm.path}: the checkpoint does not record the data it was trained on "
+                "(train it with topdown's FlowerData)"
+            )
         if lm.net.num_classes != lm.data.get("num_classes", lm.net.num_classes):
-            raise CheckpointError(f"{lm.path}: the network has {lm.net.num_classes} classes but its data record says "
-                                  f"{lm.data.get('num_classes')}")
+            raise CheckpointError(
+                f"{lm.path}: the network has {lm.net.num_classes} classes but its data record says "
+                f"{lm.data.get('num_classes')}"
+            )
         diff = [k for k in DATA_KEYS if lm.data.get(k) != first.data.get(k)]
         if diff:
             detail = ", ".join(f"{k}: {first.data.get(k)!r} vs {lm.data.get(k)!r}" for k in diff[:4])
@@ -95,8 +117,13 @@ def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[
         seen[name] = seen.get(name, 0) + 1
         if not names and seen[name] > 1:
             name = f"{name}_{seen[name]}"
-        info = {"path": str(lm.path), "sha256": file_sha256(lm.path), "arch": lm.arch, "epoch": lm.epoch,
-                "global_step": lm.global_step}
+        info = {
+            "path": str(lm.path),
+            "sha256": file_sha256(lm.path),
+            "arch": lm.arch,
+            "epoch": lm.epoch,
+            "global_step": lm.global_step,
+        }
         entries.append(ModelEntry(name, lm.net, info["sha256"], info))
     return entries, dict(first.data)
 
@@ -112,7 +139,8 @@ def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, l
     if want is not None and list(want) != list(classes):
         raise CheckpointError(
             f"the checkpoints were trained on {len(want)} classes {list(want)[:6]}... but the {data.dataset} data "
-            f"under {data.root} has {len(classes)} classes {list(classes)[:6]}...: pass the right --data.root")
+            f"under {data.root} has {len(classes)} classes {list(classes)[:6]}...: pass the right --data.root"
+        )
     return data.subset("test"), classes
 
 
@@ -131,8 +159,9 @@ def main(args: list[str] | None = None) -> Any:
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(parser.dump(ns, skip_none=False), encoding="utf-8")
-    report = evaluate_models(models, test_set, classes, cfg, out, data_info=data_desc, progress=ns.progress,
-                             fresh=ns.fresh, plots=ns.plots)
+    report = evaluate_models(
+        models, test_set, classes, cfg, out, data_info=data_desc, progress=ns.progress, fresh=ns.fresh, plots=ns.plots
+    )
     print_summary(report.results)
     print(f"computed {len(report.computed)} parts, reused {len(report.reused)}; results in {out}")
     return report
@@ -173,10 +202,12 @@ def print_summary(results: dict[str, Any]) -> None:
     row("most harmful level (noise)", lambda m: m["scales"]["noise"]["most_harmful_level"])
     row("most harmful level (pgd)", lambda m: m["scales"]["pgd"]["most_harmful_level"])
     for check in next(iter(models.values()))["sanity"]:
+
         def fmt(m: dict[str, Any], check: str = check) -> str:
             c = m["sanity"][check]
             status = {True: "PASS", False: "FAIL", None: "skip"}[c["passed"]]
             value = "" if c["value"] is None else f" {c['value']:.3g}{c['direction']}{c['threshold']:.3g}"
             return status + value
+
         row(f"sanity: {check}", fmt)
     Console().print(table)

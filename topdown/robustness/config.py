@@ -123,7 +123,7 @@ class DecisionConfig:
 
     Args:
         method: ``hsj`` (HopSkipJump, L2) or ``boundary`` (Boundary attack).
-        subset: images attacked (a seeded stratified part of the evaluation subset).
+        subset: images attacked (a seeded stratified part of the correctly classified images of the subset).
         steps: attack iterations.
         initial_gradient_eval_steps: HopSkipJump's first gradient-estimation budget.
         max_gradient_eval_steps: HopSkipJump's largest gradient-estimation budget.
@@ -192,8 +192,16 @@ class CorruptionSuite:
 
     names: list[str] = field(
         default_factory=lambda: [
-            "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "gaussian_blur", "motion_blur",
-            "jpeg", "contrast", "brightness", "pixelate",
+            "gaussian_noise",
+            "shot_noise",
+            "impulse_noise",
+            "defocus_blur",
+            "gaussian_blur",
+            "motion_blur",
+            "jpeg",
+            "contrast",
+            "brightness",
+            "pixelate",
         ]
     )
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -276,8 +284,9 @@ class SuiteConfig:
 
             for name, levels in self.perturbations.levels.items():
                 if name not in PERTURBATIONS:
-                    raise ValueError(f"perturbations.levels: unknown perturbation {name!r}; "
-                                     f"choose from {sorted(PERTURBATIONS)}")
+                    raise ValueError(
+                        f"perturbations.levels: unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}"
+                    )
                 if not levels or levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:])):
                     raise ValueError(f"perturbations.levels.{name} must start at 0 and increase, got {levels}")
         if self.corruptions is not None:

@@ -34,8 +34,11 @@ CORRUPTION_PARAMS: dict[str, tuple[list[Any], str, str]] = {
     "gaussian_noise": ([0.04, 0.06, 0.08, 0.09, 0.10], "noise std (of 1)", "albumentations.GaussNoise"),
     "shot_noise": ([0.004, 0.008, 0.02, 0.028, 0.042], "Poisson scale", "albumentations.ShotNoise"),
     "impulse_noise": ([0.01, 0.02, 0.03, 0.05, 0.07], "fraction of pixels", "albumentations.SaltAndPepper"),
-    "defocus_blur": ([(1, 0.1), (1, 0.3), (1, 0.5), (2, 0.2), (2, 0.5)], "(disc radius px@32, alias sigma)",
-                     "albumentations.Defocus"),
+    "defocus_blur": (
+        [(1, 0.1), (1, 0.3), (1, 0.5), (2, 0.2), (2, 0.5)],
+        "(disc radius px@32, alias sigma)",
+        "albumentations.Defocus",
+    ),
     "gaussian_blur": ([0.4, 0.6, 0.7, 0.8, 1.0], "sigma px@32", "albumentations.GaussianBlur"),
     "motion_blur": ([3, 5, 7, 9, 11], "kernel px@32", "albumentations.MotionBlur"),
     "jpeg": ([80, 65, 58, 50, 40], "JPEG quality", "albumentations.ImageCompression"),
@@ -95,9 +98,13 @@ def make_corruption(name: str, severity: int, image_size: int) -> Corrupt:
     if name == "brightness":
         return _albu(A.RandomBrightnessContrast(brightness_limit=(v, v), contrast_limit=(0, 0), p=1))
     if name == "pixelate":
-        return _albu(A.Downscale(scale_range=(v, v), interpolation_pair={"downscale": cv2.INTER_AREA,
-                                                                          "upscale": cv2.INTER_NEAREST}, p=1))
+        return _albu(
+            A.Downscale(
+                scale_range=(v, v), interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_NEAREST}, p=1
+            )
+        )
     if name == "contrast":
+
         def contrast(image: np.ndarray, seed: int) -> np.ndarray:
             x = image.astype(np.float32)
             mean = x.mean(axis=(0, 1), keepdims=True)
@@ -120,14 +127,24 @@ def corrupt_batch(x: torch.Tensor, indices: np.ndarray, name: str, severity: int
     """Corrupt a batch of images in [0, 1]; image ``k`` is seeded by its dataset index ``indices[k]``."""
     fn = make_corruption(name, severity, x.shape[-1])
     images = to_uint8(x)
-    out = np.stack([fn(img, derive_seed(seed, "corruption", name, severity, int(i)))
-                    for img, i in zip(images, indices)])
+    out = np.stack(
+        [fn(img, derive_seed(seed, "corruption", name, severity, int(i))) for img, i in zip(images, indices)]
+    )
     return from_uint8(out)
 
 
 @torch.no_grad()
-def run_corruption(net: nn.Module, x: torch.Tensor, y: torch.Tensor, indices: np.ndarray, name: str,
-                   severities: list[int], seed: int, device: torch.device, batch_size: int = 128) -> dict[str, Any]:
+def run_corruption(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    indices: np.ndarray,
+    name: str,
+    severities: list[int],
+    seed: int,
+    device: torch.device,
+    batch_size: int = 128,
+) -> dict[str, Any]:
     """Accuracy under ``name`` at each severity.
 
     Args:
@@ -162,8 +179,15 @@ def run_corruption(net: nn.Module, x: torch.Tensor, y: torch.Tensor, indices: np
     }
 
 
-def corruption_errors(errors: dict[str, dict[str, list[float]]], clean_error: dict[str, float],
-                      reference: str) -> dict[str, dict[str, Any]]:
+def _nanmean(values: Any) -> float:
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else math.nan
+
+
+def corruption_errors(
+    errors: dict[str, dict[str, list[float]]], clean_error: dict[str, float], reference: str
+) -> dict[str, dict[str, Any]]:
     """mCE and relative mCE of every model against ``reference``.
 
     Args:
@@ -183,9 +207,10 @@ def corruption_errors(errors: dict[str, dict[str, list[float]]], clean_error: di
         out[model] = {
             "reference": reference,
             "ce": ce,
-            "mce": float(np.mean(list(ce.values()))) if ce else math.nan,
+            "mce": _nanmean(ce.values()),
             "relative_ce": rel,
-            "relative_mce": float(np.mean(list(rel.values()))) if rel else math.nan,
+            # undefined where the reference's corrupted error does not exceed its clean error
+            "relative_mce": _nanmean(rel.values()),
             "mean_accuracy": float(np.mean([1 - v for e in errs.values() for v in e])) if errs else math.nan,
         }
     return out

@@ -45,16 +45,17 @@ def _uniform_draws(x: torch.Tensor, gens: list[torch.Generator]) -> Draws:
 def _pixel_draws(x: torch.Tensor, gens: list[torch.Generator]) -> Draws:
     # one uniform per pixel location (all channels together, as foolbox's salt and pepper) and a coin
     h, w = x.shape[-2:]
-    return {"u": torch.stack([torch.rand(1, h, w, generator=g) for g in gens]),
-            "salt": torch.stack([torch.rand(1, h, w, generator=g) < 0.5 for g in gens])}
+    return {
+        "u": torch.stack([torch.rand(1, h, w, generator=g) for g in gens]),
+        "salt": torch.stack([torch.rand(1, h, w, generator=g) < 0.5 for g in gens]),
+    }
 
 
 def _direction_draws(x: torch.Tensor, gens: list[torch.Generator]) -> Draws:
     # one of 8 directions for shifts; a sign for rotations
     k = torch.stack([torch.randint(0, 8, (1,), generator=g) for g in gens]).view(-1)
     angle = k.double() * (math.pi / 4)
-    return {"dir": torch.stack([torch.cos(angle), torch.sin(angle)], 1),
-            "sign": (k % 2).double() * 2 - 1}
+    return {"dir": torch.stack([torch.cos(angle), torch.sin(angle)], 1), "sign": (k % 2).double() * 2 - 1}
 
 
 def _no_draws(x: torch.Tensor, gens: list[torch.Generator]) -> Draws:

@@ -36,8 +36,11 @@ def make_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
         p = _attack_plot(results, norm, out / f"attacks_{norm}.png")
         if p:
             written.append(p)
-    for fn, name in ((_perturbation_plot, "perturbations.png"), (_corruption_plot, "corruptions.png"),
-                     (_scale_plot, "scales.png")):
+    for fn, name in (
+        (_perturbation_plot, "perturbations.png"),
+        (_corruption_plot, "corruptions.png"),
+        (_scale_plot, "scales.png"),
+    ):
         p = fn(results, out / name)
         if p:
             written.append(p)
@@ -100,21 +103,28 @@ def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
         for mi, (model, m) in enumerate(models.items()):
             p = m.get("perturbations", {}).get(name)
             if p:
-                ax.plot(p["l2_grid"], p["accuracy_vs_l2"], STYLES[mi % len(STYLES)], color=f"C{mi}",
-                        label=f"{model} (AUC {p['auc']:.2f})" if p["auc"] is not None else model)
+                ax.plot(
+                    p["l2_grid"],
+                    p["accuracy_vs_l2"],
+                    STYLES[mi % len(STYLES)],
+                    color=f"C{mi}",
+                    label=f"{model} (AUC {p['auc']:.2f})" if p["auc"] is not None else model,
+                )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("L2 size of the perturbation", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     return _save(fig, path)
 
 
 def _corruption_plot(results: dict[str, Any], path: Path) -> Path | None:
-    models = {k: m["corruptions"] for k, m in results["models"].items() if m.get("corruptions", {}).get("per_corruption")}
+    models = {
+        k: m["corruptions"] for k, m in results["models"].items() if m.get("corruptions", {}).get("per_corruption")
+    }
     if not models:
         return None
     plt = _plt()
@@ -152,11 +162,15 @@ def _scale_plot(results: dict[str, Any], path: Path) -> Path | None:
             x = np.arange(len(acc)) + mi * width
             ax.bar(x, acc, width, color=f"C{mi}", label=f"{model} ({r['mode'].replace('_', ' ')})")
         levels = next(s[kind] for s in models.values() if s.get(kind))
-        ax.set_xticks(np.arange(len(levels["factors"])) + width * (len(models) - 1) / 2,
-                      [f"level {i}\n1/{f}" for i, f in zip(levels["levels"], levels["factors"])], fontsize=8)
+        ax.set_xticks(
+            np.arange(len(levels["factors"])) + width * (len(models) - 1) / 2,
+            [f"level {i}\n1/{f}" for i, f in zip(levels["levels"], levels["factors"])],
+            fontsize=8,
+        )
         strengths = levels[levels["strength"] + "s"]
-        ax.set_title(f"{kind}: one scale perturbed ({levels['strength']} {', '.join(f'{v:.3g}' for v in strengths)})",
-                     fontsize=9)
+        ax.set_title(
+            f"{kind}: one scale perturbed ({levels['strength']} {', '.join(f'{v:.3g}' for v in strengths)})", fontsize=9
+        )
         ax.set_ylabel("accuracy (mean over strengths)")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)

@@ -23,10 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 SCHEMA_VERSION = 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def jsonable(obj: Any) -> Any:
@@ -55,6 +63,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -118,8 +127,9 @@ class PartStore:
 
     def save(self, model: str, part: str, fp: str, result: dict[str, Any]) -> Path:
         p = self.path(model, part)
-        atomic_write_json(p, {"schema_version": SCHEMA_VERSION, "fingerprint": fp, "model": model, "part": part,
-                              "result": result})
+        atomic_write_json(
+            p, {"schema_version": SCHEMA_VERSION, "fingerprint": fp, "model": model, "part": part, "result": result}
+        )
         return p
 
 
@@ -188,5 +198,8 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            **{pkg: version(pkg) for pkg in ("topdown", "torch", "foolbox", "eagerpy", "albumentations", "numpy")}}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **{pkg: version(pkg) for pkg in ("topdown", "torch", "foolbox", "eagerpy", "albumentations", "numpy")},
+    }

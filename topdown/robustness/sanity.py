@@ -80,8 +80,12 @@ def robust_matrix(part: dict[str, Any]) -> np.ndarray:
     return np.stack([bits(s) for s in part["robust"]])
 
 
-def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradients: float = 0.99,
-               decision_margin: float = DECISION_MARGIN) -> dict[str, dict[str, Any]]:
+def run_checks(
+    parts: dict[str, Any],
+    tolerance: float = 0.01,
+    min_nonzero_gradients: float = 0.99,
+    decision_margin: float = DECISION_MARGIN,
+) -> dict[str, dict[str, Any]]:
     """All sanity checks for one model from its stored parts (``subset``, attacks, perturbations ...)."""
     checks: dict[str, dict[str, Any]] = {}
     subset = parts.get("subset")
@@ -104,8 +108,9 @@ def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradi
                 bad[name] = int(round(abs(p["accuracy_per_level"][0] - clean.mean()) * n))
         total = sum(bad.values())
         worst = {k: v for k, v in bad.items() if v}
-        checks["eps0_equals_clean"] = _check(total == 0, float(total), 0.0, "<=",
-                                             f"mismatches {worst}" if worst else f"{len(bad)} sweeps checked")
+        checks["eps0_equals_clean"] = _check(
+            total == 0, float(total), 0.0, "<=", f"mismatches {worst}" if worst else f"{len(bad)} sweeps checked"
+        )
 
     # iterative (PGD) beats single step (FGSM), image by image
     if "fgsm" in attacks and "linf_pgd" in attacks:
@@ -119,8 +124,9 @@ def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradi
             per_eps[f"{e:.5g}"] = int(v.sum())
             viol |= v
         value = float(viol.mean()) if n else 0.0
-        checks["iterative_beats_single_step"] = _check(value <= t, value, t, "<=",
-                                                       f"images FGSM breaks and PGD does not, per eps: {per_eps}")
+        checks["iterative_beats_single_step"] = _check(
+            value <= t, value, t, "<=", f"images FGSM breaks and PGD does not, per eps: {per_eps}"
+        )
     else:
         checks["iterative_beats_single_step"] = _skipped(t, "<=", "needs fgsm and linf_pgd")
 
@@ -134,8 +140,7 @@ def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradi
             rises[f"scale_pgd[level {lvl}]"] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
     if rises:
         worst = max(rises, key=rises.get)
-        checks["accuracy_monotone_in_eps"] = _check(rises[worst] <= t, rises[worst], t, "<=",
-                                                    f"largest rise: {worst}")
+        checks["accuracy_monotone_in_eps"] = _check(rises[worst] <= t, rises[worst], t, "<=", f"largest rise: {worst}")
     else:
         checks["accuracy_monotone_in_eps"] = _skipped(t, "<=", "no attacks")
 
@@ -144,20 +149,28 @@ def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradi
     if minimal:
         left = {k: float(np.isinf(distances(a["distances"])).mean()) for k, a in minimal.items()}
         worst = max(left, key=left.get)
-        checks["unbounded_attack_reaches_zero"] = _check(left[worst] <= t, left[worst], t, "<=",
-                                                         f"accuracy at eps = inf: {left}")
+        checks["unbounded_attack_reaches_zero"] = _check(
+            left[worst] <= t, left[worst], t, "<=", f"accuracy at eps = inf: {left}"
+        )
     else:
         checks["unbounded_attack_reaches_zero"] = _skipped(t, "<=", "no minimum-norm attack")
 
     # more steps do not change the result
     if "linf_pgd_2x" in attacks and "linf_pgd" in attacks:
         a2, a1 = attacks["linf_pgd_2x"], attacks["linf_pgd"]
-        diffs = {f"{e:.5g}": a2["accuracy"][k] - a1["accuracy"][a1["epsilons"].index(e)]
-                 for k, e in enumerate(a2["epsilons"]) if e in a1["epsilons"]}
+        diffs = {
+            f"{e:.5g}": a2["accuracy"][k] - a1["accuracy"][a1["epsilons"].index(e)]
+            for k, e in enumerate(a2["epsilons"])
+            if e in a1["epsilons"]
+        }
         value = max((abs(v) for v in diffs.values()), default=0.0)
         checks["more_steps_do_not_help"] = _check(
-            value <= t, value, t, "<=",
-            f"accuracy({a2['settings']['steps']} steps) - accuracy({a1['settings']['steps']} steps): {diffs}")
+            value <= t,
+            value,
+            t,
+            "<=",
+            f"accuracy({a2['settings']['steps']} steps) - accuracy({a1['settings']['steps']} steps): {diffs}",
+        )
     else:
         checks["more_steps_do_not_help"] = _skipped(t, "<=", "needs linf_pgd and its 2x-steps rerun")
 
@@ -169,8 +182,13 @@ def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradi
         grads = np.asarray(subset["gradient_l1"], dtype=float)
         value = float((grads > 0).mean()) if len(grads) else 0.0
         checks["input_gradients_nonzero"] = _check(
-            value >= g, value, g, ">=", f"{int((grads > 0).sum())}/{len(grads)} images; median |grad|_1 "
-                                        f"{float(np.median(grads)) if len(grads) else 0:.3g}")
+            value >= g,
+            value,
+            g,
+            ">=",
+            f"{int((grads > 0).sum())}/{len(grads)} images; median |grad|_1 "
+            f"{float(np.median(grads)) if len(grads) else 0:.3g}",
+        )
     else:
         checks["input_gradients_nonzero"] = _skipped(g, ">=", "no gradients computed")
 
@@ -178,9 +196,13 @@ def run_checks(parts: dict[str, Any], tolerance: float = 0.01, min_nonzero_gradi
     if attacks:
         shares = {k: a["unverified"] / max(1, len(a["robust"][0])) for k, a in attacks.items()}
         worst = max(shares, key=shares.get)
-        checks["adversarials_verified"] = _check(shares[worst] <= t, shares[worst], t, "<=",
-                                                 f"claimed but not verified: {worst} "
-                                                 f"({attacks[worst]['unverified']} images)")
+        checks["adversarials_verified"] = _check(
+            shares[worst] <= t,
+            shares[worst],
+            t,
+            "<=",
+            f"claimed but not verified: {worst} ({attacks[worst]['unverified']} images)",
+        )
     else:
         checks["adversarials_verified"] = _skipped(t, "<=", "no attacks")
     return checks
@@ -204,8 +226,9 @@ def white_box_l2_distances(attacks: dict[str, dict[str, Any]], positions: np.nda
     return best if used else None
 
 
-def _decision_check(parts: dict[str, Any], attacks: dict[str, dict[str, Any]], tolerance: float,
-                    margin: float) -> dict[str, Any]:
+def _decision_check(
+    parts: dict[str, Any], attacks: dict[str, dict[str, Any]], tolerance: float, margin: float
+) -> dict[str, Any]:
     dec = next((a for a in attacks.values() if a["kind"] == "decision"), None)
     if dec is None:
         return _skipped(tolerance, "<=", "no decision-based attack")
@@ -220,6 +243,11 @@ def _decision_check(parts: dict[str, Any], attacks: dict[str, dict[str, Any]], t
     k = int(np.argmax(gaps))
     value = max(gaps[k], 0.0)
     med = lambda d: float(np.median(d)) if len(d) else math.nan  # noqa: E731
-    return _check(value <= t, value, t, "<=",
-                  f"{len(pos)} images; largest gap at L2 = {grid[k]:.4g}; median distance white-box "
-                  f"{med(wb):.4g}, {dec['method']} {med(distances(dec['distances'])):.4g} (margin {margin:.0%})")
+    return _check(
+        value <= t,
+        value,
+        t,
+        "<=",
+        f"{len(pos)} images; largest gap at L2 = {grid[k]:.4g}; median distance white-box "
+        f"{med(wb):.4g}, {dec['method']} {med(distances(dec['distances'])):.4g} (margin {margin:.0%})",
+    )

@@ -47,6 +47,9 @@ from .results import write_csv as _write_csv
 from .sanity import bits, distances, robust_matrix, run_checks, to_bits
 from .scales import num_levels_of, scale_noise, scale_pgd
 
+#: Bump when a change to the code changes what a part computes: saved parts of older code are then redone.
+ALGORITHM_VERSION = 3
+
 
 @dataclass
 class ModelEntry:
@@ -96,6 +99,32 @@ def stratified_subset(targets: np.ndarray, size: int | None, seed: int) -> np.nd
     return np.sort(np.asarray(chosen, dtype=int))
 
 
+class CachedSplit(Dataset):
+    """Load (and, for procedural data, render) each test image once per run, whatever reads it.
+
+    Images that are exact multiples of 1/255 (every decoded 8-bit image) are kept as uint8, a quarter of
+    the memory of float32.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._items: dict[int, tuple[torch.Tensor, int]] = {}
+        targets = getattr(dataset, "targets", None)
+        self.targets = list(targets) if targets is not None else [int(dataset[i][1]) for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        i = int(i)
+        if i not in self._items:
+            x, y = self.dataset[i]
+            q = (x * 255).round()
+            self._items[i] = (q.to(torch.uint8) if torch.equal(q / 255, x) else x, int(y))
+        x, y = self._items[i]
+        return (x.float() / 255 if x.dtype == torch.uint8 else x), y
+
+
 class _Progress:
     """A rich progress bar over all parts (plus one over the current part's images), or nothing."""
 
@@ -105,8 +134,9 @@ class _Progress:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), transient=False)
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+        )
         self.parts = self.bar.add_task("evaluation", total=total)
         self.items = self.bar.add_task("", total=1, visible=False)
         self.bar.start()
@@ -129,8 +159,14 @@ class _Progress:
 
 
 def _summary(result: dict[str, Any]) -> str:
-    if "accuracy" in result and isinstance(result["accuracy"], list) and result["accuracy"] \
-            and not isinstance(result["accuracy"][0], list):
+    if "most_harmful_level" in result:
+        return f"most harmful level {result['most_harmful_level']} (factor 1/{result['most_harmful_factor']})"
+    if (
+        "accuracy" in result
+        and isinstance(result["accuracy"], list)
+        and result["accuracy"]
+        and not isinstance(result["accuracy"][0], list)
+    ):
         acc = result["accuracy"]
         return f"accuracy {acc[0]:.3f} -> {acc[-1]:.3f}"
     for key in ("top1", "auc", "nonzero_fraction"):
@@ -140,8 +176,9 @@ def _summary(result: dict[str, Any]) -> str:
 
 
 @torch.no_grad()
-def clean_metrics(net: nn.Module, dataset: Dataset, classes: list[str], batch_size: int,
-                  device: torch.device) -> dict[str, Any]:
+def clean_metrics(
+    net: nn.Module, dataset: Dataset, classes: list[str], batch_size: int, device: torch.device
+) -> dict[str, Any]:
     """Clean top-1, top-5 (more than 5 classes), macro accuracy, per-class accuracy, ECE, NLL, confusion."""
     from torchmetrics.functional.classification import (
         multiclass_accuracy,
@@ -177,15 +214,18 @@ def clean_metrics(net: nn.Module, dataset: Dataset, classes: list[str], batch_si
 
 def attack_record(res: AttackResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     rec = res.spec.record()
-    rec.update({
-        "n": int(res.robust.shape[1]),
-        "accuracy": res.accuracy,
-        "robust": [to_bits(r) for r in res.robust],
-        "distances": None if res.distances is None else [None if not math.isfinite(v) else float(v)
-                                                           for v in res.distances],
-        "unverified": res.unverified,
-        "time_s": res.time_s,
-    })
+    rec.update(
+        {
+            "n": int(res.robust.shape[1]),
+            "accuracy": res.accuracy,
+            "robust": [to_bits(r) for r in res.robust],
+            "distances": None
+            if res.distances is None
+            else [None if not math.isfinite(v) else float(v) for v in res.distances],
+            "unverified": res.unverified,
+            "time_s": res.time_s,
+        }
+    )
     if res.distances is not None:
         rec["median_distance"] = median_distance(res.distances)
     rec.update(extra or {})
@@ -214,11 +254,11 @@ def attack_specs(cfg: SuiteConfig) -> list[AttackSpec]:
     return specs
 
 
-def worst_case(attacks: dict[str, dict[str, Any]], clean: np.ndarray, norm: str,
-               epsilons: list[float]) -> dict[str, Any] | None:
+def worst_case(
+    attacks: dict[str, dict[str, Any]], clean: np.ndarray, norm: str, epsilons: list[float]
+) -> dict[str, Any] | None:
     """Per-example worst case over the white-box attacks of one norm: robust only if no attack breaks it."""
-    used = [k for k, a in attacks.items() if a["norm"] == norm and a["kind"] in ("fixed", "minimal")
-            and not k.endswith("_2x")]
+    used = [k for k, a in attacks.items() if a["norm"] == norm and a["kind"] in ("fixed", "minimal")]
     if not used:
         return None
     robust = np.tile(clean, (len(epsilons), 1))
@@ -275,8 +315,8 @@ def evaluate_models(
     report = RunReport({}, out)
     data_info = dict(data_info or {})
 
-    targets = getattr(test_set, "targets", None)
-    targets = np.asarray(targets if targets is not None else [int(test_set[i][1]) for i in range(len(test_set))])
+    test_set = CachedSplit(test_set)
+    targets = np.asarray(test_set.targets)
     positions = stratified_subset(targets, cfg.subset, cfg.seed)
     x = torch.stack([test_set[int(i)][0] for i in positions]) if len(positions) else torch.empty(0)
     y = torch.as_tensor(targets[positions], dtype=torch.long)
@@ -285,8 +325,9 @@ def evaluate_models(
     data_fp = fingerprint(data_info, len(test_set), positions)
     clean_fp = fingerprint(data_info, len(test_set))
 
-    num_levels = next((num_levels_of(m.net, 0) for m in models if is_topdown(m.net)),
-                      cfg.scales.num_levels if cfg.scales else 0)
+    num_levels = next(
+        (num_levels_of(m.net, 0) for m in models if is_topdown(m.net)), cfg.scales.num_levels if cfg.scales else 0
+    )
     plan = _plan(cfg)
     bar = _Progress(progress, total=len(models) * len(plan))
     model_parts: dict[str, dict[str, Any]] = {}
@@ -297,8 +338,14 @@ def evaluate_models(
             ctx = _Context(cfg, net, device, x, y, positions, num_levels_of(net, num_levels))
             parts: dict[str, Any] = {}
             for part, settings, compute in plan:
-                fp = fingerprint(SCHEMA_VERSION, identity, clean_fp if part == "clean" else data_fp, part,
-                                 settings(ctx, parts))
+                fp = fingerprint(
+                    SCHEMA_VERSION,
+                    ALGORITHM_VERSION,
+                    identity,
+                    clean_fp if part == "clean" else data_fp,
+                    part,
+                    settings(ctx, parts),
+                )
                 result = None if fresh else store.load(entry.name, part, fp)
                 if result is not None:
                     report.reused.append((entry.name, part))
@@ -367,23 +414,33 @@ def _plan(cfg: SuiteConfig) -> list[tuple[str, Settings, Compute]]:
         start = time.perf_counter()
         grads, correct = input_gradients(ctx.net, ctx.x, ctx.y, bs, ctx.device)
         pred = predict(ctx.net, ctx.x, bs, ctx.device).argmax(1).numpy()
-        return {"n": len(ctx.x), "indices": ctx.positions.tolist(), "accuracy": float(correct.mean()),
-                "clean_correct": to_bits(pred == ctx.y.numpy()), "predictions": pred.tolist(),
-                "gradient_l1": grads.tolist(), "nonzero_fraction": float((grads > 0).mean()),
-                "gradient_loss": "cross-entropy", "time_s": time.perf_counter() - start}
+        return {
+            "n": len(ctx.x),
+            "indices": ctx.positions.tolist(),
+            "accuracy": float(correct.mean()),
+            "clean_correct": to_bits(pred == ctx.y.numpy()),
+            "predictions": pred.tolist(),
+            "gradient_l1": grads.tolist(),
+            "nonzero_fraction": float((grads > 0).mean()),
+            "gradient_loss": "cross-entropy",
+            "time_s": time.perf_counter() - start,
+        }
 
     plan.append(("clean", lambda c, p: {"batch_size": bs}, clean))
     plan.append(("subset", lambda c, p: {"batch_size": bs, "seed": cfg.seed, "subset": cfg.subset}, subset))
 
     for spec in attack_specs(cfg):
-        def run(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str],
-                spec: AttackSpec = spec) -> dict[str, Any]:
+
+        def run(
+            ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str], spec: AttackSpec = spec
+        ) -> dict[str, Any]:
             res = run_attack(ctx.net, ctx.x, ctx.y, spec, ctx.device, bs, fmodel=ctx.fmodel, on_batch=ctx.tick)
             return attack_record(res)
 
         plan.append((spec.name, lambda c, p, spec=spec: {"spec": spec.record(), "batch_size": bs}, run))
 
     if cfg.attacks is not None and cfg.attacks.linf_pgd is not None and cfg.sanity.double_steps:
+
         def spec_2x(parts: dict[str, Any]) -> AttackSpec | None:
             base = parts.get("linf_pgd")
             if base is None:
@@ -393,7 +450,8 @@ def _plan(cfg: SuiteConfig) -> list[tuple[str, Settings, Compute]]:
             k = min(range(1, len(eps)), key=lambda i: (abs(acc[i] - clean_acc / 2), i)) if len(eps) > 1 else 0
             s = dict(base["settings"])
             s["steps"] = 2 * s["steps"]
-            return AttackSpec("linf_pgd_2x", "linf_pgd", [0.0, eps[k]] if eps[k] else [0.0], s, cfg.seed)
+            # only at that eps: eps = 0 is checked by linf_pgd itself
+            return AttackSpec("linf_pgd_2x", "linf_pgd", [eps[k]], s, cfg.seed)
 
         def run_2x(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str]) -> dict[str, Any] | None:
             spec = spec_2x(parts)
@@ -402,103 +460,181 @@ def _plan(cfg: SuiteConfig) -> list[tuple[str, Settings, Compute]]:
             res = run_attack(ctx.net, ctx.x, ctx.y, spec, ctx.device, bs, fmodel=ctx.fmodel, on_batch=ctx.tick)
             return attack_record(res, {"reference": "linf_pgd"})
 
-        plan.append(("linf_pgd_2x", lambda c, p: {"spec": (s := spec_2x(p)) and s.record(), "batch_size": bs},
-                     run_2x))
+        plan.append(("linf_pgd_2x", lambda c, p: {"spec": (s := spec_2x(p)) and s.record(), "batch_size": bs}, run_2x))
 
     if cfg.decision is not None:
-        plan.append(("decision", lambda c, p: {"decision": vars(cfg.decision), "seed": cfg.seed,
-                                               "l2": cfg.attacks.l2_epsilons if cfg.attacks else None,
-                                               "batch_size": bs}, _decision))
+        plan.append(
+            (
+                "decision",
+                lambda c, p: {
+                    "decision": vars(cfg.decision),
+                    "seed": cfg.seed,
+                    "l2": cfg.attacks.l2_epsilons if cfg.attacks else None,
+                    "batch_size": bs,
+                },
+                _decision,
+            )
+        )
 
     if cfg.perturbations is not None:
         for name, levels in cfg.perturbations.levels.items():
-            def pert(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str], name: str = name,
-                     levels: list[float] = levels) -> dict[str, Any]:
+
+            def pert(
+                ctx: _Context,
+                parts: dict[str, Any],
+                ds: Dataset,
+                classes: list[str],
+                name: str = name,
+                levels: list[float] = levels,
+            ) -> dict[str, Any]:
                 return run_perturbation(ctx.net, ctx.x, ctx.y, ctx.positions, name, levels, cfg.seed, ctx.device, bs)
 
-            plan.append((f"perturbation:{name}", lambda c, p, levels=levels: {"levels": levels, "seed": cfg.seed,
-                                                                              "batch_size": bs}, pert))
+            plan.append(
+                (
+                    f"perturbation:{name}",
+                    lambda c, p, levels=levels: {"levels": levels, "seed": cfg.seed, "batch_size": bs},
+                    pert,
+                )
+            )
 
     if cfg.scales is not None:
         sc = cfg.scales
 
         def noise(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str]) -> dict[str, Any]:
-            return scale_noise(ctx.net, ctx.x, ctx.y, ctx.positions, ctx.num_levels, sc.noise_sigmas, cfg.seed,
-                               ctx.device, bs)
+            return scale_noise(
+                ctx.net, ctx.x, ctx.y, ctx.positions, ctx.num_levels, sc.noise_sigmas, cfg.seed, ctx.device, bs
+            )
 
-        plan.append(("scale_noise", lambda c, p: {"levels": c.num_levels, "sigmas": sc.noise_sigmas,
-                                                  "seed": cfg.seed, "batch_size": bs}, noise))
+        plan.append(
+            (
+                "scale_noise",
+                lambda c, p: {"levels": c.num_levels, "sigmas": sc.noise_sigmas, "seed": cfg.seed, "batch_size": bs},
+                noise,
+            )
+        )
         if sc.pgd_epsilons:
-            def pgd(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str]) -> dict[str, Any]:
-                return scale_pgd(ctx.net, ctx.x, ctx.y, ctx.num_levels, sc.pgd_epsilons, sc.pgd_steps,
-                                 sc.pgd_rel_stepsize, cfg.seed, ctx.device, bs)
 
-            plan.append(("scale_pgd", lambda c, p: {"levels": c.num_levels, "eps": sc.pgd_epsilons,
-                                                    "steps": sc.pgd_steps, "rel": sc.pgd_rel_stepsize,
-                                                    "seed": cfg.seed, "batch_size": bs}, pgd))
+            def pgd(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str]) -> dict[str, Any]:
+                return scale_pgd(
+                    ctx.net,
+                    ctx.x,
+                    ctx.y,
+                    ctx.num_levels,
+                    sc.pgd_epsilons,
+                    sc.pgd_steps,
+                    sc.pgd_rel_stepsize,
+                    cfg.seed,
+                    ctx.device,
+                    bs,
+                )
+
+            plan.append(
+                (
+                    "scale_pgd",
+                    lambda c, p: {
+                        "levels": c.num_levels,
+                        "eps": sc.pgd_epsilons,
+                        "steps": sc.pgd_steps,
+                        "rel": sc.pgd_rel_stepsize,
+                        "seed": cfg.seed,
+                        "batch_size": bs,
+                    },
+                    pgd,
+                )
+            )
 
     if cfg.corruptions is not None:
         cc = cfg.corruptions
         for name in cc.names:
-            def corr(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str],
-                     name: str = name) -> dict[str, Any]:
-                return run_corruption(ctx.net, ctx.x, ctx.y, ctx.positions, name, cc.severities, cfg.seed,
-                                      ctx.device, bs)
 
-            plan.append((f"corruption:{name}", lambda c, p: {"severities": cc.severities, "seed": cfg.seed,
-                                                             "batch_size": bs}, corr))
+            def corr(
+                ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str], name: str = name
+            ) -> dict[str, Any]:
+                return run_corruption(
+                    ctx.net, ctx.x, ctx.y, ctx.positions, name, cc.severities, cfg.seed, ctx.device, bs
+                )
+
+            plan.append(
+                (
+                    f"corruption:{name}",
+                    lambda c, p: {"severities": cc.severities, "seed": cfg.seed, "batch_size": bs},
+                    corr,
+                )
+            )
     return plan
 
 
 def _decision(ctx: _Context, parts: dict[str, Any], ds: Dataset, classes: list[str]) -> dict[str, Any] | None:
-    """The decision-based attack on a stratified part of the subset, from real images of other classes."""
+    """The decision-based attack on a stratified part of the correctly classified images of the subset (a
+    misclassified image has distance 0 for every attack and tells nothing), each started from a real image
+    of another class that the model does not assign to the image's class."""
     cfg, dc = ctx.cfg, ctx.cfg.decision
     sub = parts["subset"]
     y = ctx.y.numpy()
     pred = np.asarray(sub["predictions"])
-    clean = bits(sub["clean_correct"])
-    pos = stratified_subset(y, dc.subset, derive_seed(cfg.seed, "decision"))
-    # Start from a real image of another class that the model also does not call this image's class.
+    correct = np.flatnonzero(bits(sub["clean_correct"]))
+    pos = correct[stratified_subset(y[correct], dc.subset, derive_seed(cfg.seed, "decision"))]
     starts = np.full(len(pos), -1)
     for k, p in enumerate(pos):
         pool = np.flatnonzero((y != y[p]) & (pred != y[p]))
         if len(pool):
-            starts[k] = np.random.default_rng(derive_seed(cfg.seed, "decision-start", int(ctx.positions[p]))).choice(pool)
+            rng = np.random.default_rng(derive_seed(cfg.seed, "decision-start", int(ctx.positions[p])))
+            starts[k] = rng.choice(pool)
     keep = starts >= 0
     pos, starts = pos[keep], starts[keep]
     if not len(pos):
         return None
     eps = list(cfg.attacks.l2_epsilons) if cfg.attacks else [0.0, 0.25, 0.5, 1.0, 2.0]
-    settings = ({"steps": dc.steps, "initial_gradient_eval_steps": dc.initial_gradient_eval_steps,
-                 "max_gradient_eval_steps": dc.max_gradient_eval_steps, "constraint": "l2"}
-                if dc.method == "hsj" else {"steps": dc.steps})
+    settings = (
+        {
+            "steps": dc.steps,
+            "initial_gradient_eval_steps": dc.initial_gradient_eval_steps,
+            "max_gradient_eval_steps": dc.max_gradient_eval_steps,
+            "constraint": "l2",
+        }
+        if dc.method == "hsj"
+        else {"steps": dc.steps}
+    )
     spec = AttackSpec("decision", dc.method, eps, settings, cfg.seed)
-    dist = np.zeros(len(pos))  # misclassified to begin with: distance 0
-    attacked = clean[pos]
-    unverified, elapsed = 0, 0.0
-    if attacked.any():
-        res = run_attack(ctx.net, ctx.x[pos[attacked]], ctx.y[pos[attacked]], spec, ctx.device, ctx.cfg.batch_size,
-                         starting_points=ctx.x[starts[attacked]], fmodel=ctx.fmodel, on_batch=ctx.tick)
-        dist[attacked] = res.distances
-        unverified, elapsed = res.unverified, res.time_s
+    res = run_attack(
+        ctx.net,
+        ctx.x[pos],
+        ctx.y[pos],
+        spec,
+        ctx.device,
+        ctx.cfg.batch_size,
+        starting_points=ctx.x[starts],
+        fmodel=ctx.fmodel,
+        on_batch=ctx.tick,
+    )
+    dist, unverified, elapsed = res.distances, res.unverified, res.time_s
     robust = np.stack([dist > e for e in eps])
     rec = spec.record()
-    rec.update({
-        "n": len(pos),
-        "positions": pos.tolist(),
-        "starting_points": starts.tolist(),
-        "accuracy": robust.mean(axis=1).tolist(),
-        "robust": [to_bits(r) for r in robust],
-        "distances": [None if not math.isfinite(v) else float(v) for v in dist],
-        "median_distance": median_distance(dist),
-        "unverified": unverified,
-        "time_s": elapsed,
-    })
+    rec.update(
+        {
+            "n": len(pos),
+            "positions": pos.tolist(),
+            "starting_points": starts.tolist(),
+            "accuracy": robust.mean(axis=1).tolist(),
+            "robust": [to_bits(r) for r in robust],
+            "distances": [None if not math.isfinite(v) else float(v) for v in dist],
+            "median_distance": median_distance(dist),
+            "unverified": unverified,
+            "time_s": elapsed,
+        }
+    )
     return rec
 
 
-def assemble(models: list[ModelEntry], model_parts: dict[str, dict[str, Any]], cfg: SuiteConfig,
-             data_info: dict[str, Any], positions: np.ndarray, n_test: int, out: Path) -> dict[str, Any]:
+def assemble(
+    models: list[ModelEntry],
+    model_parts: dict[str, dict[str, Any]],
+    cfg: SuiteConfig,
+    data_info: dict[str, Any],
+    positions: np.ndarray,
+    n_test: int,
+    out: Path,
+) -> dict[str, Any]:
     """results.json's content from every model's parts (see SCHEMA.md)."""
     reference = next((m.name for m in models if not is_topdown(m.net)), models[0].name)
     res_models: dict[str, Any] = {}
@@ -525,8 +661,9 @@ def assemble(models: list[ModelEntry], model_parts: dict[str, dict[str, Any]], c
             "worst_case": worst,
             "perturbations": {k.split(":", 1)[1]: v for k, v in parts.items() if k.startswith("perturbation:")},
             "scales": {k.split("_", 1)[1]: v for k, v in parts.items() if k in ("scale_noise", "scale_pgd")},
-            "corruptions": {"per_corruption": {k.split(":", 1)[1]: v for k, v in parts.items()
-                                               if k.startswith("corruption:")}},
+            "corruptions": {
+                "per_corruption": {k.split(":", 1)[1]: v for k, v in parts.items() if k.startswith("corruption:")}
+            },
             "sanity": checks,
             "flagged": bool(failed),
             "failed_checks": failed,
@@ -536,7 +673,9 @@ def assemble(models: list[ModelEntry], model_parts: dict[str, dict[str, Any]], c
     # mCE against the reference, on the same images
     with_corr = {k: m for k, m in res_models.items() if m["corruptions"]["per_corruption"]}
     if reference in with_corr:
-        errors = {k: {c: r["error"] for c, r in m["corruptions"]["per_corruption"].items()} for k, m in with_corr.items()}
+        errors = {
+            k: {c: r["error"] for c, r in m["corruptions"]["per_corruption"].items()} for k, m in with_corr.items()
+        }
         clean_err = {k: 1 - m["subset"]["accuracy"] for k, m in with_corr.items()}
         for k, summary in corruption_errors(errors, clean_err, reference).items():
             res_models[k]["corruptions"].update(summary)
@@ -546,8 +685,14 @@ def assemble(models: list[ModelEntry], model_parts: dict[str, dict[str, Any]], c
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "environment": environment(),
         "suite": cfg.to_dict(),
-        "data": {"description": data_info, "split": "test", "n_test": n_test, "subset_size": len(positions),
-                 "subset_indices": positions.tolist(), "subset_seed": cfg.seed},
+        "data": {
+            "description": data_info,
+            "split": "test",
+            "n_test": n_test,
+            "subset_size": len(positions),
+            "subset_indices": positions.tolist(),
+            "subset_seed": cfg.seed,
+        },
         "reference_model": reference,
         "models": res_models,
         "parts_dir": str(out / "parts"),

@@ -21,7 +21,7 @@ LOGITS = "logits"
 _SPECIAL = (INPUT, LOGITS, "image")
 
 
-class _StopForward(Exception):
+class _StopForwardError(Exception):
     """Raised by the last needed hook so the rest of the network is not computed."""
 
 
@@ -80,15 +80,19 @@ class capture(contextlib.AbstractContextManager):  # noqa: N801  (used like a fu
         self.acts = Activations()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending: set[str] = set()
-        self._targets: list[tuple[str, nn.Module, bool]] = []
+        self._targets: list[tuple[str, str, bool]] = []
         for key in self.keys:
             if key in _SPECIAL:
                 continue
             name, use_input = split_key(key)
-            self._targets.append((key, resolve_module(model, name), use_input))
+            resolve_module(model, name)  # fail now on a wrong name
+            self._targets.append((key, name, use_input))
 
     def __enter__(self) -> Activations:
-        for key, module, use_input in self._targets:
+        # Modules are looked up on entry, not at construction: a context entered in between (the
+        # redirected ReLU) may have swapped them.
+        for key, name, use_input in self._targets:
+            module = resolve_module(self.model, name)
             self._handles.append(module.register_forward_hook(self._hook(key, use_input)))
         return self.acts
 
@@ -107,7 +111,7 @@ class capture(contextlib.AbstractContextManager):  # noqa: N801  (used like a fu
             self.acts[key] = value
             self._pending.discard(key)
             if self.stop_early and not self._pending:
-                raise _StopForward
+                raise _StopForwardError
 
         return hook
 
@@ -119,10 +123,8 @@ class capture(contextlib.AbstractContextManager):  # noqa: N801  (used like a fu
         self._pending = {k for k, _, _ in self._targets}
         if self.stop_early and not self._pending:
             return self.acts  # only the image is needed: no forward pass at all
-        try:
+        with contextlib.suppress(_StopForwardError):
             self.acts[LOGITS] = self.model(x)
-        except _StopForward:
-            pass
         return self.acts
 
 

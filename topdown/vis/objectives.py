@@ -64,7 +64,10 @@ class Objective:
         return Objective(lambda a: -self(a), self.layers, f"-({self.name})")
 
     def __sub__(self, other: Objective | float) -> Objective:
-        return self + (-other)
+        if isinstance(other, Real):
+            return self + (-float(other))
+        other = as_objective(other)
+        return Objective(lambda a: self(a) - other(a), self.layers + other.layers, f"{self.name} - {other.name}")
 
     def __rsub__(self, other: float) -> Objective:
         return (-self) + other
@@ -214,8 +217,9 @@ def deepdream(layer: str, batch: int | Sequence[int] | None = None) -> Objective
     return _per_image(layer, batch, f"deepdream({layer})", lambda t: _mean_rest(t.pow(2)))
 
 
-def caricature(layer: str, target: torch.Tensor, cossim_pow: float = 1.0,
-               batch: int | Sequence[int] | None = None) -> Objective:
+def caricature(
+    layer: str, target: torch.Tensor, cossim_pow: float = 1.0, batch: int | Sequence[int] | None = None
+) -> Objective:
     """Dot product with a reference activation (e.g. of a real image), times ``cos^pow``: exaggerate what
     the layer saw in that image (Lucid's caricature)."""
     ref = target.detach()
@@ -267,10 +271,12 @@ def l2(layer: str = "image", constant: float = 0.5, batch: int | Sequence[int] |
     return _per_image(layer, batch, f"l2({layer})", lambda t: _mean_rest((t - constant).pow(2)).add(1e-12).sqrt())
 
 
-def alpha_norm(layer: str = "image", alpha: float = 6.0, constant: float = 0.5,
-               batch: int | Sequence[int] | None = None) -> Objective:
+def alpha_norm(
+    layer: str = "image", alpha: float = 6.0, constant: float = 0.5, batch: int | Sequence[int] | None = None
+) -> Objective:
     """Mean ``|t - constant|^alpha`` (Mahendran & Vedaldi's alpha-norm prior: a large alpha keeps pixels in range)."""
-    return _per_image(layer, batch, f"alpha_norm({layer}, {alpha:g})", lambda t: _mean_rest((t - constant).abs() ** alpha))
+    name = f"alpha_norm({layer}, {alpha:g})"
+    return _per_image(layer, batch, name, lambda t: _mean_rest((t - constant).abs() ** alpha))
 
 
 def feature_distance(layer: str, target: torch.Tensor, batch: int | Sequence[int] | None = None) -> Objective:
@@ -319,29 +325,37 @@ def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
     return Objective(fn, [layer], f"alignment({layer}, {decay_ratio:g})")
 
 
-def channels(layer: str, indices: Sequence[int]) -> Objective:
-    """Image ``i`` of the batch maximizes channel ``indices[i]``: many channels in one render."""
+def channels(layer: str, indices: Sequence[int], scale: torch.Tensor | Sequence[float] | None = None) -> Objective:
+    """Image ``i`` of the batch maximizes channel ``indices[i]`` (divided by ``scale[i]`` when given):
+    many channels in one render, in one vectorized objective."""
     idx = torch.as_tensor(list(indices), dtype=torch.long)
+    div = None if scale is None else torch.as_tensor(scale, dtype=torch.float32).flatten()
 
     def fn(acts: dict[str, torch.Tensor]) -> torch.Tensor:
         t = acts[layer]
         if t.shape[0] != idx.numel():
             raise ValueError(f"channels(): {idx.numel()} channels but a batch of {t.shape[0]} images")
         sel = t[torch.arange(t.shape[0], device=t.device), idx.to(t.device)]  # (B, ...) one channel per image
-        return _mean_rest(sel)
+        out = _mean_rest(sel)
+        return out if div is None else out / div.to(out.device, out.dtype)
 
     shown = ", ".join(map(str, list(indices)[:6])) + (", ..." if len(indices) > 6 else "")
     return Objective(fn, [layer], f"channels({layer}: [{shown}])")
 
 
-def classes(indices: Sequence[int], logprob: bool = False) -> Objective:
-    """Image ``i`` of the batch maximizes the logit (or log-probability) of class ``indices[i]``."""
+def classes(
+    indices: Sequence[int], logprob: bool = False, scale: torch.Tensor | Sequence[float] | None = None
+) -> Objective:
+    """Image ``i`` of the batch maximizes the logit (or log-probability) of class ``indices[i]`` (divided by
+    ``scale[i]`` when given)."""
     idx = torch.as_tensor(list(indices), dtype=torch.long)
+    div = None if scale is None else torch.as_tensor(scale, dtype=torch.float32).flatten()
 
     def fn(acts: dict[str, torch.Tensor]) -> torch.Tensor:
         t = acts[LOGITS]
         if logprob:
             t = F.log_softmax(t, 1)
-        return t[torch.arange(t.shape[0], device=t.device), idx.to(t.device)]
+        out = t[torch.arange(t.shape[0], device=t.device), idx.to(t.device)]
+        return out if div is None else out / div.to(out.device, out.dtype)
 
     return Objective(fn, [LOGITS], f"classes({'logprob' if logprob else 'logit'}: {list(indices)})")

@@ -128,14 +128,16 @@ def lowres_tensor(
     shared: bool = True,
     generator: int | torch.Generator | None = None,
     device: torch.device | str | None = None,
+    scale: float = 1.0,
 ) -> ImageParam:
-    """A tensor of resolution ``H / factor`` upsampled (bilinear) to ``shape``; with ``shared=True`` one for
-    the whole batch (it broadcasts over the batch axis)."""
+    """A tensor of resolution ``H / factor`` upsampled (bilinear) to ``shape``, times ``scale``; with
+    ``shared=True`` one for the whole batch (it broadcasts over the batch axis)."""
     b, c, h, w = shape
-    low = _randn((1 if shared else b, c, max(1, h // factor), max(1, w // factor)), sd, _as_generator(generator), device)
+    low_shape = (1 if shared else b, c, max(1, h // factor), max(1, w // factor))
+    low = _randn(low_shape, sd, _as_generator(generator), device)
 
     def image_fn() -> torch.Tensor:
-        up = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+        up = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False) * scale
         return up.expand(b, -1, -1, -1) if shared else up
 
     return ImageParam([low], image_fn)
@@ -306,12 +308,17 @@ def shared_interpolation_image(
     generator: int | torch.Generator | None = None,
     device: torch.device | str | None = None,
     sd: float = 0.01,
+    shared_scale: float = 0.2,
 ) -> ImageParam:
     """``frames`` Fourier images plus low-resolution components shared by all of them (Lucid's aligned
-    interpolation parameterization): the shared part carries the common layout from frame to frame."""
+    interpolation parameterization): the shared part carries the common layout from frame to frame.
+
+    ``shared_scale`` damps the shared components: they receive the gradient of every frame at once, and at
+    full scale they saturate the colours before the per-frame parts can make the frames differ.
+    """
     gen = _as_generator(generator)
     shape = (frames, 3, size, size)
-    shared = [lowres_tensor(shape, f, sd, True, gen, device) for f in factors if size // f >= 1]
+    shared = [lowres_tensor(shape, f, sd, True, gen, device, shared_scale) for f in factors if size // f >= 1]
     return image(size, frames, True, decorrelate, color, sd, 1.0, shared, gen, device)
 
 

@@ -1,0 +1,617 @@
+"""The robustness evaluation: attacks, perturbations, corruptions, sanity checks, resume, the CLI.
+
+One module-scoped run of the whole suite on the two tiny trained nets (``normal_run``) feeds most tests;
+the expensive checks assert on its stored results rather than attacking again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from topdown.checkpoint import CheckpointError
+from topdown.lit import CHECKPOINT_KEY
+from topdown.robustness import (
+    CORRUPTIONS,
+    PERTURBATIONS,
+    SCHEMA_VERSION,
+    AttackSpec,
+    AttackSuite,
+    CorruptionSuite,
+    CWConfig,
+    DecisionConfig,
+    DeepFoolConfig,
+    FMNConfig,
+    ModelEntry,
+    PerturbationSuite,
+    PGDConfig,
+    ScaleSuite,
+    SuiteConfig,
+    apply_perturbation,
+    band,
+    corrupt_batch,
+    corruption_errors,
+    evaluate_models,
+    prepare_model,
+    run_attack,
+    stratified_subset,
+)
+from topdown.robustness.perturbations import draws_for
+from topdown.robustness.results import PartStore, atomic_write_json
+from topdown.robustness.sanity import bits
+from topdown.robustness.scales import LevelInput, level_factors
+
+ROOT = Path(__file__).resolve().parents[1]
+EPS_LINF = [0.0, 2 / 255, 8 / 255]
+
+
+def small_suite(**overrides) -> SuiteConfig:
+    """A small suite that still runs every part (about a minute for both tiny nets on a quiet CPU)."""
+    cfg = SuiteConfig(
+        subset=24,
+        batch_size=24,
+        seed=0,
+        attacks=AttackSuite(
+            linf_epsilons=EPS_LINF,
+            l2_epsilons=[0.0, 0.25, 1.0],
+            linf_pgd=PGDConfig(steps=10, rel_stepsize=0.25),
+            l2_pgd=PGDConfig(steps=5, rel_stepsize=0.25),
+            deepfool=DeepFoolConfig(steps=20),
+            fmn=FMNConfig(steps=20),
+        ),
+        decision=DecisionConfig(subset=8, steps=4, initial_gradient_eval_steps=20, max_gradient_eval_steps=40),
+        perturbations=PerturbationSuite(),
+        scales=ScaleSuite(noise_sigmas=[0.1, 0.3], pgd_epsilons=[8 / 255], pgd_steps=5),
+        corruptions=CorruptionSuite(names=["gaussian_noise", "defocus_blur", "jpeg", "contrast"], severities=[1, 3, 5]),
+    )
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def normal_run(trained_pair, small_flowers, tmp_path_factory):
+    out = tmp_path_factory.mktemp("normal_run")
+    models = [ModelEntry(k, v) for k, v in trained_pair.items()]
+    report = evaluate_models(
+        models,
+        small_flowers.subset("test"),
+        small_flowers.classes,
+        small_suite(),
+        out,
+        data_info=small_flowers.describe(),
+        progress=False,
+    )
+    return report
+
+
+# -- the whole suite on normal models ----------------------------------------------------------------------
+def test_every_sanity_check_passes_on_normal_models(normal_run):
+    for name, m in normal_run.results["models"].items():
+        failed = {k: c for k, c in m["sanity"].items() if c["passed"] is not True}
+        assert not failed, f"{name}: {failed}"
+        assert not m["flagged"]
+
+
+def test_every_attack_lowers_accuracy_or_leaves_it_and_eps0_is_clean(normal_run):
+    for name, m in normal_run.results["models"].items():
+        clean = m["subset"]["accuracy"]
+        clean_bits = bits(m["subset"]["clean_correct"])
+        attacks = dict(m["attacks"], decision=m["decision"])
+        assert set(attacks) >= {"fgsm", "linf_pgd", "l2_pgd", "deepfool", "fmn", "linf_pgd_2x", "decision"}
+        for a, r in attacks.items():
+            pos = np.asarray(r.get("positions", range(len(clean_bits))))
+            base = clean_bits[pos].mean()
+            assert all(acc <= base + 1e-9 for acc in r["accuracy"]), (name, a, r["accuracy"], base)
+            if r["epsilons"][0] == 0:
+                assert np.array_equal(bits(r["robust"][0]), clean_bits[pos]), (name, a)  # image by image
+        assert m["attacks"]["linf_pgd"]["accuracy"][-1] < clean  # 8/255 breaks the tiny nets
+        for p, r in m["perturbations"].items():
+            assert r["accuracy_vs_l2"][0] == pytest.approx(clean), p
+            assert all(b <= a + 1e-12 for a, b in zip(r["accuracy_vs_l2"], r["accuracy_vs_l2"][1:])), p
+            assert 0 <= r["auc"] <= clean + 1e-9
+        for s in m["scales"].values():
+            assert np.asarray(s["accuracy"]).max() <= 1 and s["most_harmful_level"] in s["levels"]
+
+
+def test_results_files_schema_and_plots(normal_run):
+    out = normal_run.out
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema_version"] == SCHEMA_VERSION
+    assert res["reference_model"] == "baseline"
+    assert res["data"]["subset_size"] == 24
+    m = res["models"]["topdown"]
+    assert m["is_topdown"] and not res["models"]["baseline"]["is_topdown"]
+    assert {"top1", "top5", "macro_acc", "per_class_acc", "ece", "nll", "confusion"} <= set(m["clean"])
+    assert len(m["clean"]["confusion"]) == 6 and sum(map(sum, m["clean"]["confusion"])) == m["clean"]["n"]
+    for r in m["attacks"].values():  # every attack documents its settings and seed
+        assert {"method", "kind", "norm", "settings", "seed", "epsilons", "accuracy", "time_s"} <= set(r)
+    assert m["scales"]["noise"]["mode"] == "pyramid_level"
+    assert res["models"]["baseline"]["scales"]["noise"]["mode"] == "image_band"
+    assert res["models"]["baseline"]["corruptions"]["mce"] == pytest.approx(1.0)  # the reference
+    assert m["corruptions"]["mce"] > 0
+    assert set(m["worst_case"]) == {"linf", "l2"}
+    for norm, w in m["worst_case"].items():  # the worst case is at least as strong as each attack
+        for a in m["attacks"].values():
+            if a["norm"] == norm and a["kind"] == "fixed":
+                for e, acc in zip(a["epsilons"], a["accuracy"]):
+                    if e in w["epsilons"]:
+                        assert w["accuracy"][w["epsilons"].index(e)] <= acc + 1e-9
+    header = (out / "results.csv").read_text().splitlines()[0]
+    assert header == "model,section,name,x_name,x,metric,value"
+    for png in ("attacks_linf.png", "attacks_l2.png", "perturbations.png", "corruptions.png", "scales.png"):
+        assert (out / png).stat().st_size > 10_000, png
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+
+
+# -- gradient masking is caught ----------------------------------------------------------------------------
+class RoundedInput(nn.Module):
+    """A deliberately masked model: the input is quantised to 8 levels, so every input gradient is zero."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * 7) / 7)
+
+
+def test_gradient_masking_is_flagged(trained_pair, small_flowers, tmp_path):
+    masked = RoundedInput(copy.deepcopy(trained_pair["baseline"])).eval()
+    cfg = small_suite(
+        attacks=AttackSuite(
+            linf_epsilons=EPS_LINF,
+            l2_epsilons=[0.0, 0.5, 2.0],
+            l2_pgd=None,
+            fmn=None,
+            linf_pgd=PGDConfig(steps=5),
+            deepfool=DeepFoolConfig(steps=10),
+        ),
+        decision=DecisionConfig(subset=8, steps=3, initial_gradient_eval_steps=20, max_gradient_eval_steps=40),
+        perturbations=None,
+        scales=None,
+        corruptions=None,
+    )
+    cfg.sanity.double_steps = False
+    rep = evaluate_models(
+        [ModelEntry("masked", masked)],
+        small_flowers.subset("test"),
+        small_flowers.classes,
+        cfg,
+        tmp_path,
+        progress=False,
+        plots=False,
+    )
+    m = rep.results["models"]["masked"]
+    checks = m["sanity"]
+    assert checks["input_gradients_nonzero"]["passed"] is False and checks["input_gradients_nonzero"]["value"] == 0
+    assert checks["unbounded_attack_reaches_zero"]["passed"] is False  # DeepFool finds no gradient to follow
+    assert checks["decision_not_better"]["passed"] is False  # HopSkipJump, needing no gradient, does better
+    assert m["flagged"] and "input_gradients_nonzero" in m["failed_checks"]
+
+
+# -- resuming ----------------------------------------------------------------------------------------------
+def test_killed_run_resumes_without_recomputing(normal_run, trained_pair, small_flowers, tmp_path):
+    """Copy a finished run, remove what a crash would have kept from happening, and run again."""
+    out = tmp_path / "run"
+    shutil.copytree(normal_run.out, out)
+    store = PartStore(out)
+    lost = [("topdown", "l2_pgd"), ("topdown", "scale_pgd"), ("topdown", "corruption:jpeg")]
+    for model, part in lost:
+        store.path(model, part).unlink()
+    # a write interrupted half-way leaves only its temporary file, never a torn part
+    (store.path("topdown", "l2_pgd").parent / ".l2_pgd.json.123.tmp").write_text('{"trunc')
+    before = {p: p.stat().st_mtime_ns for p in (out / "parts").rglob("*.json")}
+    started = []
+    models = [ModelEntry(k, v) for k, v in trained_pair.items()]
+    rep = evaluate_models(
+        models,
+        small_flowers.subset("test"),
+        small_flowers.classes,
+        small_suite(),
+        out,
+        data_info=small_flowers.describe(),
+        progress=False,
+        plots=False,
+        on_part=lambda model, part: started.append((model, part)),
+    )
+    assert sorted(started) == sorted(lost) == sorted(rep.computed)
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # finished parts untouched
+    # seeded: recomputed parts equal the originals
+    old = normal_run.results["models"]["topdown"]
+    new = rep.results["models"]["topdown"]
+    assert new["attacks"]["l2_pgd"]["robust"] == old["attacks"]["l2_pgd"]["robust"]
+    assert new["scales"]["pgd"]["accuracy"] == old["scales"]["pgd"]["accuracy"]
+    assert (
+        new["corruptions"]["per_corruption"]["jpeg"]["accuracy"]
+        == old["corruptions"]["per_corruption"]["jpeg"]["accuracy"]
+    )
+
+
+def test_interrupted_run_resumes_where_it_stopped(trained_pair, small_flowers, tmp_path):
+    cfg = small_suite(
+        attacks=None,
+        decision=None,
+        scales=None,
+        perturbations=PerturbationSuite(levels={"gaussian_noise": [0, 0.1, 0.2], "contrast": [0, 0.5]}),
+        corruptions=CorruptionSuite(names=["jpeg", "pixelate"], severities=[1, 5]),
+    )
+    models = [ModelEntry("baseline", trained_pair["baseline"])]
+    seen = []
+
+    def crash_at_fourth(model, part):
+        seen.append(part)
+        if len(seen) == 4:
+            raise KeyboardInterrupt  # as if killed while computing the 4th part
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_models(
+            models,
+            small_flowers.subset("test"),
+            small_flowers.classes,
+            cfg,
+            tmp_path,
+            progress=False,
+            plots=False,
+            on_part=crash_at_fourth,
+        )
+    assert not (tmp_path / "results.json").exists()
+    rep = evaluate_models(
+        models, small_flowers.subset("test"), small_flowers.classes, cfg, tmp_path, progress=False, plots=False
+    )
+    assert [p for _, p in rep.reused] == seen[:3]
+    assert [p for _, p in rep.computed] == ["perturbation:contrast", "corruption:jpeg", "corruption:pixelate"]
+    # changed settings invalidate exactly the parts they touch
+    cfg.corruptions.severities = [1, 4]
+    rep = evaluate_models(
+        models, small_flowers.subset("test"), small_flowers.classes, cfg, tmp_path, progress=False, plots=False
+    )
+    assert [p for _, p in rep.computed] == ["corruption:jpeg", "corruption:pixelate"]
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "part.json"
+    atomic_write_json(path, {"a": 1})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": Boom()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["part.json"]
+    atomic_write_json(path, {"inf": float("inf"), "arr": np.arange(2)})
+    assert json.loads(path.read_text()) == {"inf": None, "arr": [0, 1]}
+
+
+# -- the pieces --------------------------------------------------------------------------------------------
+def test_optional_cw_and_boundary_attacks(trained_pair, small_flowers):
+    ds = small_flowers.subset("test")
+    x = torch.stack([ds[i][0] for i in range(6)])
+    y = torch.tensor([ds[i][1] for i in range(6)])
+    net = prepare_model(trained_pair["topdown"], "cpu")
+    cw = run_attack(
+        net, x, y, AttackSpec("cw", "cw", [0.0, 0.5, 2.0], vars(CWConfig(binary_search_steps=2, steps=10))), "cpu"
+    )
+    clean = (net(x).argmax(1) == y).numpy()
+    assert np.array_equal(cw.robust[0], clean)
+    assert all(b <= a for a, b in zip(cw.accuracy, cw.accuracy[1:]))
+    # Boundary from real images of other classes (its random start fails whole batches)
+    starts = torch.stack(
+        [
+            x[(i + 1 + int(torch.nonzero(y[i + 1 :] != y[i])[0])) % 6]
+            if (y[i + 1 :] != y[i]).any()
+            else x[int(torch.nonzero(y != y[i])[0])]
+            for i in range(6)
+        ]
+    )
+    ok = net(starts).argmax(1) != y
+    b = run_attack(
+        net,
+        x[ok],
+        y[ok],
+        AttackSpec("boundary", "boundary", [0.0, 1.0, 4.0], {"steps": 20}),
+        "cpu",
+        starting_points=starts[ok],
+    )
+    assert np.array_equal(b.robust[0], clean[ok.numpy()])
+    assert np.isfinite(b.distances[clean[ok.numpy()]]).all()  # started adversarial: always broken
+    with pytest.raises(ValueError, match="starting_points"):
+        run_attack(net, x, y, AttackSpec("hsj", "hsj", [0.0], {"steps": 1}), "cpu")
+
+
+def test_attacks_leave_model_and_rng_untouched(trained_pair, small_flowers):
+    net = trained_pair["baseline"]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    prepared = prepare_model(net, "cpu")
+    assert prepared is not net and not any(p.requires_grad for p in prepared.parameters())
+    ds = small_flowers.subset("test")
+    x, y = torch.stack([ds[i][0] for i in range(4)]), torch.tensor([ds[i][1] for i in range(4)])
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    run_attack(prepared, x, y, AttackSpec("linf_pgd", "linf_pgd", [0.0, 0.03], vars(PGDConfig(steps=2))), "cpu")
+    assert torch.equal(torch.rand(1), expected)  # the caller's RNG stream is restored
+    assert all(p.grad is None for p in prepared.parameters())
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+    with torch.inference_mode():  # as inside Lightning's test loop
+        r = run_attack(prepared, x, y, AttackSpec("fgsm", "fgsm", [0.0, 0.03], {}), "cpu")
+    assert r.robust.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", sorted(PERTURBATIONS))
+def test_perturbations_are_seeded_nested_and_grow(name):
+    x = torch.rand(3, 3, 32, 32) * 0.8 + 0.1
+    idx = np.array([5, 7, 9])
+    d = draws_for(name, x, idx, seed=0)
+    assert torch.equal(apply_perturbation(name, x, 0.0, d), x)
+    levels = {
+        "gaussian_noise": [0.05, 0.2],
+        "uniform_noise": [0.05, 0.2],
+        "salt_and_pepper": [0.02, 0.2],
+        "gaussian_blur": [0.5, 2.0],
+        "contrast": [0.2, 0.8],
+        "shift": [1, 4],
+        "rotation": [2, 5],
+    }[name]
+    small, large = (apply_perturbation(name, x, lv, d) for lv in levels)
+    assert small.min() >= 0 and large.max() <= 1
+    assert 0 < (small - x).norm() < (large - x).norm()
+    # the same image index gives the same draw whatever the batch
+    d1 = draws_for(name, x[1:2], idx[1:2], seed=0)
+    assert torch.allclose(apply_perturbation(name, x[1:2], levels[1], d1), large[1:2], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_corruptions_are_seeded_and_grow_with_severity(name, small_flowers):
+    ds = small_flowers.subset("test")
+    x = torch.stack([ds[i][0] for i in range(4)])
+    idx = np.arange(4)
+    c1, c5 = corrupt_batch(x, idx, name, 1, seed=0), corrupt_batch(x, idx, name, 5, seed=0)
+    assert c1.shape == x.shape and c1.min() >= 0 and c1.max() <= 1
+    assert torch.equal(corrupt_batch(x[2:], idx[2:], name, 5, seed=0), c5[2:])  # per-image seeding
+    assert (c1 - x).abs().mean() > 0 and (c5 - x).abs().mean() > 0
+    if name != "pixelate":  # nearest-neighbour upscaling from 30 of 32 px moves pixels more than from 21 px
+        assert (c5 - x).abs().mean() > (c1 - x).abs().mean()
+
+
+def test_mce_is_relative_to_the_baseline():
+    errors = {"baseline": {"a": [0.2, 0.4], "b": [0.5, 0.5]}, "topdown": {"a": [0.1, 0.2], "b": [0.5, 1.0]}}
+    out = corruption_errors(errors, {"baseline": 0.1, "topdown": 0.1}, "baseline")
+    assert out["baseline"]["mce"] == pytest.approx(1.0)
+    assert out["topdown"]["ce"] == pytest.approx({"a": 0.5, "b": 1.5})
+    assert out["topdown"]["mce"] == pytest.approx(1.0)
+    assert out["topdown"]["relative_ce"]["a"] == pytest.approx((0.0 + 0.1) / (0.1 + 0.3))
+
+
+def test_band_operator_isolates_one_scale():
+    from topdown.models import downscale
+
+    torch.manual_seed(0)
+    num = 3
+    rms = lambda t: t.pow(2).mean().sqrt()  # noqa: E731
+    for level, f in enumerate(level_factors(num)):
+        delta = torch.randn(2, 3, 32 // f, 32 // f)
+        img = band(delta, level, num)
+        assert img.shape == (2, 3, 32, 32)
+        assert torch.allclose(band(2 * delta, level, num), 2 * img, atol=1e-5)  # linear: PGD through it is exact
+        seen = downscale(img, f, "gaussian")  # what the level itself sees: most of what plain upsampling gives
+        assert rms(seen) > 0.5 * rms(downscale(band(delta, level, num, iterations=0), f, "gaussian"))
+        if level > 0:  # the next coarser level sees little of it
+            assert rms(downscale(img, 2 * f, "gaussian")) < 0.3 * rms(seen)
+
+
+def test_level_input_perturbs_one_pyramid_level(trained_pair):
+    net = prepare_model(trained_pair["topdown"], "cpu")
+    x = torch.rand(2, 3, 32, 32)
+    for level in range(net.num_stages):
+        m = LevelInput(net, level, net.num_stages)
+        assert not m.training
+        z = m.set_context(x)
+        assert torch.allclose(m(z), net(x), atol=1e-5)
+        pyr = [t.clone() for t in net.pyramid(x)]
+        pyr[level] = (z + 0.1).clamp(0, 1)
+        assert torch.allclose(m(pyr[level]), net(pyr), atol=1e-5)
+
+
+def test_stratified_subset_is_seeded_and_balanced():
+    targets = np.repeat(np.arange(4), [50, 30, 15, 5])
+    a = stratified_subset(targets, 20, 0)
+    assert len(a) == 20 and np.array_equal(a, stratified_subset(targets, 20, 0))
+    assert np.bincount(targets[a]).tolist() == [10, 6, 3, 1]
+    assert not np.array_equal(a, stratified_subset(targets, 20, 1))
+    assert len(stratified_subset(targets, None, 0)) == 100
+
+
+# -- the command line and checkpoints ----------------------------------------------------------------------
+def write_checkpoint(path: Path, net: nn.Module, data_desc: dict, **extra) -> Path:
+    """A checkpoint in the layout ``ImageClassifier`` saves (Lightning state dict + topdown record)."""
+    ckpt = {
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        CHECKPOINT_KEY: {"schema": 1, "net": net.arch_config, "data": data_desc},
+        "epoch": 1,
+        "global_step": 10,
+        **extra,
+    }
+    torch.save(ckpt, path)
+    return path
+
+
+CLI_SUITE = """
+subset: 12
+batch_size: 12
+attacks:
+  linf_epsilons: [0.0, 0.03]
+  l2_epsilons: [0.0, 1.0]
+  linf_pgd: {steps: 2}
+  l2_pgd: null
+  deepfool: {steps: 5}
+  fmn: null
+decision: null
+perturbations: {levels: {gaussian_noise: [0.0, 0.2]}}
+scales: {noise_sigmas: [0.2], pgd_epsilons: []}
+corruptions: {names: [jpeg], severities: [5]}
+"""
+
+
+def test_cli_end_to_end_and_resume(tiny_checkpoints, tmp_path, capsys):
+    """Real Lightning checkpoints in, results.json/csv/plots out; the same command again recomputes nothing."""
+    from topdown.robustness.cli import main
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(CLI_SUITE)
+    out = tmp_path / "eval"
+    args = [
+        "--ckpt",
+        str(tiny_checkpoints["baseline"]),
+        "--ckpt",
+        str(tiny_checkpoints["topdown"]),
+        "--config",
+        str(suite),
+        "--out",
+        str(out),
+        "--progress",
+        "false",
+        "--sanity.double_steps",
+        "false",
+    ]
+    rep = main(args)
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["models"]) == ["baseline", "topdown"]
+    assert res["models"]["topdown"]["checkpoint"]["sha256"] and res["suite"]["subset"] == 12
+    assert "sanity: input_gradients_nonzero" in capsys.readouterr().out
+    assert (out / "config.yaml").exists() and (out / "scales.png").exists()
+    assert rep.computed and not rep.reused
+    rep2 = main(args)
+    assert not rep2.computed and len(rep2.reused) == len(rep.computed)
+
+
+def test_quick_and_full_suites_parse():
+    from topdown.robustness.cli import _repeated_ckpt, build_parser
+
+    parser = build_parser()
+    for name in ("quick", "full"):
+        ns = parser.parse_args(
+            _repeated_ckpt(
+                [
+                    "--config",
+                    str(ROOT / "configs" / "eval" / f"{name}.yaml"),
+                    "--out",
+                    "x",
+                    "--ckpt",
+                    "a",
+                    "--ckpt",
+                    "b",
+                ]
+            )
+        )
+        init = parser.instantiate(ns)
+        cfg = SuiteConfig(**{k: getattr(init, k) for k in SuiteConfig.__dataclass_fields__})
+        cfg.validate()
+        assert ns.ckpt == ["a", "b"]
+    assert _repeated_ckpt(["--ckpt", "a", "--ckpt=b", "--out", "x"]) == ["--ckpt+", "a", "--ckpt+=b", "--out", "x"]
+    with pytest.raises(ValueError, match="start at 0"):
+        SuiteConfig(attacks=AttackSuite(linf_epsilons=[0.01, 0.02])).validate()
+
+
+class Payload:
+    """Unpickling this runs ``os.mkdir(marker)``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_malicious_pickle_in_checkpoint_is_refused(trained_pair, small_flowers, tmp_path, capsys):
+    from topdown.cli import evaluate_main
+
+    marker = tmp_path / "pwned"
+    bad = write_checkpoint(
+        tmp_path / "bad.ckpt", trained_pair["topdown"], small_flowers.describe(), callbacks=Payload(marker)
+    )
+    with pytest.raises(SystemExit) as exc:
+        evaluate_main(["--ckpt", str(bad), "--out", str(tmp_path / "out")])
+    assert exc.value.code == 1
+    assert "refused" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_unknown_architecture_and_mismatched_data_are_clear_errors(trained_pair, small_flowers, tmp_path):
+    from topdown.robustness.cli import load_models
+
+    desc = small_flowers.describe()
+    good = write_checkpoint(tmp_path / "good.ckpt", trained_pair["baseline"], desc)
+    alien = tmp_path / "alien.ckpt"
+    torch.save(
+        {
+            "state_dict": {},
+            CHECKPOINT_KEY: {"net": {"class_path": "evil.VisionTransformer", "init_args": {}}, "data": desc},
+        },
+        alien,
+    )
+    with pytest.raises(CheckpointError, match="alien.ckpt.*unknown architecture"):
+        load_models([str(good), str(alien)])
+    other = write_checkpoint(tmp_path / "other.ckpt", trained_pair["topdown"], {**desc, "image_size": 64})
+    with pytest.raises(CheckpointError, match="other.ckpt was trained on different data.*image_size"):
+        load_models([str(good), str(other)])
+    wrong = write_checkpoint(
+        tmp_path / "wrong.ckpt",
+        trained_pair["topdown"],
+        {**desc, "num_classes": 10, "classes": [str(i) for i in range(10)]},
+    )
+    with pytest.raises(CheckpointError, match="wrong.ckpt.*6 classes.*10"):
+        load_models([str(wrong)])
+    from topdown.robustness.cli import load_test_split
+
+    with pytest.raises(CheckpointError, match="classes"):
+        load_test_split({**desc, "classes": ["a", "b", "c", "d", "e", "f"]}, None)
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes(tiny_checkpoints, tmp_path):
+    """A real ``kill -9`` of ``evaluate.py`` mid-run; the rerun reuses every part written before."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(CLI_SUITE)
+    out = tmp_path / "eval"
+    cmd = [
+        sys.executable,
+        str(ROOT / "evaluate.py"),
+        "--ckpt",
+        str(tiny_checkpoints["baseline"]),
+        "--ckpt",
+        str(tiny_checkpoints["topdown"]),
+        "--config",
+        str(suite),
+        "--out",
+        str(out),
+        "--progress",
+        "false",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / "parts").rglob("*.json"))) < 4:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in (out / "parts").rglob("*.json")}
+    assert done and not (out / "results.json").exists()
+    for p in done:
+        json.loads(p.read_text())  # no torn files
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    assert {p: p.stat().st_mtime_ns for p in done} == done
+    assert (out / "results.json").exists()

@@ -1,0 +1,98 @@
+"""``python evaluate.py visualize`` on real (tiny) Lightning checkpoints: PNGs and a stable vis.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from topdown.cli import evaluate_main
+from topdown.vis.cli import METHODS
+from topdown.vis.cli import main as vis_main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+QUICK = ["--steps", "8", "--channels", "4", "--images", "4", "--reference", "32", "--progress", "false"]
+
+
+@pytest.fixture(scope="module")
+def vis_run(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("vis")
+    ck = tiny_checkpoints
+    evaluate_main(["visualize", "--ckpt", str(ck["baseline"]), "--ckpt", str(ck["topdown"]), "--out", str(out), *QUICK])
+    return out, json.loads((out / "vis.json").read_text())
+
+
+def test_vis_json_schema_and_files(vis_run) -> None:
+    out, doc = vis_run
+    assert doc["schema"] == 1 and doc["seed"] == 0 and set(doc["models"]) == {"baseline", "topdown"}
+    assert doc["layers"] == {"baseline": ["layer2"], "topdown": ["layer2"]}
+    assert len(doc["color"]["sqrt_cov"]) == 3 and doc["data"]["dataset"] == "synthetic"
+    for name, m in doc["models"].items():
+        assert Path(m["checkpoint"]).is_file()
+        expected = set(METHODS) - ({"pyramid_attribution"} if name == "baseline" else set())
+        assert set(m["methods"]) == expected
+        for method, entry in m["methods"].items():
+            assert {"description", "recipe", "seed", "images", "quality", "details", "seconds"} <= set(entry)
+            for rel in entry["images"]:
+                with Image.open(out / rel) as im:
+                    assert im.format == "PNG" and im.size[0] > 16, rel
+            for fname, q in entry["quality"].items():
+                assert {"value", "threshold", "passed", "direction"} <= set(q), (method, fname)
+                assert isinstance(q["passed"], bool) and q["direction"] in (">=", "<=", ">", "in")
+    # Every issue figure is computed for both networks.
+    for name in ("baseline", "topdown"):
+        q = {f"{meth}/{k}" for meth, e in doc["models"][name]["methods"].items() for k in e["quality"]}
+        assert {
+            "channels/objective_rises",
+            "classes/class_confidence",
+            "channels/high_frequency_ratio",
+            "channels/total_variation_ratio",
+            "channels/transform_robustness",
+            "inversion/feature_error",
+            "inversion/identification",
+            "interpolation/smoothness",
+            "interpolation/ends_differ",
+            "interpolation/handover_monotone",
+            "diversity/batch_feature_cosine",
+            "attribution/ig_completeness",
+            "attribution/deletion_integrated_gradients",
+            "multifaceted/facet_purity_class0",
+            "dissection/above_chance",
+            "naive/channels_rejected",
+        } <= q
+    assert "pyramid_attribution" in doc["models"]["topdown"]["methods"]
+    recipe = doc["models"]["topdown"]["methods"]["channels"]["recipe"]
+    assert recipe["steps"] == 8 and recipe["seed"] == 0 and recipe["transforms"][0]["type"] == "Pad"
+    for key, c in doc["comparisons"].items():
+        assert all((out / rel).is_file() for rel in c["images"]), key
+    assert "channels" in doc["comparisons"] and "pyramid_attribution" not in doc["comparisons"]
+    s = doc["summary"]
+    assert s["figures"] == sum(len(e["quality"]) for m in doc["models"].values() for e in m["methods"].values())
+    assert s["passed"] + len(s["failed"]) == s["figures"]
+    assert not list(out.rglob(".tmp-*")) and not list(out.rglob("*.tmp"))
+
+
+def test_layers_config_file_and_errors(tiny_checkpoints, tmp_path: Path) -> None:
+    cfg = tmp_path / "vis.yaml"
+    cfg.write_text(
+        "methods: [channels]\nlayers: [layer1, layer3]\nsteps: 4\nchannels: 2\nreference: 16\nprogress: false\n"
+    )
+    doc = vis_main(["--config", str(cfg), "--ckpt", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "o")])
+    assert set(doc["models"]["topdown"]["methods"]) == {"channels:layer1", "channels:layer3"}
+    assert doc["models"]["topdown"]["methods"]["channels:layer3"]["layer"] == "layer3"
+    assert (tmp_path / "o" / "topdown" / "channels_layer1.png").is_file()
+    with pytest.raises(ValueError, match="unknown method"):
+        vis_main(["--ckpt", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "x"), "--methods", "[nope]"])
+    with pytest.raises(ValueError, match="no checkpoint"):
+        vis_main(["--out", str(tmp_path / "x")])

@@ -1,0 +1,205 @@
+"""Saliency and spatial attribution, through captum.
+
+:func:`attribute` runs one of :data:`METHODS` (vanilla gradient, SmoothGrad, integrated gradients,
+Grad-CAM, DeconvNet, guided backprop) on any ``nn.Module``; :func:`pyramid_attribution` attributes a
+top-down network's decision to each level of its image pyramid (which resolution drove it).
+
+Randomness (SmoothGrad's noise) is drawn under a forked, seeded global RNG, so results are reproducible
+and the caller's RNG state is untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from captum.attr import (
+    Deconvolution,
+    GuidedBackprop,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Saliency,
+)
+from torch import nn
+
+from .hooks import frozen, resolve_module
+
+METHODS = ("saliency", "smoothgrad", "integrated_gradients", "grad_cam", "deconvnet", "guided_backprop")
+
+
+def default_cam_layer(model: nn.Module) -> str:
+    """The last stage (``stage_names()[-1]``) of a topdown network; other networks must name a layer."""
+    names = getattr(model, "stage_names", None)
+    if names is None:
+        raise ValueError("grad_cam needs layer= for a network without stage_names()")
+    return names()[-1]
+
+
+def _targets(target: int | Sequence[int] | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(target, device=device).long().view(-1)
+    return t.expand(n) if t.numel() == 1 else t
+
+
+def attribute(
+    model: nn.Module,
+    images: torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor,
+    method: str = "integrated_gradients",
+    layer: str | None = None,
+    seed: int = 0,
+    n_steps: int = 64,
+    nt_samples: int = 16,
+    stdev: float = 0.1,
+    baselines: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attribution of ``target`` (a class per image, or one for all) to the pixels of ``images``.
+
+    Args:
+        model: any ``nn.Module`` returning logits (DeconvNet and guided backprop override its
+            ``nn.ReLU`` modules' gradients).
+        images: ``(N, 3, H, W)`` in [0, 1].
+        target: class index, or one per image.
+        method: one of :data:`METHODS`.
+        layer: Grad-CAM layer (default: the last stage).
+        seed: SmoothGrad's noise seed.
+        n_steps: integrated-gradients steps (Gauss-Legendre).
+        nt_samples, stdev: SmoothGrad samples and noise level (pixel units).
+        baselines: integrated-gradients baseline (default black).
+
+    Returns:
+        ``(N, 3, H, W)``; Grad-CAM returns ``(N, 1, H, W)`` upsampled to the image size.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {METHODS}")
+    x = images.detach().clone().requires_grad_(True)
+    tgt = _targets(target, len(x), x.device)
+    with frozen(model):
+        if method == "saliency":
+            out = Saliency(model).attribute(x, target=tgt, abs=True)
+        elif method == "smoothgrad":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                out = NoiseTunnel(Saliency(model)).attribute(
+                    x, nt_type="smoothgrad", nt_samples=nt_samples, stdevs=stdev, target=tgt, abs=True
+                )
+        elif method == "integrated_gradients":
+            out = IntegratedGradients(model).attribute(
+                x, baselines=baselines, target=tgt, n_steps=n_steps, method="gausslegendre"
+            )
+        elif method == "grad_cam":
+            mod = resolve_module(model, layer or default_cam_layer(model))
+            cam = LayerGradCam(model, mod).attribute(x, target=tgt, relu_attributions=True)
+            out = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+        elif method == "deconvnet":
+            out = Deconvolution(model).attribute(x, target=tgt)
+        else:
+            out = GuidedBackprop(model).attribute(x, target=tgt)
+    return out.detach()
+
+
+def integrated_gradients(
+    model: nn.Module,
+    images: torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor,
+    baselines: torch.Tensor | None = None,
+    n_steps: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integrated gradients with captum's convergence delta.
+
+    Returns:
+        ``(attributions, delta, output_change)``: ``delta = sum(attr) - (f(x) - f(x'))`` per image and
+        ``output_change = f(x) - f(x')``, for :func:`~topdown.vis.quality.ig_completeness`.
+    """
+    x = images.detach().clone().requires_grad_(True)
+    base = torch.zeros_like(x) if baselines is None else baselines.to(x)
+    tgt = _targets(target, len(x), x.device)
+    with frozen(model):
+        attr, delta = IntegratedGradients(model).attribute(
+            x, baselines=base, target=tgt, n_steps=n_steps, method="gausslegendre", return_convergence_delta=True
+        )
+        with torch.no_grad():
+            idx = torch.arange(len(x), device=x.device)
+            change = model(x)[idx, tgt] - model(base)[idx, tgt]
+    return attr.detach(), delta.detach(), change.detach()
+
+
+@dataclass
+class PyramidAttribution:
+    """Attribution of a top-down network's decision to each pyramid level (coarse to fine).
+
+    Attributes:
+        attributions: per level ``(N, 3, h_l, w_l)``.
+        level_sizes: side of each level.
+        contribution: ``(N, L)`` summed attribution of each level (integrated gradients: they add up to
+            ``f(x) - f(baseline)``).
+        share: ``(N, L)`` share of the total absolute attribution of each level.
+        delta: ``(N,)`` integrated-gradients completeness error.
+    """
+
+    attributions: list[torch.Tensor]
+    level_sizes: list[int]
+    contribution: torch.Tensor
+    share: torch.Tensor
+    delta: torch.Tensor
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "level_sizes": self.level_sizes,
+            "mean_contribution": self.contribution.mean(0).tolist(),
+            "mean_share": self.share.mean(0).tolist(),
+            "dominant_level": self.share.mean(0).argmax().item(),
+        }
+
+
+def pyramid_attribution(
+    net: nn.Module,
+    images: torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor,
+    n_steps: int = 64,
+    baseline: float = 0.0,
+) -> PyramidAttribution:
+    """Integrated gradients with respect to every level of a top-down network's pyramid (which
+    resolution drove the decision). The baseline of every level is the constant ``baseline``."""
+    if not hasattr(net, "pyramid"):
+        raise TypeError(f"{type(net).__name__} has no image pyramid; pyramid attribution needs a top-down net")
+    with torch.no_grad():
+        levels = tuple(lv.detach() for lv in net.pyramid(images))
+    inputs = tuple(lv.clone().requires_grad_(True) for lv in levels)
+    bases = tuple(torch.full_like(lv, baseline) for lv in levels)
+    tgt = _targets(target, len(images), images.device)
+
+    def forward(*lv: torch.Tensor) -> torch.Tensor:
+        return net(list(lv))
+
+    with frozen(net):
+        attrs, delta = IntegratedGradients(forward).attribute(
+            inputs,
+            baselines=bases,
+            target=tgt,
+            n_steps=n_steps,
+            method="gausslegendre",
+            return_convergence_delta=True,
+        )
+    attrs = [a.detach() for a in attrs]
+    contribution = torch.stack([a.flatten(1).sum(1) for a in attrs], 1)  # (N, L)
+    mag = torch.stack([a.abs().flatten(1).sum(1) for a in attrs], 1)
+    share = mag / mag.sum(1, keepdim=True).clamp_min(1e-12)
+    return PyramidAttribution(
+        attrs, [lv.shape[-1] for lv in levels], contribution.cpu(), share.cpu(), delta.detach().cpu()
+    )
+
+
+def level_saliency(net: nn.Module, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of the target with respect to each pyramid level, per pixel of that level,
+    averaged: ``(N, L)`` (how sensitive the decision is to each resolution)."""
+    with torch.no_grad():
+        levels = tuple(lv.detach() for lv in net.pyramid(images))
+    inputs = tuple(lv.clone().requires_grad_(True) for lv in levels)
+    tgt = _targets(target, len(images), images.device)
+    with frozen(net):
+        grads = Saliency(lambda *lv: net(list(lv))).attribute(inputs, target=tgt, abs=True)
+    return torch.stack([g.flatten(1).mean(1) for g in grads], 1).detach().cpu()

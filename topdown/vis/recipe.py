@@ -1,0 +1,86 @@
+"""A render recipe: the settings every method shares, recorded verbatim in ``vis.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+
+from .param import ColorStats, ImageParam, from_image, image
+from .transforms import Compose, describe, standard_transforms
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to render.
+
+    Args:
+        steps: optimizer steps.
+        lr: Adam learning rate.
+        tv_weight: weight of the total-variation penalty. Methods normalize their objectives so that 1.0
+            means "as strong as the strongest real image" (channels, classes), which keeps one weight
+            right for every layer and model.
+        fft: Fourier parameterization (else pixels).
+        decorrelate: decorrelated colour through the training data's colour statistics.
+        decay_power: spectrum decay of the Fourier parameterization.
+        transforms: random transforms before every forward pass (``None``: :func:`standard_transforms`;
+            an empty ``Compose``: none).
+        redirect_relu_steps: redirected ReLUs during the first this-many steps.
+        batch_size: most images optimized together.
+        seed: seeds the initial images and the transforms.
+    """
+
+    steps: int = 128
+    lr: float = 0.03
+    tv_weight: float = 0.4
+    fft: bool = True
+    decorrelate: bool = True
+    decay_power: float = 1.0
+    transforms: Compose | None = None
+    redirect_relu_steps: int = 16
+    batch_size: int = 64
+    seed: int = 0
+
+    def tf(self) -> Compose:
+        return standard_transforms() if self.transforms is None else self.transforms
+
+    def with_(self, **changes: Any) -> Recipe:
+        return replace(self, **changes)
+
+    def param(
+        self,
+        size: int,
+        batch: int,
+        color: ColorStats | None,
+        device: torch.device | str | None,
+        seed_offset: int = 0,
+    ) -> ImageParam:
+        """A fresh batch of images for this recipe (seeded by ``seed + seed_offset``)."""
+        return image(
+            size,
+            batch,
+            self.fft,
+            self.decorrelate,
+            color,
+            0.01,
+            self.decay_power,
+            generator=self.seed + seed_offset,
+            device=device,
+        )
+
+    def param_from(self, images: torch.Tensor, color: ColorStats | None) -> ImageParam:
+        """This recipe's parameterization started at ``images``."""
+        return from_image(images, self.fft, self.decorrelate, color, self.decay_power)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["transforms"] = describe(self.tf())
+        return d
+
+    @staticmethod
+    def naive(**changes: Any) -> Recipe:
+        """The naive baseline the quality figures must reject: pixel parameterization, no colour
+        decorrelation, no transforms, no penalty."""
+        base = Recipe(fft=False, decorrelate=False, transforms=Compose(()), tv_weight=0.0)
+        return replace(base, **changes)
