@@ -56,8 +56,9 @@ def plain_loop(module: ImageClassifier, batches: list, warmup: int) -> float:
     """The same optimizer and loss as the LightningModule, without Lightning."""
     net = module.net
     net.train()
-    opt = torch.optim.SGD(net.parameters(), lr=module.hparams.lr, momentum=0.9, nesterov=True,
-                          weight_decay=module.hparams.weight_decay)
+    opt = torch.optim.SGD(
+        net.parameters(), lr=module.hparams.lr, momentum=0.9, nesterov=True, weight_decay=module.hparams.weight_decay
+    )
     images, start = 0, time.perf_counter()
     for i, (x, y) in enumerate(batches):
         if i == warmup:
@@ -74,8 +75,15 @@ def plain_loop(module: ImageClassifier, batches: list, warmup: int) -> float:
 def lightning_loop(module: ImageClassifier, batches: list, warmup: int) -> float:
     timer = _Timer(warmup)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        num_sanity_val_steps=0,
         limit_val_batches=0,
     )
     loader = DataLoader(_Batches(batches), batch_size=None, shuffle=False)
@@ -111,8 +119,9 @@ def main() -> None:
             it = iter(DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True))
             batches.append(next(it))
     load_rate = sum(len(b[1]) for b in batches) / (time.perf_counter() - t0)
-    print(f"data: {args.dataset} {args.image_size}px, {len(ds)} training images, torch threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"data: {args.dataset} {args.image_size}px, {len(ds)} training images, torch threads {torch.get_num_threads()}"
+    )
     print(f"data loading (cached decode + augment, 1 process): {load_rate:8.1f} img/s")
 
     rows = []

@@ -1,6 +1,6 @@
 """Params and MACs (torch.utils.flop_counter) of every registered network, as a Markdown table.
 
-    python benchmarks/cost_table.py [--image-size 64] [--num-classes 5]
+python benchmarks/cost_table.py [--image-size 64] [--num-classes 5]
 """
 
 from __future__ import annotations

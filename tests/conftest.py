@@ -32,8 +32,14 @@ def shared_data() -> Path:
 
 def small_data(**kw) -> FlowerData:
     """Procedural flowers at 32 px: 6 classes, 1200 images (840 train / 180 val / 180 test)."""
-    args = {"dataset": "synthetic", "image_size": 32, "batch_size": 32, "synthetic_size": 1200, "seed": 0,
-            "augment": "light"}
+    args = {
+        "dataset": "synthetic",
+        "image_size": 32,
+        "batch_size": 32,
+        "synthetic_size": 1200,
+        "seed": 0,
+        "augment": "light",
+    }
     args.update(kw)
     return FlowerData(**args)
 
@@ -41,8 +47,13 @@ def small_data(**kw) -> FlowerData:
 def fit_quickly(net: torch.nn.Module, data: FlowerData, epochs: int = 6, lr: float = 0.05) -> torch.nn.Module:
     """A plain seeded training loop (a few seconds for the tiny nets); returns the net in eval mode."""
     torch.manual_seed(0)
-    loader = DataLoader(data.subset("train", train=True), batch_size=data.batch_size, shuffle=True,
-                        drop_last=True, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        data.subset("train", train=True),
+        batch_size=data.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * len(loader))
     net.train()
@@ -88,17 +99,29 @@ def trained_pair(small_flowers: FlowerData) -> dict[str, torch.nn.Module]:
 def tiny_train_args(root: Path, config: str = "configs/topdown.yaml", epochs: int = 2, **extra: str) -> list[str]:
     """``train.py fit`` arguments for a tiny net on 240 procedural flowers at 32 px (seconds)."""
     args = [
-        "fit", "--config", str(ROOT / config),
-        "--trainer.max_epochs", str(epochs),
-        "--trainer.default_root_dir", str(root),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--data.synthetic_size", "240",
-        "--data.image_size", "32",
-        "--data.batch_size", "32",
-        "--model.net.init_args.widths", "[8, 16, 32]",
-        "--model.net.init_args.depths", "[1, 1, 1]",
-        "--model.net.init_args.stem_pool", "false",
+        "fit",
+        "--config",
+        str(ROOT / config),
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--data.synthetic_size",
+        "240",
+        "--data.image_size",
+        "32",
+        "--data.batch_size",
+        "32",
+        "--model.net.init_args.widths",
+        "[8, 16, 32]",
+        "--model.net.init_args.depths",
+        "[1, 1, 1]",
+        "--model.net.init_args.stem_pool",
+        "false",
     ]
     for k, v in extra.items():
         args += [f"--{k}", v]

@@ -37,7 +37,7 @@ def test_flower_photos_loads_with_a_seeded_stratified_split(shared_data: Path) -
     again = FlowerData("flower_photos", str(shared_data), image_size=64).splits()
     assert all(again[k][1] == splits[k][1] for k in splits)
     x, y = data.subset("val")[0]
-    assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
     assert 0 <= y < 5
 
 
@@ -79,8 +79,7 @@ def test_a_corrupt_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
 def test_skip_corrupt_logs_and_leaves_the_file_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = _folder(tmp_path / "imgs")
     (root / "b" / "0.jpg").write_bytes(b"\xff\xd8\xff truncated")
-    data = FlowerData("imagefolder", str(root), image_size=32, val_fraction=0.0, test_fraction=0.0,
-                      skip_corrupt=True)
+    data = FlowerData("imagefolder", str(root), image_size=32, val_fraction=0.0, test_fraction=0.0, skip_corrupt=True)
     with caplog.at_level(logging.WARNING):
         ds = data.subset("train")
     assert len(ds) == 11

@@ -117,8 +117,12 @@ def test_topdown_runs_coarse_to_fine_and_baseline_fine_to_coarse() -> None:
     sizes: dict[str, dict[str, int]] = {}
     for name, net in {"td": TopDownResNet(**SMALL), "bu": ResNet(**SMALL)}.items():
         sizes[name] = {}
-        hooks = [getattr(net, s).register_forward_hook(
-            lambda m, i, o, s=s, name=name: sizes[name].__setitem__(s, o.shape[-1])) for s in net.stage_names()]
+        hooks = [
+            getattr(net, s).register_forward_hook(
+                lambda m, i, o, s=s, name=name: sizes[name].__setitem__(s, o.shape[-1])
+            )
+            for s in net.stage_names()
+        ]
         net(torch.rand(1, 3, 32, 32))
         for h in hooks:
             h.remove()

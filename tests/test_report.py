@@ -12,8 +12,9 @@ from topdown.report import conclusions, model_pair
 from topdown.report.browser import browser_available, check_page
 
 
-def _results(base_acc: float, td_acc: float, base_noise: list[float], td_noise: list[float],
-             td_mce: float = 0.9) -> dict:
+def _results(
+    base_acc: float, td_acc: float, base_noise: list[float], td_noise: list[float], td_mce: float = 0.9
+) -> dict:
     """A minimal results.json with what the conclusions read."""
 
     def model(topdown: bool, acc: float, noise: list[float], mce: float | None) -> dict:
@@ -21,8 +22,12 @@ def _results(base_acc: float, td_acc: float, base_noise: list[float], td_noise: 
             "is_topdown": topdown,
             "clean": {"top1": acc},
             "perturbations": {"gaussian_noise": {"accuracy_per_level": noise, "auc": sum(noise) / len(noise)}},
-            "worst_case": {"linf": {"epsilons": [0.0, 1 / 255, 2 / 255, 4 / 255], "accuracy": [acc, acc - 0.2,
-                                                                                            acc - 0.3, acc - 0.4]}},
+            "worst_case": {
+                "linf": {
+                    "epsilons": [0.0, 1 / 255, 2 / 255, 4 / 255],
+                    "accuracy": [acc, acc - 0.2, acc - 0.3, acc - 0.4],
+                }
+            },
             "corruptions": {"mce": mce},
             "scales": {"noise": {"most_harmful_factor": 2}} if topdown else {},
             "flagged": False,
@@ -30,8 +35,10 @@ def _results(base_acc: float, td_acc: float, base_noise: list[float], td_noise: 
 
     return {
         "suite": {"perturbations": {"levels": {"gaussian_noise": [0.0, 0.04, 0.08, 0.16]}}},
-        "models": {"baseline": model(False, base_acc, base_noise, 1.0),
-                   "topdown": model(True, td_acc, td_noise, td_mce)},
+        "models": {
+            "baseline": model(False, base_acc, base_noise, 1.0),
+            "topdown": model(True, td_acc, td_noise, td_mce),
+        },
     }
 
 
@@ -59,14 +66,18 @@ def test_conclusions_flip_when_the_models_swap_results() -> None:
 
 
 def test_claims_need_every_seed_to_agree() -> None:
-    seeds = [_results(0.80, 0.83, [0.8, 0.7, 0.5, 0.3], [0.83, 0.8, 0.7, 0.4]),
-             _results(0.80, 0.78, [0.8, 0.7, 0.5, 0.3], [0.78, 0.7, 0.45, 0.3]),
-             _results(0.80, 0.82, [0.8, 0.7, 0.5, 0.3], [0.82, 0.75, 0.6, 0.35])]
+    seeds = [
+        _results(0.80, 0.83, [0.8, 0.7, 0.5, 0.3], [0.83, 0.8, 0.7, 0.4]),
+        _results(0.80, 0.78, [0.8, 0.7, 0.5, 0.3], [0.78, 0.7, 0.45, 0.3]),
+        _results(0.80, 0.82, [0.8, 0.7, 0.5, 0.3], [0.82, 0.75, 0.6, 0.35]),
+    ]
     text = " ".join(conclusions(seeds))
     assert "not consistently different" in text
     assert "neither model keeps consistently more accuracy" in text
-    agree = [_results(0.80, 0.83, [0.8, 0.7, 0.5, 0.3], [0.83, 0.8, 0.7, 0.4]),
-             _results(0.81, 0.83, [0.81, 0.7, 0.5, 0.3], [0.83, 0.8, 0.72, 0.4])]
+    agree = [
+        _results(0.80, 0.83, [0.8, 0.7, 0.5, 0.3], [0.83, 0.8, 0.7, 0.4]),
+        _results(0.81, 0.83, [0.81, 0.7, 0.5, 0.3], [0.83, 0.8, 0.72, 0.4]),
+    ]
     assert "(2 seeds, ±" in " ".join(conclusions(agree))
 
 

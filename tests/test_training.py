@@ -39,9 +39,20 @@ def test_fast_dev_run_for_every_config(config: str, data_config: str | None, tmp
         if _needs_shared(data_config) and not (SHARED_DATA / "flower_photos").is_dir():
             pytest.skip("real flower data absent")
         extra = ["--config", str(ROOT / data_config), "--data.root", str(SHARED_DATA)]
-    args = ["fit", "--config", str(ROOT / config), *extra, "--trainer.fast_dev_run", "2",
-            "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-            "--data.batch_size", "8"]
+    args = [
+        "fit",
+        "--config",
+        str(ROOT / config),
+        *extra,
+        "--trainer.fast_dev_run",
+        "2",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.batch_size",
+        "8",
+    ]
     result = cli.train_main(args)
     assert result.trainer.state.finished
     assert torch.isfinite(result.trainer.callback_metrics["train/loss_step"])
@@ -136,9 +147,19 @@ def test_a_bad_config_value_names_the_value(tmp_path: Path, capsys) -> None:
 
 def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *tiny_train_args(tmp_path, epochs=3), "--model.lr", "1e30",
-         "--model.schedule", "constant"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *tiny_train_args(tmp_path, epochs=3),
+            "--model.lr",
+            "1e30",
+            "--model.schedule",
+            "constant",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
@@ -148,9 +169,22 @@ def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
 def test_ddp_with_two_processes_trains(tmp_path: Path) -> None:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *tiny_train_args(tmp_path, epochs=1),
-         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *tiny_train_args(tmp_path, epochs=1),
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.accelerator",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")

@@ -11,8 +11,8 @@ from pytorch_lightning.cli import LightningCLI  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from . import env  # noqa: F401  (sets environment before third-party imports)
-from .data.datamodule import FlowerData  # noqa: E402
 from .checkpoint import CheckpointError  # noqa: E402
+from .data.datamodule import FlowerData  # noqa: E402
 from .data.sources import ImageLoadError  # noqa: E402
 from .lit import ImageClassifier, NonFiniteLossError  # noqa: E402
 
@@ -68,8 +68,16 @@ def default_callbacks(progress_bar: bool = True, checkpoints: bool = True) -> li
     """
     callbacks: list[Any] = [LearningRateMonitor(logging_interval="epoch")]
     if checkpoints:
-        callbacks.insert(0, ModelCheckpoint(monitor="val/acc", mode="max", save_last=True, filename="best-{epoch:03d}",
-                                            auto_insert_metric_name=False))
+        callbacks.insert(
+            0,
+            ModelCheckpoint(
+                monitor="val/acc",
+                mode="max",
+                save_last=True,
+                filename="best-{epoch:03d}",
+                auto_insert_metric_name=False,
+            ),
+        )
     if progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     return callbacks

@@ -131,9 +131,10 @@ class ImageClassifier(pl.LightningModule):
             if p.requires_grad:
                 (decay if p.dim() > 1 else no_decay).append(p)
         opt = torch.optim.SGD(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True,
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            nesterov=True,
         )
         if self.hparams.schedule == "constant":
             return {"optimizer": opt}

@@ -12,8 +12,6 @@ on their own: the pipeline calls exactly them.
 
 from __future__ import annotations
 
-from . import env  # noqa: F401
-
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -23,6 +21,7 @@ from typing import Any  # noqa: E402
 
 from rich.console import Console  # noqa: E402
 
+from . import env  # noqa: F401
 from .io import atomic_write_json  # noqa: E402
 
 STAGES = ("train", "evaluate", "visualize", "report")
@@ -84,10 +83,13 @@ class Pipeline:
             try:
                 state = json.loads(self.state_path.read_text())
             except json.JSONDecodeError as err:
-                raise ValueError(f"{self.state_path}: unreadable pipeline state ({err}); delete it to start over")
+                msg = f"{self.state_path}: unreadable pipeline state ({err}); delete it to start over"
+                raise ValueError(msg) from err
             if state.get("config", {}).get("dataset") not in (None, self.cfg.dataset):
-                raise ValueError(f"{self.out} holds a pipeline run on {state['config']['dataset']!r}; "
-                                 f"use another --out for {self.cfg.dataset!r}")
+                raise ValueError(
+                    f"{self.out} holds a pipeline run on {state['config']['dataset']!r}; "
+                    f"use another --out for {self.cfg.dataset!r}"
+                )
             return state
         return {"config": asdict(self.cfg), "stages": {}}
 
@@ -124,8 +126,13 @@ class Pipeline:
                 args += ["--data.root", self.cfg.data_root]
             if self.cfg.epochs is not None:
                 args += ["--trainer.max_epochs", str(self.cfg.epochs)]
-            args += ["--seed_everything", str(self.cfg.seed), "--trainer.default_root_dir", str(root),
-                     *self.cfg.train_args]
+            args += [
+                "--seed_everything",
+                str(self.cfg.seed),
+                "--trainer.default_root_dir",
+                str(root),
+                *self.cfg.train_args,
+            ]
             resume = self.checkpoint(name).exists()
             start_epoch = 0
             if resume:
@@ -140,7 +147,8 @@ class Pipeline:
             # Wall-clock throughput of this invocation, validation included.
             images = len(dm.splits()["train"][1]) * max(1, trainer.current_epoch - start_epoch)
             self._finish(
-                key, started,
+                key,
+                started,
                 checkpoint=str(self.checkpoint(name)),
                 epochs=trainer.current_epoch,
                 val_acc=float(trainer.callback_metrics.get("val/acc", float("nan"))),

@@ -37,8 +37,7 @@ class AugmentedDataset(Dataset):
     processes without shared state.
     """
 
-    def __init__(self, source: Any, indices: Sequence[int], transform: Any, seed: int = 0,
-                 reseed: bool = True) -> None:
+    def __init__(self, source: Any, indices: Sequence[int], transform: Any, seed: int = 0, reseed: bool = True) -> None:
         self.source = source
         self.indices = list(indices)
         self.transform = transform
@@ -142,8 +141,10 @@ class FlowerData(pl.LightningDataModule):
         if image_size < 16:
             raise ValueError(f"data.image_size must be >= 16, got {image_size}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"data.val_fraction {val_fraction} and data.test_fraction {test_fraction} must "
-                             "be in [0, 1) and sum below 1")
+            raise ValueError(
+                f"data.val_fraction {val_fraction} and data.test_fraction {test_fraction} must "
+                "be in [0, 1) and sum below 1"
+            )
         self.dataset = dataset
         self.root = Path(root) if root is not None else default_data_root()
         self.image_size = image_size
@@ -171,8 +172,9 @@ class FlowerData(pl.LightningDataModule):
             elif self.dataset == "flowers102":
                 from torchvision.datasets import Flowers102
 
-                self._classes = list(Flowers102.classes) if hasattr(Flowers102, "classes") else [
-                    str(i) for i in range(102)]
+                self._classes = (
+                    list(Flowers102.classes) if hasattr(Flowers102, "classes") else [str(i) for i in range(102)]
+                )
             else:
                 self._classes = image_folder_source(self._folder()).classes
         return self._classes
@@ -199,8 +201,16 @@ class FlowerData(pl.LightningDataModule):
     @classmethod
     def from_description(cls, desc: dict[str, Any], root: str | None = None, **overrides: Any) -> FlowerData:
         """Rebuild the data a checkpoint was trained on (same dataset, size and splits)."""
-        keys = ("dataset", "image_size", "seed", "val_fraction", "test_fraction", "synthetic_size",
-                "synthetic_classes", "trainval")
+        keys = (
+            "dataset",
+            "image_size",
+            "seed",
+            "val_fraction",
+            "test_fraction",
+            "synthetic_size",
+            "synthetic_classes",
+            "trainval",
+        )
         missing = [k for k in ("dataset", "image_size") if k not in desc]
         if missing:
             raise ValueError(f"data description lacks {missing}: {desc}")
@@ -223,8 +233,7 @@ class FlowerData(pl.LightningDataModule):
             sizes = {"train": n - n_val - n_test, "val": n_val, "test": n_test}
             self._splits = {}
             for k, (name, size) in enumerate(sizes.items()):
-                src = SyntheticFlowers(max(size, 1), self.image_size, self.seed * 1000 + k,
-                                       self.synthetic_classes)
+                src = SyntheticFlowers(max(size, 1), self.image_size, self.seed * 1000 + k, self.synthetic_classes)
                 self._splits[name] = (src, list(range(size)))
         elif self.dataset == "flowers102":
             srcs = {s: flowers102_source(self.root, s, self.download) for s in ("train", "val", "test")}

@@ -43,9 +43,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 class FileImageSource:
     """A list of (path, label) decoded lazily and cached in memory."""
 
-    def __init__(
-        self, files: Sequence[str | os.PathLike[str]], labels: Sequence[int], classes: Sequence[str]
-    ) -> None:
+    def __init__(self, files: Sequence[str | os.PathLike[str]], labels: Sequence[int], classes: Sequence[str]) -> None:
         if len(files) != len(labels):
             raise ValueError(f"{len(files)} files but {len(labels)} labels")
         self.files = [Path(f) for f in files]
@@ -113,9 +111,7 @@ def flowers102_source(root: str | os.PathLike[str], split: str, download: bool =
     return FileImageSource(ds._image_files, ds._labels, ds.classes)
 
 
-def stratified_split(
-    targets: Sequence[int], fractions: Sequence[float], seed: int
-) -> list[list[int]]:
+def stratified_split(targets: Sequence[int], fractions: Sequence[float], seed: int) -> list[list[int]]:
     """Split indices per class with a seeded permutation; the same on every machine.
 
     ``fractions`` are the shares of all but the first part (e.g. ``(val, test)``); the first part gets the

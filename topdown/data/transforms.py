@@ -32,8 +32,10 @@ def train_transform(image_size: int, augment: str = "standard") -> A.Compose:
 def eval_transform(image_size: int) -> A.Compose:
     """Resize the shorter side to ``image_size`` and take the centre crop."""
     return A.Compose(
-        [A.SmallestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA),
-         A.CenterCrop(height=image_size, width=image_size)],
+        [
+            A.SmallestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA),
+            A.CenterCrop(height=image_size, width=image_size),
+        ],
         seed=0,
     )
 

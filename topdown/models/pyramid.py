@@ -52,8 +52,7 @@ def downscale(x: torch.Tensor, factor: int, method: str = "gaussian") -> torch.T
         off = factor // 2 - 1 if factor > 1 else 0
         return blurred[..., off::factor, off::factor]
     if method == "antialias":
-        return F.interpolate(x, size=(h // factor, w // factor), mode="bilinear", antialias=True,
-                             align_corners=False)
+        return F.interpolate(x, size=(h // factor, w // factor), mode="bilinear", antialias=True, align_corners=False)
     if method == "noblur":
         return x[..., ::factor, ::factor]
     if method == "pool":

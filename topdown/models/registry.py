@@ -44,9 +44,7 @@ def build_from_config(config: dict[str, Any]) -> ImageClassifierNet:
         raise ValueError(f"not an architecture config (needs 'class_path'): {config!r}")
     cls_name = str(config["class_path"]).rsplit(".", 1)[-1]
     if cls_name not in ARCHITECTURES:
-        raise ValueError(
-            f"unknown architecture {config['class_path']!r}; topdown builds {sorted(ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture {config['class_path']!r}; topdown builds {sorted(ARCHITECTURES)}")
     try:
         return ARCHITECTURES[cls_name](**config.get("init_args", {}))
     except TypeError as err:

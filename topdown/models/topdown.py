@@ -66,9 +66,9 @@ class TopDownResNet(ImageClassifierNet):
 
     The image pyramid's coarsest level enters ``layer1``; going up a stage, features are upsampled x2 (the
     first block of each stage, ``resample="up"``) and merged (``layerN.merge``) with a lateral projection
-    (``laterals.i``, a 3x3 stem on pyramid level ``i``) of the next finer level. The last stage runs at the resolution of the
-    baseline's first stage. ``forward`` also takes a ready-made pyramid (a list of levels, coarse to fine,
-    in [0, 1]), so one level can be perturbed alone.
+    (``laterals.i``, a 3x3 stem on pyramid level ``i``) of the next finer level. The last stage runs at the
+    resolution of the baseline's first stage. ``forward`` also takes a ready-made pyramid (a list of levels,
+    coarse to fine, in [0, 1]), so one level can be perturbed alone.
 
     Args:
         num_classes: outputs of the final linear layer.

@@ -14,8 +14,14 @@ from pathlib import Path
 # Flags a root, offline, GPU-less machine needs; without the networking ones Chromium keeps trying to
 # reach Google's services and logs refused connections.
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 )
 
@@ -58,7 +64,9 @@ def check_page(html: str | Path, screenshot: str | Path | None = None, width: in
     try:
         driver.get(html.as_uri())
         driver.execute_script("return document.readyState")
-        images = driver.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+        )
         broken = [alt for alt, complete, w in images if not complete or not w]
         errors = [e["message"] for e in driver.get_log("browser") if e.get("level") in ("SEVERE", "ERROR")]
         sections = driver.execute_script("return Array.from(document.querySelectorAll('section')).map(s => s.id)")
@@ -79,6 +87,8 @@ def check_page(html: str | Path, screenshot: str | Path | None = None, width: in
 if __name__ == "__main__":
     page = Path(sys.argv[1])
     check = check_page(page, page.with_suffix(".png"))
-    print(f"{check.images} images, {len(check.broken_images)} broken, {len(check.console_errors)} console errors; "
-          f"screenshot {check.screenshot}")
+    print(
+        f"{check.images} images, {len(check.broken_images)} broken, {len(check.console_errors)} console errors; "
+        f"screenshot {check.screenshot}"
+    )
     sys.exit(0 if check.ok else 1)

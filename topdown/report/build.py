@@ -40,8 +40,13 @@ def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any
             continue
         size = int(loaded.data.get("image_size", 64))
         info[name] = {
-            "stage": stage, "arch": loaded.arch, "data": loaded.data, "hparams": hparams,
-            "params": count_params(loaded.net), "macs": count_macs(loaded.net, size), "epoch": loaded.epoch,
+            "stage": stage,
+            "arch": loaded.arch,
+            "data": loaded.data,
+            "hparams": hparams,
+            "params": count_params(loaded.net),
+            "macs": count_macs(loaded.net, size),
+            "epoch": loaded.epoch,
         }
     return info
 
@@ -52,9 +57,12 @@ def _setup_section(models: dict[str, dict[str, Any]]) -> str:
     first = next(iter(models.values()))
     d = first["data"]
     classes = d.get("classes", [])
-    rows = [("dataset", d.get("dataset")), ("image size", f"{d.get('image_size')} px"),
-            ("classes", f"{len(classes)}: {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}"),
-            ("split seed", d.get("seed"))]
+    rows = [
+        ("dataset", d.get("dataset")),
+        ("image size", f"{d.get('image_size')} px"),
+        ("classes", f"{len(classes)}: {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}"),
+        ("split seed", d.get("seed")),
+    ]
     body = table(["data", ""], rows)
     keys = ["lr", "momentum", "weight_decay", "label_smoothing", "schedule", "warmup_fraction"]
     hrows = [(k, *[fmt(m["hparams"].get(k)) for m in models.values()]) for k in keys]
@@ -73,41 +81,84 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
     rows = []
     for n, m in models.items():
         st = m["stage"]
-        rows.append((n, f"{m['params'] / 1e6:.3f}M", f"{m['params'] / ref['params']:.2f}×",
-                     f"{m['macs'] / 1e6:.1f}M", f"{m['macs'] / ref['macs']:.2f}×",
-                     fmt(st.get("train_images_per_s"), 1), fmt(st.get("seconds"), 0), pct(st.get("val_acc"))))
-    return table(["model", "params", "vs " + names[0], "MACs / image", "vs " + names[0],
-                  "training img/s (wall clock)", "training s", "final val top-1"], rows) + (
+        rows.append(
+            (
+                n,
+                f"{m['params'] / 1e6:.3f}M",
+                f"{m['params'] / ref['params']:.2f}×",
+                f"{m['macs'] / 1e6:.1f}M",
+                f"{m['macs'] / ref['macs']:.2f}×",
+                fmt(st.get("train_images_per_s"), 1),
+                fmt(st.get("seconds"), 0),
+                pct(st.get("val_acc")),
+            )
+        )
+    return table(
+        [
+            "model",
+            "params",
+            "vs " + names[0],
+            "MACs / image",
+            "vs " + names[0],
+            "training img/s (wall clock)",
+            "training s",
+            "final val top-1",
+        ],
+        rows,
+    ) + (
         '<p class="muted">MACs from torch.utils.flop_counter at the training image size; training throughput is '
-        "the wall-clock rate of the training stage (validation included) on this run's machine.</p>")
+        "the wall-clock rate of the training stage (validation included) on this run's machine.</p>"
+    )
 
 
 def _accuracy_section(res: dict[str, Any]) -> str:
     models = res["models"]
-    has_top5 = any((m.get("clean") or {}).get("top5") is not None for m in models.values()) and len(
-        res["data"]["description"].get("classes", [])) > 5
+    has_top5 = (
+        any((m.get("clean") or {}).get("top5") is not None for m in models.values())
+        and len(res["data"]["description"].get("classes", [])) > 5
+    )
     header = ["model", "top-1", *(["top-5"] if has_top5 else []), "macro acc", "ECE", "NLL", "test images"]
     rows = []
     for n, m in models.items():
         c = m.get("clean") or {}
-        rows.append((n, pct(c.get("top1")), *([pct(c.get("top5"))] if has_top5 else []), pct(c.get("macro_acc")),
-                     fmt(c.get("ece")), fmt(c.get("nll")), fmt(c.get("n"))))
+        rows.append(
+            (
+                n,
+                pct(c.get("top1")),
+                *([pct(c.get("top5"))] if has_top5 else []),
+                pct(c.get("macro_acc")),
+                fmt(c.get("ece")),
+                fmt(c.get("nll")),
+                fmt(c.get("n")),
+            )
+        )
     body = table(header, rows)
     classes = res["data"]["description"].get("classes", [])
     if classes and len(classes) <= 20:
-        prow = [(c, *[pct(((m.get("clean") or {}).get("per_class_acc") or {}).get(c)) for m in models.values()])
-                for c in classes]
+        prow = [
+            (c, *[pct(((m.get("clean") or {}).get("per_class_acc") or {}).get(c)) for m in models.values()])
+            for c in classes
+        ]
         body += "<h3>Per-class accuracy</h3>" + table(["class", *models], prow)
     return body
 
 
 def _attacks_section(res: dict[str, Any], ev: Path) -> str:
-    body = ('<div class="pair"><div>' + figure(ev / "attacks_linf.png", "L∞ attacks: robust accuracy vs ε") +
-            "</div><div>" + figure(ev / "attacks_l2.png", "L2 attacks: robust accuracy vs ε") + "</div></div>")
+    body = (
+        '<div class="pair"><div>'
+        + figure(ev / "attacks_linf.png", "L∞ attacks: robust accuracy vs ε")
+        + "</div><div>"
+        + figure(ev / "attacks_l2.png", "L2 attacks: robust accuracy vs ε")
+        + "</div></div>"
+    )
     models = res["models"]
     for norm in ("linf", "l2"):
-        runs = [(a, n, r) for n, m in models.items() for a, r in (m.get("attacks") or {}).items()
-                if r.get("norm") == norm and not a.endswith("_2x")]
+        runs = [
+            (a, n, r)
+            for n, m in models.items()
+            for a, r in (m.get("attacks") or {}).items()
+            if r.get("norm") == norm and not a.endswith("_2x")
+        ]
         runs.sort(key=lambda t: t[0])
         eps = sorted({float(e) for _, _, r in runs for e in r["epsilons"]})
         if not eps:
@@ -123,32 +174,41 @@ def _attacks_section(res: dict[str, Any], ev: Path) -> str:
                 rows.append(("<b>worst case</b>", esc(n), *[pct(acc.get(e)) for e in eps], "–"))
         label = [f"ε={e * 255:g}/255" if norm == "linf" else f"ε={e:g}" for e in eps]
         body += f"<h3>{'L∞' if norm == 'linf' else 'L2'}</h3>" + table(
-            ["attack", "model", *label, "median min. perturbation"], rows, raw=True)
+            ["attack", "model", *label, "median min. perturbation"], rows, raw=True
+        )
     dec = {n: m.get("decision") for n, m in models.items() if m.get("decision")}
     if dec:
         rows = [(n, d.get("method"), fmt(d.get("n")), fmt(d.get("median_distance"), 4)) for n, d in dec.items()]
         body += "<h3>Decision-based attack (sanity)</h3>" + table(
-            ["model", "method", "images", "median L2 distance"], rows)
+            ["model", "method", "images", "median L2 distance"], rows
+        )
     return body
 
 
 def _perturbation_section(res: dict[str, Any], ev: Path) -> str:
-    body = figure(ev / "perturbations.png", "The reference paper's perturbations: accuracy vs the perturbation's L2 size")
+    body = figure(
+        ev / "perturbations.png", "The reference paper's perturbations: accuracy vs the perturbation's L2 size"
+    )
     models = res["models"]
     names = list(dict.fromkeys(p for m in models.values() for p in (m.get("perturbations") or {})))
-    rows = [(p.replace("_", " "), *[fmt(((m.get("perturbations") or {}).get(p) or {}).get("auc")) for m in
-                                    models.values()]) for p in names]
+    rows = [
+        (p.replace("_", " "), *[fmt(((m.get("perturbations") or {}).get(p) or {}).get("auc")) for m in models.values()])
+        for p in names
+    ]
     body += table(["perturbation", *[f"AUC {n}" for n in models]], rows)
-    body += ('<p class="muted">AUC: area under accuracy vs L2 distance, normalised by the largest L2 of the sweep '
-             "(1 = full accuracy everywhere).</p>")
+    body += (
+        '<p class="muted">AUC: area under accuracy vs L2 distance, normalised by the largest L2 of the sweep '
+        "(1 = full accuracy everywhere).</p>"
+    )
     return body
 
 
 def _corruption_section(res: dict[str, Any], ev: Path) -> str:
     body = figure(ev / "corruptions.png", "Accuracy per corruption and severity")
     models = res["models"]
-    names = list(dict.fromkeys(c for m in models.values() for c in
-                               ((m.get("corruptions") or {}).get("per_corruption") or {})))
+    names = list(
+        dict.fromkeys(c for m in models.values() for c in ((m.get("corruptions") or {}).get("per_corruption") or {}))
+    )
     rows = []
     for c in names:
         cells = []
@@ -159,8 +219,10 @@ def _corruption_section(res: dict[str, Any], ev: Path) -> str:
         ce = [fmt(((m.get("corruptions") or {}).get("ce") or {}).get(c), 2) for m in models.values()]
         rows.append((c.replace("_", " "), *cells, *ce))
     body += table(["corruption", *[f"{n} accuracy by severity" for n in models], *[f"CE {n}" for n in models]], rows)
-    mce = [(n, pct((m.get("corruptions") or {}).get("mce")), pct((m.get("corruptions") or {}).get("mean_accuracy")))
-           for n, m in models.items()]
+    mce = [
+        (n, pct((m.get("corruptions") or {}).get("mce")), pct((m.get("corruptions") or {}).get("mean_accuracy")))
+        for n, m in models.items()
+    ]
     body += table(["model", "mCE (vs baseline = 100%)", "mean accuracy under corruption"], mce)
     return body
 
@@ -172,9 +234,16 @@ def _scales_section(res: dict[str, Any], ev: Path) -> str:
         for kind, s in (m.get("scales") or {}).items():
             for lvl, f, accs in zip(s.get("levels", []), s.get("factors", []), s.get("accuracy", [])):
                 res_txt = "full" if f == 1 else f"1/{f}"
-                rows.append((n, kind, s.get("mode", "").replace("_", " "), res_txt,
-                             " / ".join(pct(a, 0) for a in accs),
-                             "◀ most harmful" if lvl == s.get("most_harmful_level") else ""))
+                rows.append(
+                    (
+                        n,
+                        kind,
+                        s.get("mode", "").replace("_", " "),
+                        res_txt,
+                        " / ".join(pct(a, 0) for a in accs),
+                        "◀ most harmful" if lvl == s.get("most_harmful_level") else "",
+                    )
+                )
     return body + table(["model", "perturbation", "applied to", "resolution", "accuracy by strength", ""], rows)
 
 
@@ -186,19 +255,32 @@ def _sanity_section(res: dict[str, Any]) -> str:
         cells = []
         for m in models.values():
             s = (m.get("sanity") or {}).get(c)
-            cells.append("–" if s is None else f"{badge(s.get('passed'))} <span class=\"muted\">"
-                         f"{fmt(s.get('value'))} {esc(s.get('direction', ''))} {fmt(s.get('threshold'))}</span>")
+            cells.append(
+                "–"
+                if s is None
+                else f'{badge(s.get("passed"))} <span class="muted">'
+                f"{fmt(s.get('value'))} {esc(s.get('direction', ''))} {fmt(s.get('threshold'))}</span>"
+            )
         rows.append((esc(c.replace("_", " ")), *cells))
     return table(["check", *models], rows, raw=True) + (
         '<p class="muted">Carlini et al. 2019: a failed check flags possible gradient masking or a weak attack; '
-        "the numbers above are kept, not hidden.</p>")
+        "the numbers above are kept, not hidden.</p>"
+    )
 
 
 def _quality_table(quality: dict[str, Any]) -> str:
     if not quality:
         return ""
-    rows = [(esc(k.replace("_", " ")), f"{fmt(q.get('value'))}", f"{esc(q.get('direction', ''))} {fmt(q.get('threshold'))}",
-             badge(q.get("passed"))) for k, q in quality.items() if isinstance(q, dict)]
+    rows = [
+        (
+            esc(k.replace("_", " ")),
+            f"{fmt(q.get('value'))}",
+            f"{esc(q.get('direction', ''))} {fmt(q.get('threshold'))}",
+            badge(q.get("passed")),
+        )
+        for k, q in quality.items()
+        if isinstance(q, dict)
+    ]
     return table(["quality figure", "value", "target", ""], rows, raw=True)
 
 
@@ -209,12 +291,13 @@ def _vis_section(vis: dict[str, Any] | None, vdir: Path) -> str:
     methods = list(dict.fromkeys(k for m in models.values() for k in (m.get("methods") or {})))
     body = ""
     for method in methods:
-        body += f"<h3>{esc(method.replace('_', ' '))}</h3><div class=\"pair\">"
+        body += f'<h3>{esc(method.replace("_", " "))}</h3><div class="pair">'
         for name, m in models.items():
             entry = (m.get("methods") or {}).get(method) or {}
             imgs = "".join(figure(vdir / p, "", pixelated=True) for p in entry.get("images", []))
             desc = esc(entry.get("description", ""))
-            body += f"<div><h3>{esc(name)}</h3><p class=\"muted\">{desc}</p>{imgs}{_quality_table(entry.get('quality', {}))}</div>"
+            quality = _quality_table(entry.get("quality", {}))
+            body += f'<div><h3>{esc(name)}</h3><p class="muted">{desc}</p>{imgs}{quality}</div>'
         body += "</div>"
     return body
 
@@ -233,9 +316,11 @@ def build_report(out: str | Path) -> Path:
         summary = f'<ul class="conclusions">{items}</ul>'
     else:
         summary = '<p class="muted">No evaluation of a baseline and a top-down model: no conclusions.</p>'
-    sections = [("conclusions", "Conclusions", summary),
-                ("setup", "Data and training", _setup_section(models)),
-                ("cost", "Cost and speed", _cost_section(models))]
+    sections = [
+        ("conclusions", "Conclusions", summary),
+        ("setup", "Data and training", _setup_section(models)),
+        ("cost", "Cost and speed", _cost_section(models)),
+    ]
     if res:
         ev = out / "eval"
         sections += [
@@ -249,8 +334,10 @@ def build_report(out: str | Path) -> Path:
     else:
         sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
     sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
-    subtitle = (f"Top-down vs baseline on <b>{esc(dataset)}</b>. Every number and sentence here is computed "
-                f"from the files in <code>{esc(out)}</code>.")
+    subtitle = (
+        f"Top-down vs baseline on <b>{esc(dataset)}</b>. Every number and sentence here is computed "
+        f"from the files in <code>{esc(out)}</code>."
+    )
     path = out / "report.html"
     atomic_write_text(path, page("topdown report", subtitle, sections))
     return path

@@ -102,8 +102,11 @@ def perturbation_at_level(runs: Sequence[Results], name: str, label: str, unit: 
         text = f"Top-down keeps {_size(d)} {v} accuracy than the baseline under {label} at {level} {_seeds(d)}"
     if drop:
         w = _verdict(drop, "smaller", "larger", "")
-        text += (f"; its drop from clean accuracy is {_size(drop)} {w} {_seeds(drop)}" if w else
-                 f"; the drops from clean accuracy are not consistently different ({_signed(drop)})")
+        text += (
+            f"; its drop from clean accuracy is {_size(drop)} {w} {_seeds(drop)}"
+            if w
+            else f"; the drops from clean accuracy are not consistently different ({_signed(drop)})"
+        )
     return text + "."
 
 
@@ -144,9 +147,14 @@ def worst_case_attack(runs: Sequence[Results], norm: str = "linf") -> str | None
     name = "L∞" if norm == "linf" else "L2"
     v = _verdict(d, "higher", "lower", "")
     if not v:
-        return (f"Against the strongest {name} attack at ε = {eps_txt}, neither model is consistently more "
-                f"robust ({_signed(d)}).")
-    return f"Against the strongest {name} attack at ε = {eps_txt}, top-down's robust accuracy is {_size(d)} {v} {_seeds(d)}."
+        return (
+            f"Against the strongest {name} attack at ε = {eps_txt}, neither model is consistently more "
+            f"robust ({_signed(d)})."
+        )
+    return (
+        f"Against the strongest {name} attack at ε = {eps_txt}, top-down's robust accuracy is "
+        f"{_size(d)} {v} {_seeds(d)}."
+    )
 
 
 def corruption_error(runs: Sequence[Results]) -> str | None:
@@ -166,8 +174,10 @@ def corruption_error(runs: Sequence[Results]) -> str | None:
         word = "more errors than"
     else:
         word = "about as many errors as"
-    return (f"Under common corruptions, top-down's mean corruption error is {mean:.1f}%{spread} of the "
-            f"baseline's: {word} the baseline.")
+    return (
+        f"Under common corruptions, top-down's mean corruption error is {mean:.1f}%{spread} of the "
+        f"baseline's: {word} the baseline."
+    )
 
 
 def scale_ablation(runs: Sequence[Results]) -> list[str]:
@@ -189,8 +199,14 @@ def scale_ablation(runs: Sequence[Results]) -> list[str]:
 
 
 def sanity(runs: Sequence[Results]) -> str:
-    flagged = sorted({f"{name}: {', '.join(m.get('failed_checks', []))}"
-                      for r in runs for name, m in r.get("models", {}).items() if m.get("flagged")})
+    flagged = sorted(
+        {
+            f"{name}: {', '.join(m.get('failed_checks', []))}"
+            for r in runs
+            for name, m in r.get("models", {}).items()
+            if m.get("flagged")
+        }
+    )
     if flagged:
         return "Sanity checks FAILED (possible gradient masking or a weak attack): " + "; ".join(flagged) + "."
     return "Every robustness sanity check passed for both models."
@@ -200,13 +216,15 @@ def conclusions(runs: Sequence[Results]) -> list[str]:
     """All conclusions that the results support, in reading order."""
     if not runs:
         return []
-    lines = [clean_accuracy(runs),
-             perturbation_at_level(runs, "gaussian_noise", "Gaussian noise", "σ"),
-             perturbation_at_level(runs, "gaussian_blur", "Gaussian blur", "σ"),
-             *perturbation_auc(runs),
-             worst_case_attack(runs, "linf"),
-             worst_case_attack(runs, "l2"),
-             corruption_error(runs),
-             *scale_ablation(runs),
-             sanity(runs)]
+    lines = [
+        clean_accuracy(runs),
+        perturbation_at_level(runs, "gaussian_noise", "Gaussian noise", "σ"),
+        perturbation_at_level(runs, "gaussian_blur", "Gaussian blur", "σ"),
+        *perturbation_auc(runs),
+        worst_case_attack(runs, "linf"),
+        worst_case_attack(runs, "l2"),
+        corruption_error(runs),
+        *scale_ablation(runs),
+        sanity(runs),
+    ]
     return [x for x in lines if x]

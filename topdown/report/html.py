@@ -73,9 +73,7 @@ def badge(passed: bool | None) -> str:
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], raw: bool = False) -> str:
     """A table; cells are escaped unless ``raw`` (then they are trusted HTML built by this module)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -103,8 +101,8 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) ->
     nav = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t, _ in sections)
     body = "".join(section(a, t, b) for a, t, b in sections)
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>"
-        f"<h1>{esc(title)}</h1><p class=\"lede\">{subtitle}</p><nav>{nav}</nav>{body}</main></body></html>"
+        f'<h1>{esc(title)}</h1><p class="lede">{subtitle}</p><nav>{nav}</nav>{body}</main></body></html>'
     )
