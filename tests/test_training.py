@@ -112,7 +112,7 @@ def test_a_run_killed_after_epoch_1_and_resumed_from_last_ends_as_an_unbroken_ru
     unbroken = cli.train_main(tiny_train_args(tmp_path / "unbroken", epochs=2))
 
     original = cli.default_callbacks
-    monkeypatch.setattr(cli, "default_callbacks", lambda progress_bar=True: [*original(progress_bar), _Crash()])
+    monkeypatch.setattr(cli, "default_callbacks", lambda **kw: [*original(**kw), _Crash()])
     with pytest.raises(RuntimeError, match="simulated crash"):
         cli.train_main(tiny_train_args(tmp_path / "broken", epochs=2))
     monkeypatch.setattr(cli, "default_callbacks", original)
@@ -124,6 +124,17 @@ def test_a_run_killed_after_epoch_1_and_resumed_from_last_ends_as_an_unbroken_ru
         assert resumed.trainer.callback_metrics[key].item() == unbroken.trainer.callback_metrics[key].item(), key
     a, b = unbroken.model.net.state_dict(), resumed.model.net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_last_checkpoint_is_the_final_epoch_even_when_accuracy_stops_rising(tmp_path: Path) -> None:
+    # With lr 0 the validation accuracy cannot rise after the first epoch, so the best checkpoint stays at
+    # epoch 0; last.ckpt must still hold the final epoch (what --ckpt_path last and the evaluation read).
+    run = cli.train_main(tiny_train_args(tmp_path, epochs=3, **{"model.lr": "0.0"}))
+    steps = run.trainer.global_step
+    last = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, steps)
+    assert [p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt")] == ["best-000.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-000.ckpt", "last.ckpt"]
 
 
 def test_seeded_runs_reproduce(tmp_path: Path) -> None:

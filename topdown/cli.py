@@ -63,21 +63,24 @@ def default_run_dir(model: Any, data: Any) -> str:
 def default_callbacks(progress_bar: bool = True, checkpoints: bool = True) -> list[Any]:
     """Best (by ``val/acc``) and last checkpoints, the learning rate in the logs, a rich progress bar.
 
-    ``checkpoints=False`` (a ``fast_dev_run``) leaves the checkpoint callback out: Lightning's ``save_last``
-    would otherwise write a one-step ``last.ckpt`` that a later real run in the same folder resumes from.
+    ``last.ckpt`` is rewritten after every epoch by a checkpoint of its own: Lightning's ``save_last=True``
+    only copies the last *best* checkpoint, so a run whose accuracy stopped rising would leave an older
+    epoch there, and ``--ckpt_path last`` would redo finished epochs. ``checkpoints=False`` (a
+    ``fast_dev_run``) leaves both out, so a smoke run leaves nothing for a later real run to resume from.
     """
     callbacks: list[Any] = [LearningRateMonitor(logging_interval="epoch")]
     if checkpoints:
-        callbacks.insert(
-            0,
-            ModelCheckpoint(
-                monitor="val/acc",
-                mode="max",
-                save_last=True,
-                filename="best-{epoch:03d}",
-                auto_insert_metric_name=False,
-            ),
+        best = ModelCheckpoint(
+            monitor="val/acc", mode="max", filename="best-{epoch:03d}", auto_insert_metric_name=False
         )
+        last = ModelCheckpoint(
+            monitor=None,
+            save_top_k=1,
+            filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+            enable_version_counter=False,
+            save_on_train_epoch_end=False,
+        )
+        callbacks = [best, last, *callbacks]
     if progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     return callbacks
