@@ -123,6 +123,20 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: P
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert "train baseline: done" in capsys.readouterr().err
 
+    # A finished training run that pipeline.json does not know of (copied in, or interrupted just after
+    # training) is picked up without training again; its validation accuracy comes from the checkpoint and
+    # no throughput is invented for a stage that trained nothing.
+    first = state["stages"]["train/topdown"]
+    state["stages"] = {k: v for k, v in state["stages"].items() if k != "train/topdown"}
+    (out / "pipeline.json").write_text(json.dumps(state))
+    main(["--config", str(cfg), "--stages", "[train]"])
+    again = json.loads((out / "pipeline.json").read_text())["stages"]["train/topdown"]
+    assert again["epochs"] == first["epochs"] == 1 and again["train_images_per_s"] is None
+    assert again["val_acc"] == pytest.approx(first["val_acc"])
+    assert (out / "train" / "topdown" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == stamps[
+        out / "train" / "topdown" / "checkpoints" / "last.ckpt"
+    ]
+
 
 def test_main_job_refuses_a_folder_of_another_dataset(tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path)

@@ -78,9 +78,8 @@ def default_callbacks(progress_bar: bool = True, checkpoints: bool = True) -> li
             save_top_k=1,
             filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
             enable_version_counter=False,
-            save_on_train_epoch_end=False,
         )
-        callbacks = [best, last, *callbacks]
+        callbacks = [best, last, *callbacks]  # in this order: last.ckpt then holds the best one's state
     if progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     return callbacks

@@ -65,6 +65,16 @@ def _resolve(path: str) -> str:
     return str(p if p.is_absolute() or p.exists() else ROOT / p)
 
 
+def _checkpoint_val_acc(path: Path) -> float | None:
+    """The validation accuracy a checkpoint's ``val/acc`` checkpoint callback last saw, if it recorded one."""
+    from .checkpoint import read_checkpoint
+
+    for key, state in (read_checkpoint(path).get("callbacks") or {}).items():
+        if "'val/acc'" in key and state.get("current_score") is not None:
+            return float(state["current_score"])
+    return None
+
+
 class Pipeline:
     def __init__(self, cfg: PipelineConfig) -> None:
         bad = [s for s in cfg.stages if s not in STAGES]
@@ -144,15 +154,18 @@ class Pipeline:
             started = time.time()
             cli = train_main(args)
             trainer, dm = cli.trainer, cli.datamodule
-            # Wall-clock throughput of this invocation, validation included.
-            images = len(dm.splits()["train"][1]) * max(1, trainer.current_epoch - start_epoch)
+            # Wall-clock throughput of this invocation, validation included; none when it trained no epoch
+            # (a finished run found again), and the validation accuracy then comes from the checkpoint.
+            epochs_run = trainer.current_epoch - start_epoch
+            images = len(dm.splits()["train"][1]) * epochs_run
+            val_acc = trainer.callback_metrics.get("val/acc")
             self._finish(
                 key,
                 started,
                 checkpoint=str(self.checkpoint(name)),
                 epochs=trainer.current_epoch,
-                val_acc=float(trainer.callback_metrics.get("val/acc", float("nan"))),
-                train_images_per_s=round(images / max(1e-9, time.time() - started), 1),
+                val_acc=float(val_acc) if val_acc is not None else _checkpoint_val_acc(self.checkpoint(name)),
+                train_images_per_s=round(images / max(1e-9, time.time() - started), 1) if epochs_run > 0 else None,
             )
 
     def evaluate(self, i: int, n: int) -> None:
