@@ -8,29 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, TINY_TRAIN_ARGS
 
 from topdown.pipeline import main
 from topdown.report.browser import browser_available, check_page
 
-TINY_TRAIN = [
-    "--data.synthetic_size",
-    "240",
-    "--data.image_size",
-    "32",
-    "--data.batch_size",
-    "32",
-    "--model.net.init_args.widths",
-    "[8, 16, 32]",
-    "--model.net.init_args.depths",
-    "[1, 1, 1]",
-    "--model.net.init_args.stem_pool",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-]
 TINY_SUITE = {
     "subset": 12,
     "batch_size": 12,
@@ -80,7 +62,9 @@ def _config(tmp_path: Path) -> Path:
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump(TINY_SUITE))
     cfg = yaml.safe_load((ROOT / "configs" / "pipeline.yaml").read_text())
-    cfg.update(out=str(tmp_path / "run"), epochs=1, train_args=TINY_TRAIN, eval_config=str(suite), vis_args=TINY_VIS)
+    cfg.update(
+        out=str(tmp_path / "run"), epochs=1, train_args=TINY_TRAIN_ARGS, eval_config=str(suite), vis_args=TINY_VIS
+    )
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
