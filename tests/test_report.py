@@ -102,3 +102,10 @@ def test_a_page_with_a_broken_image_and_a_script_error_is_caught(tmp_path: Path)
     assert check.broken_images == ["gone"]
     assert any("undefinedFn" in e for e in check.console_errors)
     assert not check.ok
+
+
+def test_small_numbers_keep_their_significant_figures() -> None:
+    from topdown.report.html import fmt
+
+    assert fmt(5e-4) == "0.0005" and fmt(0.00201) == "0.00201"  # a weight decay is not rounded to 0.001
+    assert fmt(0.1) == "0.100" and fmt(0.0) == "0.000" and fmt(None) == "–" and fmt(float("nan")) == "–"

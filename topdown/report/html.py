@@ -46,7 +46,8 @@ def esc(x: Any) -> str:
 
 
 def fmt(x: Any, digits: int = 3) -> str:
-    """Numbers with ``digits`` significant decimals; ``None`` as an en dash."""
+    """Numbers with ``digits`` decimals (small ones with ``digits`` significant figures, so a weight decay
+    of 5e-4 is not shown as 0.001); ``None`` as an en dash."""
     if x is None:
         return "–"
     if isinstance(x, bool):
@@ -56,6 +57,8 @@ def fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, float):
         if x != x:
             return "–"
+        if x != 0 and abs(x) < 10 ** -(digits - 1):
+            return f"{x:.{digits}g}"
         return f"{x:.{digits}f}"
     return esc(x)
 
