@@ -410,7 +410,7 @@ def run_diversity(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutpu
     from . import objectives as O
     from . import quality as Q
     from .methods import unit_scale
-    from .render import evaluate, render
+    from .render import evaluate
 
     c = _sample_channels(net, layer, ctx)[0]
     scale = float(unit_scale(net, layer, ctx.real.to(ctx.device), c + 1)[c])
@@ -419,16 +419,7 @@ def run_diversity(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutpu
     for name, w in (("without", 0.0), ("with", DIVERSITY_WEIGHT)):
         obj = base - w * O.diversity(layer) if w else base
         param = ctx.recipe.param(ctx.size, 6, ctx.color, ctx.device)
-        r = render(
-            net,
-            obj,
-            param,
-            ctx.recipe.tf(),
-            ctx.recipe.steps,
-            ctx.recipe.lr,
-            ctx.recipe.seed,
-            ctx.recipe.redirect_relu_steps,
-        )
+        r = ctx.recipe.render(net, obj, param)
         out[name] = (r, Q.batch_feature_cosine(net, layer, r.images), evaluate(net, O.channel(layer, c), r.images))
     fig = out["with"][1]
     fig.detail.update(without=out["without"][1].value)

@@ -22,7 +22,7 @@ from .hooks import capture, frozen
 from .methods import _device
 from .param import ColorStats
 from .recipe import Recipe
-from .render import evaluate, render
+from .render import evaluate
 
 
 @dataclass
@@ -121,16 +121,7 @@ def multifaceted(
     obj = objective / scale
     if recipe.tv_weight:
         obj = obj - recipe.tv_weight * O.total_variation()
-    r = render(
-        model,
-        obj,
-        recipe.param_from(start, color),
-        recipe.tf(),
-        recipe.steps,
-        recipe.lr,
-        recipe.seed,
-        recipe.redirect_relu_steps,
-    )
+    r = recipe.render(model, obj, recipe.param_from(start, color))
     values = evaluate(model, objective, r.images)
     recipe_d = {
         "method": "multifaceted",

@@ -26,7 +26,7 @@ from .hooks import activations
 from .param import ColorStats, shared_interpolation_image
 from .quality import channel_means
 from .recipe import Recipe
-from .render import RenderResult, evaluate, render
+from .render import RenderResult, evaluate
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -78,9 +78,7 @@ def _batched_units(
         if recipe.tv_weight:
             obj = obj - recipe.tv_weight * O.total_variation()
         param = recipe.param(size, len(chunk), color, device, seed_offset=start)
-        r = render(
-            model, obj, param, recipe.tf(), recipe.steps, recipe.lr, recipe.seed + start, recipe.redirect_relu_steps
-        )
+        r = recipe.render(model, obj, param, seed_offset=start)
         r.values = evaluate(model, raw_objective(chunk), r.images)
         results.append(r)
     return _concat(
@@ -211,16 +209,7 @@ def dream(
     )
     if recipe.tv_weight:
         obj = obj - recipe.tv_weight * O.total_variation()
-    r = render(
-        model,
-        obj,
-        recipe.param_from(images, color),
-        recipe.tf(),
-        recipe.steps,
-        recipe.lr,
-        recipe.seed,
-        recipe.redirect_relu_steps,
-    )
+    r = recipe.render(model, obj, recipe.param_from(images, color))
     r.values = evaluate(model, O.deepdream(layer), r.images)
     r.recipe = {"method": "dream", "layer": layer, **recipe.to_dict(), "start_values": start.tolist()}
     return r
@@ -244,16 +233,7 @@ def caricature(
     norm = O.Objective(lambda a: obj(a) / start.to(a[layer].device), [layer], f"{obj.name} / start")
     if recipe.tv_weight:
         norm = norm - recipe.tv_weight * O.total_variation()
-    r = render(
-        model,
-        norm,
-        recipe.param_from(images, color),
-        recipe.tf(),
-        recipe.steps,
-        recipe.lr,
-        recipe.seed,
-        recipe.redirect_relu_steps,
-    )
+    r = recipe.render(model, norm, recipe.param_from(images, color))
     r.values = evaluate(model, obj, r.images)
     r.recipe = {
         "method": "caricature",
@@ -291,7 +271,7 @@ def invert(
     if recipe.tv_weight:
         obj = obj - recipe.tv_weight * O.total_variation()
     param = recipe.param(images.shape[-1], len(images), color, images.device)
-    r = render(model, obj, param, recipe.tf(), recipe.steps, recipe.lr, recipe.seed, recipe.redirect_relu_steps)
+    r = recipe.render(model, obj, param)
     r.values = evaluate(model, dist, r.images).sqrt()
     r.recipe = {"method": "invert", "layer": layer, "alpha": alpha, "alpha_weight": alpha_weight, **recipe.to_dict()}
     return r
@@ -326,16 +306,7 @@ def channel_pairs(
     obj = O.channels(layer, a_idx, scale=scale[a_idx]) + O.channels(layer, b_idx, scale=scale[b_idx])
     if recipe.tv_weight:
         obj = obj - recipe.tv_weight * O.total_variation()
-    r = render(
-        model,
-        obj,
-        recipe.param(size, len(pairs), color, device),
-        recipe.tf(),
-        recipe.steps,
-        recipe.lr,
-        recipe.seed,
-        recipe.redirect_relu_steps,
-    )
+    r = recipe.render(model, obj, recipe.param(size, len(pairs), color, device))
     r.values = torch.stack(
         [evaluate(model, O.channels(layer, a_idx), r.images), evaluate(model, O.channels(layer, b_idx), r.images)], 1
     )
@@ -392,7 +363,7 @@ def interpolate(
         param = recipe.param(size, frames, color, device)
     if recipe.tv_weight:
         obj = obj - recipe.tv_weight * O.total_variation()
-    r = render(model, obj, param, recipe.tf(), recipe.steps, recipe.lr, recipe.seed, recipe.redirect_relu_steps)
+    r = recipe.render(model, obj, param)
     r.values = torch.stack(
         [evaluate(model, O.channel(layer, a), r.images), evaluate(model, O.channel(layer, b), r.images)], 1
     )

@@ -6,8 +6,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+from torch import nn
 
+from .objectives import Objective
 from .param import ColorStats, ImageParam, from_image, image
+from .render import RenderResult, render
 from .transforms import Compose, describe, standard_transforms
 
 
@@ -44,6 +47,13 @@ class Recipe:
 
     def tf(self) -> Compose:
         return standard_transforms() if self.transforms is None else self.transforms
+
+    def render(self, model: nn.Module, objective: Objective, param: ImageParam, seed_offset: int = 0) -> RenderResult:
+        """:func:`render` with this recipe's transforms, steps, learning rate, seed (plus ``seed_offset``) and
+        redirected-ReLU steps."""
+        return render(
+            model, objective, param, self.tf(), self.steps, self.lr, self.seed + seed_offset, self.redirect_relu_steps
+        )
 
     def with_(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
