@@ -22,6 +22,16 @@ SHARED_DATA = Path(os.environ.get("TOPDOWN_SHARED_DATA", ROOT.parent / "shared" 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: two busy-waiting OpenMP threads on a shared two-core machine run the
+    tiny models many times slower (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (Flowers102 and flower_photos), or skip where it is absent."""

@@ -16,14 +16,7 @@ from topdown.vis import transforms as T
 from topdown.vis.hooks import activations, capture, frozen, redirected_relu
 from topdown.vis.render import evaluate, render
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two busy-waiting OpenMP threads on a shared two-core machine run these tiny models many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Constant(nn.Module):

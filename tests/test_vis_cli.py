@@ -6,20 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from topdown.cli import evaluate_main
 from topdown.vis.cli import METHODS
 from topdown.vis.cli import main as vis_main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 QUICK = ["--steps", "8", "--channels", "4", "--images", "4", "--reference", "32", "--progress", "false"]

@@ -43,13 +43,7 @@ ARCHS = ("baseline", "topdown")
 MIDDLE = "layer2"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two busy-waiting OpenMP threads on a shared two-core machine run these tiny models many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Forms(Dataset):
