@@ -328,6 +328,43 @@ def test_optional_cw_and_boundary_attacks(trained_pair, small_flowers):
         run_attack(net, x, y, AttackSpec("hsj", "hsj", [0.0], {"steps": 1}), "cpu")
 
 
+class CountingNet(nn.Module):
+    """Counts the images each forward pass sees."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.seen = net, 0
+        self.train(net.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        return self.net(x)
+
+
+def test_pgd_restarts_only_attack_what_earlier_restarts_left_robust(trained_pair, small_flowers):
+    ds = small_flowers.subset("test")
+    x = torch.stack([ds[i][0] for i in range(24)])
+    y = torch.tensor([ds[i][1] for i in range(24)])
+    net = CountingNet(prepare_model(trained_pair["baseline"], "cpu"))
+    eps = EPS_LINF
+
+    def attack(restarts: int):
+        net.seen = 0
+        spec = AttackSpec("linf_pgd", "linf_pgd", eps, vars(PGDConfig(steps=5, restarts=restarts, rel_stepsize=0.25)))
+        return run_attack(net, x, y, spec, "cpu"), net.seen
+
+    (one, seen1), (three, seen3) = attack(1), attack(3)
+    # restart 0 is the single-start run itself; later ones can only break more
+    assert np.array_equal(one.robust[0], three.robust[0])
+    assert (three.robust <= one.robust).all()
+    assert three.accuracy[2] < one.accuracy[0]
+    # extra work is proportional to what survived, never a full rerun: eps = 0 gets one start, and restarts
+    # 1 and 2 run only on the examples still robust
+    survivors = one.robust[1:].sum()
+    assert seen1 < seen3 <= seen1 + 2 * survivors * (5 + 3)
+    assert survivors < one.robust[0].sum() * 2  # the attack broke something, so the bound above is a saving
+
+
 def test_attacks_leave_model_and_rng_untouched(trained_pair, small_flowers):
     net = trained_pair["baseline"]
     state = {k: v.clone() for k, v in net.state_dict().items()}
@@ -462,27 +499,20 @@ corruptions: {names: [jpeg], severities: [5]}
 """
 
 
+def cli_args(checkpoints: dict[str, Path], tmp_path: Path, out: Path) -> list[str]:
+    """evaluate.py's arguments for both tiny checkpoints with the small CLI suite, no progress bars."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(CLI_SUITE)
+    ckpts = ["--ckpt", str(checkpoints["baseline"]), "--ckpt", str(checkpoints["topdown"])]
+    return [*ckpts, "--config", str(suite), "--out", str(out), "--progress", "false"]
+
+
 def test_cli_end_to_end_and_resume(tiny_checkpoints, tmp_path, capsys):
     """Real Lightning checkpoints in, results.json/csv/plots out; the same command again recomputes nothing."""
     from topdown.robustness.cli import main
 
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(CLI_SUITE)
     out = tmp_path / "eval"
-    args = [
-        "--ckpt",
-        str(tiny_checkpoints["baseline"]),
-        "--ckpt",
-        str(tiny_checkpoints["topdown"]),
-        "--config",
-        str(suite),
-        "--out",
-        str(out),
-        "--progress",
-        "false",
-        "--sanity.double_steps",
-        "false",
-    ]
+    args = cli_args(tiny_checkpoints, tmp_path, out) + ["--sanity.double_steps", "false"]
     rep = main(args)
     res = json.loads((out / "results.json").read_text())
     assert list(res["models"]) == ["baseline", "topdown"]
@@ -585,23 +615,8 @@ def test_sigkilled_cli_run_resumes(tiny_checkpoints, tmp_path):
     import sys
     import time
 
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(CLI_SUITE)
     out = tmp_path / "eval"
-    cmd = [
-        sys.executable,
-        str(ROOT / "evaluate.py"),
-        "--ckpt",
-        str(tiny_checkpoints["baseline"]),
-        "--ckpt",
-        str(tiny_checkpoints["topdown"]),
-        "--config",
-        str(suite),
-        "--out",
-        str(out),
-        "--progress",
-        "false",
-    ]
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), *cli_args(tiny_checkpoints, tmp_path, out)]
     proc = subprocess.Popen(cmd, cwd=ROOT)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / "parts").rglob("*.json"))) < 4:

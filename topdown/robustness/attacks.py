@@ -9,7 +9,8 @@ Three kinds of attack:
 
 * ``fixed``: FGSM, Linf PGD, L2 PGD. One run per epsilon; per example and epsilon, "robust" or not. An
   example counts as broken if the returned adversarial or any iterate the attack evaluated on the way is
-  adversarial (:class:`IterateRecorder`): foolbox keeps only the last iterate.
+  adversarial (:class:`IterateRecorder`): foolbox keeps only the last iterate. Examples misclassified to begin
+  with are broken at every eps and not attacked; restarts run only on what earlier restarts left robust.
 * ``minimal``: DeepFool, FMN, C&W. One run with ``epsilons=[None]`` gives each example's minimal
   adversarial perturbation ``d_i``; accuracy(eps) = mean(d_i > eps), with ``d_i = 0`` for an example
   misclassified to begin with and ``d_i = inf`` where the attack failed.
@@ -102,9 +103,8 @@ def build_attack(method: str, settings: dict[str, Any]) -> Any:
         return fa.LinfFastGradientAttack(random_start=False)
     if method in ("linf_pgd", "l2_pgd"):
         cls = fa.LinfProjectedGradientDescentAttack if method == "linf_pgd" else fa.L2ProjectedGradientDescentAttack
-        attack = cls(rel_stepsize=s["rel_stepsize"], steps=s["steps"], random_start=s["random_start"])
-        # Repeated keeps, per example and epsilon, the first restart that succeeds.
-        return attack.repeat(s["restarts"]) if s.get("restarts", 1) > 1 else attack
+        # restarts are run by run_attack, on the examples no earlier restart broke
+        return cls(rel_stepsize=s["rel_stepsize"], steps=s["steps"], random_start=s["random_start"])
     if method == "deepfool":
         cls = fa.L2DeepFoolAttack if s["norm"] == "l2" else fa.LinfDeepFoolAttack
         return cls(steps=s["steps"], candidates=s["candidates"], overshoot=s["overshoot"], loss="logits")
@@ -291,23 +291,11 @@ def run_attack(
             yb = y[lo : lo + batch_size].to(device).clone()
             sl = slice(lo, lo + len(xb))
             if spec.kind == "fixed":
+                with torch.no_grad():
+                    correct = net(xb).argmax(1) == yb
                 for k, e in enumerate(eps):
-                    # one call per eps (foolbox loops over them the same way) so the recorder knows the eps
-                    recorder.reset(yb)
-                    with seeded(derive_seed(spec.seed, spec.name, b, k)):
-                        _, advs, success = attack(fmodel, xb, yb, epsilons=[e])
-                    with torch.no_grad():
-                        # foolbox's last call classified exactly the returned images: reuse our net's verdict
-                        last = recorder.last
-                        wrong = last[1] if last is not None and torch.equal(last[0], advs[0]) else None
-                        broken, bad = _verify(net, xb, yb, advs[0], success[0], norm, e, wrong)
-                        unverified += bad
-                        extra = recorder.found & ~broken if recorder.found is not None else None
-                        if extra is not None and extra.any():
-                            # an iterate that was adversarial on the way counts too (foolbox returns the last)
-                            seen, _ = _verify(net, xb, yb, recorder.adv, extra, norm, e)
-                            broken |= seen
-                    robust[k, sl] = ~broken.cpu().numpy()
+                    robust[k, sl], bad = _fixed_eps(net, fmodel, recorder, attack, xb, yb, correct, e, spec, (b, k))
+                    unverified += bad
             else:
                 kw = {}
                 if starting_points is not None:
@@ -328,6 +316,58 @@ def run_attack(
     if distances is not None:
         robust = curve_from_distances(distances, eps)
     return AttackResult(spec, robust, distances, unverified, time.perf_counter() - start)
+
+
+def restarts_at(spec: AttackSpec, eps: float) -> int:
+    """How many random starts ``spec`` runs at ``eps``: one at eps = 0, whose ball holds only the image itself
+    (every start is the same point), and where starts are not random."""
+    n = int(spec.settings.get("restarts", 1))
+    return 1 if eps == 0 or not spec.settings.get("random_start", False) else n
+
+
+def _fixed_eps(
+    net: nn.Module,
+    fmodel: Any,
+    recorder: IterateRecorder,
+    attack: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    correct: torch.Tensor,
+    eps: float,
+    spec: AttackSpec,
+    where: tuple[int, int],
+) -> tuple[np.ndarray, int]:
+    """One fixed-epsilon attack on one batch: which examples stay robust, and how many claims failed checks.
+
+    An example misclassified to begin with is broken at every eps (foolbox would count it a success with no
+    work). Restart ``r`` runs only on the examples every earlier restart left robust, under its own seed; an
+    example is broken if any restart breaks it (foolbox's ``repeat`` semantics, without re-attacking examples
+    that are already broken).
+    """
+    broken = ~correct
+    unverified = 0
+    for r in range(restarts_at(spec, eps)):
+        todo = (~broken).nonzero().view(-1)
+        if len(todo) == 0:
+            break
+        xs, ys = x[todo], y[todo]
+        # one call per eps (foolbox loops over them the same way) so the recorder knows the eps
+        recorder.reset(ys)
+        with seeded(derive_seed(spec.seed, spec.name, *where, r)):
+            _, advs, success = attack(fmodel, xs, ys, epsilons=[eps])
+        with torch.no_grad():
+            # foolbox's last call classified exactly the returned images: reuse our net's verdict
+            last = recorder.last
+            wrong = last[1] if last is not None and torch.equal(last[0], advs[0]) else None
+            found, bad = _verify(net, xs, ys, advs[0], success[0], spec.norm, eps, wrong)
+            unverified += bad
+            extra = recorder.found & ~found if recorder.found is not None else None
+            if extra is not None and extra.any():
+                # an iterate that was adversarial on the way counts too (foolbox returns the last)
+                seen, _ = _verify(net, xs, ys, recorder.adv, extra, spec.norm, eps)
+                found |= seen
+        broken[todo] |= found
+    return (~broken).cpu().numpy(), unverified
 
 
 class IterateRecorder(nn.Module):

@@ -228,6 +228,34 @@ def run_classes(net: torch.nn.Module, layer: str | None, ctx: Context) -> Method
     )
 
 
+def _units_output(
+    net: torch.nn.Module,
+    layer: str,
+    ctx: Context,
+    chans: list[int],
+    r: Any,
+    real_max: torch.Tensor,
+    objective: Any,
+    description: str,
+    label: str,
+) -> MethodOutput:
+    """The quality figures and grid of one batched render of ``chans`` (one unit of each channel per image)."""
+    from . import quality as Q
+
+    q = {
+        "objective_rises": Q.objective_rises(r.values, real_max),
+        **_natural(r.images, ctx),
+        "transform_robustness": Q.transform_robustness(net, objective, r.images, ctx.recipe.tf()),
+    }
+    return MethodOutput(
+        description,
+        r.recipe,
+        {"": _rows([_row(f"{layer} {label} {chans}", r.images, ncol=min(len(chans), 6))])},
+        q,
+        {"channels": chans, "values": r.values.tolist(), "real_max": real_max.tolist()},
+    )
+
+
 def run_channels(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput:
     from . import objectives as O
     from . import quality as Q
@@ -236,23 +264,21 @@ def run_channels(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput
     chans = _sample_channels(net, layer, ctx)
     r = visualize_channels(net, layer, chans, ctx.size, ctx.recipe, ctx.color, ctx.real.to(ctx.device))
     real_max = Q.channel_means(net, layer, ctx.real.to(ctx.device)).max(0).values[chans]
-    q = {
-        "objective_rises": Q.objective_rises(r.values, real_max),
-        **_natural(r.images, ctx),
-        "transform_robustness": Q.transform_robustness(net, O.channels(layer, chans), r.images, ctx.recipe.tf()),
-    }
-    return MethodOutput(
+    return _units_output(
+        net,
+        layer,
+        ctx,
+        chans,
+        r,
+        real_max,
+        O.channels(layer, chans),
         f"Activation maximization of {len(chans)} sampled channels of {layer}, all in one batched render.",
-        r.recipe,
-        {"": _rows([_row(f"{layer} channels {chans}", r.images, ncol=min(len(chans), 6))])},
-        q,
-        {"channels": chans, "values": r.values.tolist(), "real_max": real_max.tolist()},
+        "channels",
     )
 
 
 def run_neurons(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput:
     from . import objectives as O
-    from . import quality as Q
     from .hooks import activations
     from .methods import visualize_neurons
 
@@ -260,18 +286,16 @@ def run_neurons(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput:
     r = visualize_neurons(net, layer, chans, ctx.size, ctx.recipe, ctx.color)
     t = activations(net, ctx.real.to(ctx.device), [layer])[layer]
     real_max = t[:, chans, t.shape[2] // 2, t.shape[3] // 2].max(0).values
-    obj = O.Objective.sum([O.neuron(layer, c, batch=i) for i, c in enumerate(chans)])
-    q = {
-        "objective_rises": Q.objective_rises(r.values, real_max),
-        **_natural(r.images, ctx),
-        "transform_robustness": Q.transform_robustness(net, obj, r.images, ctx.recipe.tf()),
-    }
-    return MethodOutput(
+    return _units_output(
+        net,
+        layer,
+        ctx,
+        chans,
+        r,
+        real_max,
+        O.Objective.sum([O.neuron(layer, c, batch=i) for i, c in enumerate(chans)]),
         f"The centre neuron of {len(chans)} channels of {layer} (spatially localized caricatures).",
-        r.recipe,
-        {"": _rows([_row(f"{layer} centre neurons {chans}", r.images, ncol=min(len(chans), 6))])},
-        q,
-        {"channels": chans, "values": r.values.tolist(), "real_max": real_max.tolist()},
+        "centre neurons",
     )
 
 
