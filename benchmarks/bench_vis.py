@@ -5,10 +5,15 @@ achieved (the raw channel means of the final images; with ``--ckpt`` also the sh
 channel's largest mean over 64 held-out real images). Both modes use the same render, recipe and steps;
 they differ only in how many images share an optimization.
 
-If ``torch-lucent`` imports (see ``docs`` / NOTES: ``pip install --no-deps torch-lucent==0.1.8
-kornia==0.4.1 decorator`` in a separate environment that sees this one's packages), the same 64 channels
-are also rendered with Lucent, one by one and batched (``channel(layer, n, batch=i)`` summed), with its
-default Fourier image and standard transforms.
+If ``torch-lucent`` imports, the same 64 channels are also rendered with Lucent, one by one and batched
+(``channel(layer, n, batch=i)`` summed), with its default Fourier image and standard transforms. Lucent 0.1.8
+pins packages this project does not use; install it beside the environment, not into it::
+
+    pip install --target /tmp/lucent --no-deps torch-lucent==0.1.8 kornia==0.4.1 decorator
+    pip install --target /tmp/lucent ipython
+    PYTHONPATH=/tmp/lucent python benchmarks/bench_vis.py --ckpt ...
+
+Usage::
 
     python benchmarks/bench_vis.py                                   # untrained default baseline, 64 px
     python benchmarks/bench_vis.py --model tiny_baseline --size 32   # the test-sized network
