@@ -145,7 +145,8 @@ class AttackSpec:
         method: one of :data:`METHODS`.
         epsilons: the sweep (fixed attacks run once per epsilon; minimal ones are read off at them).
         settings: the attack's own parameters.
-        seed: base seed; batch ``b`` runs under a seed derived from ``(seed, name, b)``.
+        seed: base seed; batch ``b`` runs under a seed derived from ``(seed, name, b)`` (fixed attacks: from
+            ``(seed, name, b, k, r)`` for eps ``k`` and restart ``r``).
     """
 
     name: str
