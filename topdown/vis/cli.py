@@ -69,20 +69,7 @@ METHODS = (
 #: Weight of the diversity term (in units of the channel's largest real mean).
 DIVERSITY_WEIGHT = 2.0
 #: Methods that take ``--layers``.
-LAYER_METHODS = {
-    "channels",
-    "neurons",
-    "naive",
-    "dream",
-    "caricature",
-    "inversion",
-    "pairs",
-    "interpolation",
-    "diversity",
-    "dictionary",
-    "activation_grid",
-    "dissection",
-}
+LAYER_METHODS = set(METHODS) - {"classes", "multifaceted", "attribution", "pyramid_attribution"}
 
 
 def build_parser() -> Any:

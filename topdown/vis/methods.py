@@ -192,6 +192,27 @@ def visualize_classes(
 # --------------------------------------------------------------------------------------------------
 # From real images
 # --------------------------------------------------------------------------------------------------
+def _amplify(
+    model: nn.Module,
+    images: torch.Tensor,
+    objective: O.Objective,
+    recipe: Recipe,
+    color: ColorStats | None,
+    record: dict[str, Any],
+) -> RenderResult:
+    """Start at ``images`` and raise ``objective``, normalized per image by its value on ``images`` (so
+    every image pushes equally hard); ``values`` is the raw objective of the result."""
+    start = evaluate(model, objective, images).abs().clamp_min(1e-6)
+    layer = objective.layers[0]
+    obj = O.Objective(lambda a: objective(a) / start.to(a[layer].device), objective.layers, f"{objective.name} / start")
+    if recipe.tv_weight:
+        obj = obj - recipe.tv_weight * O.total_variation()
+    r = recipe.render(model, obj, recipe.param_from(images, color))
+    r.values = evaluate(model, objective, r.images)
+    r.recipe = {**record, **recipe.to_dict(), "start_values": start.tolist()}
+    return r
+
+
 def dream(
     model: nn.Module,
     images: torch.Tensor,
@@ -203,16 +224,7 @@ def dream(
     activation, normalized by its value on the original images)."""
     recipe = recipe or Recipe(steps=32, lr=0.02)
     images = images.to(_device(model))
-    start = evaluate(model, O.deepdream(layer), images).clamp_min(1e-6)
-    obj = O.Objective(
-        lambda a: O.deepdream(layer)(a) / start.to(a[layer].device), [layer], f"deepdream({layer}) / start"
-    )
-    if recipe.tv_weight:
-        obj = obj - recipe.tv_weight * O.total_variation()
-    r = recipe.render(model, obj, recipe.param_from(images, color))
-    r.values = evaluate(model, O.deepdream(layer), r.images)
-    r.recipe = {"method": "dream", "layer": layer, **recipe.to_dict(), "start_values": start.tolist()}
-    return r
+    return _amplify(model, images, O.deepdream(layer), recipe, color, {"method": "dream", "layer": layer})
 
 
 def caricature(
@@ -228,21 +240,8 @@ def caricature(
     recipe = recipe or Recipe(steps=32, lr=0.02)
     images = images.to(_device(model))
     target = activations(model, images, [layer])[layer]
-    obj = O.caricature(layer, target, cossim_pow)
-    start = evaluate(model, obj, images).abs().clamp_min(1e-6)
-    norm = O.Objective(lambda a: obj(a) / start.to(a[layer].device), [layer], f"{obj.name} / start")
-    if recipe.tv_weight:
-        norm = norm - recipe.tv_weight * O.total_variation()
-    r = recipe.render(model, norm, recipe.param_from(images, color))
-    r.values = evaluate(model, obj, r.images)
-    r.recipe = {
-        "method": "caricature",
-        "layer": layer,
-        "cossim_pow": cossim_pow,
-        **recipe.to_dict(),
-        "start_values": start.tolist(),
-    }
-    return r
+    record = {"method": "caricature", "layer": layer, "cossim_pow": cossim_pow}
+    return _amplify(model, images, O.caricature(layer, target, cossim_pow), recipe, color, record)
 
 
 def invert(
