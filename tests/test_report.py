@@ -81,6 +81,20 @@ def test_claims_need_every_seed_to_agree() -> None:
     assert "(2 seeds, ±" in " ".join(conclusions(agree))
 
 
+def test_differences_of_an_image_or_two_are_ties() -> None:
+    # 0.3 points of accuracy, 0.001 of area under the curve, 1.6% more corruption errors: no winner
+    r = _results(0.800, 0.803, [0.800, 0.700, 0.500, 0.300], [0.803, 0.703, 0.503, 0.303], td_mce=1.016)
+    text = " ".join(conclusions([r]))
+    assert "not consistently different" in text
+    assert "neither model keeps consistently more accuracy" in text
+    assert "No consistent winner under: gaussian noise" in text
+    assert "about as many errors as" in text
+    # one image more than the band is a claim again
+    r = _results(0.800, 0.810, [0.800, 0.700, 0.500, 0.300], [0.810, 0.710, 0.510, 0.310], td_mce=1.03)
+    text = " ".join(conclusions([r]))
+    assert "1.0 points higher" in text and "more errors than" in text
+
+
 def test_a_flagged_model_is_reported_not_hidden() -> None:
     r = _results(0.8, 0.8, [0.8] * 4, [0.8] * 4)
     r["models"]["topdown"].update(flagged=True, failed_checks=["input_gradients_nonzero"])

@@ -1,0 +1,54 @@
+"""The headline experiment's aggregation: mean ± std across seeds, targets, and what has not run yet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, run_dir
+
+
+def _results(base: float, td: float) -> dict:
+    def model(topdown: bool, acc: float) -> dict:
+        return {
+            "is_topdown": topdown,
+            "clean": {"top1": acc, "macro_acc": acc - 0.01},
+            "worst_case": {"linf": {"epsilons": [0.0, 2 / 255], "accuracy": [acc, acc / 2]}},
+            "corruptions": {"mce": 1.0 if not topdown else 0.9},
+            "perturbations": {"gaussian_noise": {"auc": acc / 2, "accuracy_per_level": [acc, acc / 2]}},
+            "flagged": False,
+        }
+
+    return {
+        "suite": {"perturbations": {"levels": {"gaussian_noise": [0.0, 0.1]}}},
+        "models": {"baseline": model(False, base), "topdown": model(True, td)},
+    }
+
+
+def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path) -> None:
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "runs"),
+        runs=[
+            DatasetRuns("flower_photos", seeds=[0, 1, 2], target_top1=0.85),
+            DatasetRuns("flowers102", seeds=[0], target_top1=0.55),
+        ],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+    for seed, (b, t) in zip((0, 1), ((0.86, 0.85), (0.88, 0.87))):
+        p = run_dir(cfg, "flower_photos", seed) / "eval" / "results.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(_results(b, t)))
+    text = aggregate(cfg)
+    assert (tmp_path / "docs" / "results.md").read_text() == text
+    assert "2 of 3 seed(s) finished" in text
+    assert "| clean top-1 (%) | 87.0 ± 1.4 | 86.0 ± 1.4 |" in text
+    assert "| worst-case L∞ accuracy at ε = 2/255 (%) | 43.5 ± 0.7 | 43.0 ± 0.7 |" in text
+    assert "baseline top-1 ≥ 85%: 87.0%, met; top-down within 1 point(s) of it: -1.0 points, met" in text
+    assert "(2 seeds, ±0.0)" in text  # the conclusions speak of both seeds
+    assert "## flowers102\n\nNo finished run yet (1 seed(s) planned)." in text
+    # a third seed that misses the target changes the verdict
+    p = run_dir(cfg, "flower_photos", 2) / "eval" / "results.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(_results(0.70, 0.60)))
+    text = aggregate(cfg)
+    assert "3 of 3 seed(s) finished" in text and "not met" in text
