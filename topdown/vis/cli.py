@@ -251,17 +251,8 @@ def run_channels(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput
     chans = _sample_channels(net, layer, ctx)
     r = visualize_channels(net, layer, chans, ctx.size, ctx.recipe, ctx.color, ctx.real.to(ctx.device))
     real_max = Q.channel_means(net, layer, ctx.real.to(ctx.device)).max(0).values[chans]
-    return _units_output(
-        net,
-        layer,
-        ctx,
-        chans,
-        r,
-        real_max,
-        O.channels(layer, chans),
-        f"Activation maximization of {len(chans)} sampled channels of {layer}, all in one batched render.",
-        "channels",
-    )
+    text = f"Activation maximization of {len(chans)} sampled channels of {layer}, all in one batched render."
+    return _units_output(net, layer, ctx, chans, r, real_max, O.channels(layer, chans), text, "channels")
 
 
 def run_neurons(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput:
@@ -273,17 +264,9 @@ def run_neurons(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput:
     r = visualize_neurons(net, layer, chans, ctx.size, ctx.recipe, ctx.color)
     t = activations(net, ctx.real.to(ctx.device), [layer])[layer]
     real_max = t[:, chans, t.shape[2] // 2, t.shape[3] // 2].max(0).values
-    return _units_output(
-        net,
-        layer,
-        ctx,
-        chans,
-        r,
-        real_max,
-        O.Objective.sum([O.neuron(layer, c, batch=i) for i, c in enumerate(chans)]),
-        f"The centre neuron of {len(chans)} channels of {layer} (spatially localized caricatures).",
-        "centre neurons",
-    )
+    obj = O.Objective.sum([O.neuron(layer, c, batch=i) for i, c in enumerate(chans)])
+    text = f"The centre neuron of {len(chans)} channels of {layer} (spatially localized caricatures)."
+    return _units_output(net, layer, ctx, chans, r, real_max, obj, text, "centre neurons")
 
 
 def run_naive(net: torch.nn.Module, layer: str, ctx: Context) -> MethodOutput:
