@@ -22,7 +22,7 @@ from typing import Any  # noqa: E402
 from . import env  # noqa: F401
 from .io import atomic_write_text  # noqa: E402
 from .pipeline import Pipeline, PipelineConfig  # noqa: E402
-from .report.conclusions import conclusions, model_pair  # noqa: E402
+from .report.conclusions import _get, conclusions, model_pair  # noqa: E402
 
 
 @dataclass
@@ -105,10 +105,7 @@ def _targets(ds: DatasetRuns, runs: list[dict[str, Any]], base: str, td: str) ->
     """Whether the mean clean accuracies meet the dataset's targets, in words."""
     if ds.target_top1 is None:
         return []
-    acc = {
-        k: [r["models"][k]["clean"]["top1"] for r in runs if (r["models"][k].get("clean") or {}).get("top1")]
-        for k in (base, td)
-    }
+    acc = {k: [a for r in runs if (a := _get(r, "models", k, "clean", "top1")) is not None] for k in (base, td)}
     if not acc[base] or not acc[td]:
         return []
     b, t = statistics.fmean(acc[base]), statistics.fmean(acc[td])
@@ -151,20 +148,13 @@ def aggregate(cfg: ExperimentConfig) -> str:
             return f"| {label} | {cells[0]} | {cells[1]} |"
 
         md.append(row("clean top-1 (%)", lambda m: (m.get("clean") or {}).get("top1")))
-        targets = _targets(ds, runs, base, td)
         md.append(row("clean macro accuracy (%)", lambda m: (m.get("clean") or {}).get("macro_acc")))
         for norm, name in (("linf", "L∞"), ("l2", "L2")):
-            eps = ((runs[0]["models"][base].get("worst_case") or {}).get(norm) or {}).get("epsilons") or []
+            eps = _get(runs[0], "models", base, "worst_case", norm, "epsilons") or []
             for k, e in enumerate(eps[1:], 1):
                 label = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
-                md.append(
-                    row(
-                        f"worst-case {name} accuracy at ε = {label} (%)",
-                        lambda m, norm=norm, k=k: (
-                            ((m.get("worst_case") or {}).get(norm) or {}).get("accuracy") or [None] * (k + 1)
-                        )[k],
-                    )
-                )
+                get = lambda m, norm=norm, k=k: _get(m, "worst_case", norm, "accuracy", k)  # noqa: E731
+                md.append(row(f"worst-case {name} accuracy at ε = {label} (%)", get))
         md.append(row("mCE (% of baseline)", lambda m: (m.get("corruptions") or {}).get("mce")))
         for name in runs[0]["suite"].get("perturbations", {}).get("levels") or {}:
             md.append(
@@ -173,7 +163,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
                     lambda m, name=name: ((m.get("perturbations") or {}).get(name) or {}).get("auc"),
                 )
             )
-        md += ["", *targets, "", "Conclusions (computed):", ""]
+        md += ["", *_targets(ds, runs, base, td), "", "Conclusions (computed):", ""]
         md += [f"- {c}" for c in conclusions(runs)]
         report = dirs[0] / "report.html"
         if report.is_file():
