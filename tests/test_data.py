@@ -116,6 +116,17 @@ def test_augmentation_is_seeded_by_epoch_and_index() -> None:
     assert torch.equal(plain[3][0], plain[3][0])
 
 
+def test_training_crops_can_be_smaller_than_the_test_images() -> None:
+    data = FlowerData("synthetic", image_size=32, train_image_size=16, synthetic_size=60, synthetic_classes=3)
+    assert data.subset("train", train=True)[0][0].shape == (3, 16, 16)
+    assert data.subset("val")[0][0].shape == data.subset("test")[0][0].shape == (3, 32, 32)
+    rebuilt = FlowerData.from_description(data.describe())
+    assert (rebuilt.image_size, rebuilt.train_image_size) == (32, 16)
+    assert FlowerData(image_size=32).train_image_size == 32  # default: train at the test size
+    with pytest.raises(ValueError, match="data.train_image_size"):
+        FlowerData(train_image_size=8)
+
+
 def test_epoch_sampler_reshuffles_per_epoch_and_encodes_the_epoch() -> None:
     s = EpochSampler(10, seed=0)
     e0 = list(s)

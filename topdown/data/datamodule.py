@@ -105,7 +105,11 @@ class FlowerData(pl.LightningDataModule):
             ``<class>/<image>``; seeded stratified split).
         root: data root; default ``$TOPDOWN_DATA_ROOT`` or ``./data``. For ``flower_photos`` the images are
             in ``root/flower_photos``; for ``flowers102`` in ``root/flowers-102``.
-        image_size: side of the square images the network sees.
+        image_size: side of the square images the network is validated and tested on.
+        train_image_size: side of the training crops; default ``image_size``. Random-resized crops
+            enlarge objects, so a network trained on crops smaller than its test images sees objects at
+            the size it learned them (the train-test resolution discrepancy; Touvron et al., NeurIPS 2019)
+            and trains faster: 48 px crops cost about 0.56 of 64 px ones.
         batch_size: per process.
         num_workers: data-loading worker processes.
         seed: split, shuffling and augmentation seed.
@@ -123,6 +127,7 @@ class FlowerData(pl.LightningDataModule):
         dataset: str = "synthetic",
         root: str | None = None,
         image_size: int = 64,
+        train_image_size: int | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
@@ -140,6 +145,8 @@ class FlowerData(pl.LightningDataModule):
             raise ValueError(f"data.dataset: unknown dataset {dataset!r}; choose one of {DATASETS}")
         if image_size < 16:
             raise ValueError(f"data.image_size must be >= 16, got {image_size}")
+        if train_image_size is not None and train_image_size < 16:
+            raise ValueError(f"data.train_image_size must be >= 16, got {train_image_size}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(
                 f"data.val_fraction {val_fraction} and data.test_fraction {test_fraction} must "
@@ -148,6 +155,7 @@ class FlowerData(pl.LightningDataModule):
         self.dataset = dataset
         self.root = Path(root) if root is not None else default_data_root()
         self.image_size = image_size
+        self.train_image_size = train_image_size or image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
@@ -188,6 +196,7 @@ class FlowerData(pl.LightningDataModule):
         return {
             "dataset": self.dataset,
             "image_size": self.image_size,
+            "train_image_size": self.train_image_size,
             "num_classes": self.num_classes,
             "classes": self.classes,
             "seed": self.seed,
@@ -204,6 +213,7 @@ class FlowerData(pl.LightningDataModule):
         keys = (
             "dataset",
             "image_size",
+            "train_image_size",
             "seed",
             "val_fraction",
             "test_fraction",
@@ -254,7 +264,7 @@ class FlowerData(pl.LightningDataModule):
         src, idx = self.splits()[split]
         if isinstance(src, FileImageSource):
             idx = src.drop_unreadable(idx, self.skip_corrupt)
-        tf = train_transform(self.image_size, self.augment) if train else eval_transform(self.image_size)
+        tf = train_transform(self.train_image_size, self.augment) if train else eval_transform(self.image_size)
         return AugmentedDataset(src, idx, tf, self.seed, reseed=train)
 
     # -- Lightning hooks ----------------------------------------------------------------------------

@@ -60,6 +60,7 @@ def _setup_section(models: dict[str, dict[str, Any]]) -> str:
     rows = [
         ("dataset", d.get("dataset")),
         ("image size", f"{d.get('image_size')} px"),
+        ("training crops", f"{d.get('train_image_size', d.get('image_size'))} px"),
         ("classes", f"{len(classes)}: {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}"),
         ("split seed", d.get("seed")),
     ]
