@@ -98,6 +98,20 @@ def test_topdown_variants_build_and_take_a_training_step(merge: str, schedule: s
     assert losses[-1] < losses[0]
 
 
+def test_head_width_widens_the_pooled_features_of_the_narrow_last_stage() -> None:
+    torch.manual_seed(0)
+    net = TopDownResNet(num_classes=3, head_width=32, **SMALL)
+    assert net.stage_widths[-1] == 8 and net.head.fc.in_features == 32
+    x = torch.rand(2, 3, 32, 32)
+    assert net.forward_features(x).shape == (2, 32, 16, 16)  # what Grad-CAM and the dictionary see
+    clone = build_from_config(net.arch_config)
+    clone.load_state_dict(net.state_dict())
+    assert torch.equal(clone.eval()(x), net.eval()(x))
+    assert TopDownResNet(**SMALL).head.fc.in_features == 8  # default: the reference design
+    with pytest.raises(ValueError, match="head_width"):
+        TopDownResNet(head_width=0, **SMALL)
+
+
 def test_topdown_accepts_a_ready_made_pyramid_and_one_level_can_be_perturbed() -> None:
     torch.manual_seed(0)
     net = TopDownResNet(num_classes=4, **SMALL).eval()

@@ -108,7 +108,11 @@ def make_stage(
 
 
 class ClassifierHead(nn.Module):
-    """Final BN-ReLU (the blocks are pre-activated), global average pool, linear."""
+    """Final BN-ReLU (the blocks are pre-activated), global average pool, linear.
+
+    With ``width``, a 1x1 conv-BN-ReLU widens the features to ``width`` channels before the pool, so a net
+    whose last stage is narrow still classifies from as many pooled features as a wide one.
+    """
 
     def __init__(
         self,
@@ -116,15 +120,20 @@ class ClassifierHead(nn.Module):
         num_classes: int,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
+        width: int | None = None,
     ) -> None:
         super().__init__()
         self.bn = norm_layer(in_ch)
         self.act = act_layer()
+        self.expand = (
+            nn.Sequential(nn.Conv2d(in_ch, width, 1, bias=False), norm_layer(width), act_layer()) if width else None
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_ch, num_classes)
+        self.fc = nn.Linear(width or in_ch, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(x))
+        x = self.act(self.bn(x))
+        return x if self.expand is None else self.expand(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.forward_features(x)).flatten(1))

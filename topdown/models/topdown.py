@@ -79,6 +79,10 @@ class TopDownResNet(ImageClassifierNet):
         merge_kernel: 1 or 3, the fusion conv of ``concat``/``add_concat``.
         pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
         stem_pool: 2x2 max-pool after each lateral conv (as the baseline's stem).
+        head_width: channels of a 1x1 conv-BN-ReLU between the last stage and the pool; ``None`` pools the
+            last stage directly (the reference design). The ``mirror`` schedule's last stage is its
+            narrowest (``widths[0]``), so without it the classifier sees 8x fewer pooled features than the
+            baseline's; ``head_width = widths[-1]`` gives it as many.
         mean, std: the normalization applied to every [0, 1] pyramid level.
     """
 
@@ -92,11 +96,14 @@ class TopDownResNet(ImageClassifierNet):
         merge_kernel: int = 1,
         pyramid_method: str = "gaussian",
         stem_pool: bool = True,
+        head_width: int | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         self._record(locals())
+        if head_width is not None and head_width < 1:
+            raise ValueError(f"head_width must be a positive number of channels or null, got {head_width}")
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
         self.num_classes = num_classes
@@ -110,7 +117,7 @@ class TopDownResNet(ImageClassifierNet):
             # The coarsest stage has nothing to merge with.
             self.add_module(f"layer{i + 1}", TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel))
             in_ch = w
-        self.head = ClassifierHead(in_ch, num_classes)
+        self.head = ClassifierHead(in_ch, num_classes, width=head_width)
 
     def _levels(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if isinstance(x, torch.Tensor):
