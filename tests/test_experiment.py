@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, run_dir
 
 
-def _results(base: float, td: float) -> dict:
+def _results(base: float, td: float, crops: int = 64, epochs: int = 40) -> dict:
     def model(topdown: bool, acc: float) -> dict:
         return {
             "is_topdown": topdown,
@@ -17,9 +18,14 @@ def _results(base: float, td: float) -> dict:
             "corruptions": {"mce": 1.0 if not topdown else 0.9},
             "perturbations": {"gaussian_noise": {"auc": acc / 2, "accuracy_per_level": [acc, acc / 2]}},
             "flagged": False,
+            "checkpoint": {
+                "arch": {"class_path": "topdown.models." + ("TopDownResNet" if topdown else "ResNet"), "init_args": {}},
+                "epoch": epochs - 1,
+            },
         }
 
     return {
+        "data": {"description": {"image_size": 64, "train_image_size": crops}},
         "suite": {"perturbations": {"levels": {"gaussian_noise": [0.0, 0.1]}}},
         "models": {"baseline": model(False, base), "topdown": model(True, td)},
     }
@@ -52,3 +58,21 @@ def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path)
     p.write_text(json.dumps(_results(0.70, 0.60)))
     text = aggregate(cfg)
     assert "3 of 3 seed(s) finished" in text and "not met" in text
+
+
+def test_seeds_trained_with_another_recipe_are_left_out_and_named(tmp_path: Path) -> None:
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "runs"),
+        runs=[DatasetRuns("flower_photos", seeds=[0, 1, 2], target_top1=0.85)],
+        results_md=str(tmp_path / "results.md"),
+    )
+    for seed, res in enumerate([_results(0.80, 0.75), _results(0.88, 0.87, crops=48, epochs=70)]):
+        p = run_dir(cfg, "flower_photos", seed) / "eval" / "results.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(res))
+        os.utime(p, (1000.0 + seed, 1000.0 + seed))  # seed 1 is the newer run
+    text = aggregate(cfg)
+    assert "1 of 3 seed(s) finished" in text
+    assert "| clean top-1 (%) | 88.0 | 87.0 |" in text  # seed 0's older recipe is not averaged in
+    assert "Training: 48 px training crops, 64 px test images; baseline: ResNet(), 70 epochs" in text
+    assert f"Left out, trained with another recipe: {run_dir(cfg, 'flower_photos', 0)}" in text

@@ -117,6 +117,30 @@ def _targets(ds: DatasetRuns, runs: list[dict[str, Any]], base: str, td: str) ->
     ]
 
 
+_NOT_RECIPE = {"num_classes", "mean", "std"}
+
+
+def recipe(run: dict[str, Any]) -> str:
+    """How a run's models were trained, in words: architecture, epochs, training crops and test size.
+
+    Seeds are averaged only when this is the same for all of them: a changed config leaves the runs made
+    before it out of the mean instead of mixing two recipes.
+    """
+    desc = _get(run, "data", "description") or {}
+    size = desc.get("image_size")
+    crops = desc.get("train_image_size") or size
+    parts = [f"{crops} px training crops, {size} px test images" if size else "image size not recorded"]
+    if desc.get("trainval"):
+        parts[0] += ", trained on train+val"
+    for key in sorted(run.get("models", {})):
+        ck = _get(run, "models", key, "checkpoint") or {}
+        arch = ck.get("arch") or {}
+        args = ", ".join(f"{k}={v}" for k, v in sorted((arch.get("init_args") or {}).items()) if k not in _NOT_RECIPE)
+        epochs = ck["epoch"] + 1 if isinstance(ck.get("epoch"), int) else "?"
+        parts.append(f"{key}: {str(arch.get('class_path', '?')).rsplit('.', 1)[-1]}({args}), {epochs} epochs")
+    return "; ".join(parts)
+
+
 def aggregate(cfg: ExperimentConfig) -> str:
     """Markdown tables and conclusions over every finished run."""
     md = [
@@ -128,18 +152,28 @@ def aggregate(cfg: ExperimentConfig) -> str:
         "",
     ]
     for ds in cfg.runs:
-        runs, dirs = [], []
+        found = []
         for seed in ds.seeds:
             p = run_dir(cfg, ds.dataset, seed) / "eval" / "results.json"
             if p.is_file():
-                runs.append(json.loads(p.read_text()))
-                dirs.append(p.parent.parent)
+                found.append((json.loads(p.read_text()), p.parent.parent, p.stat().st_mtime))
         md += [f"## {ds.dataset}", ""]
-        if not runs or model_pair(runs[0]) is None:
+        if not found or model_pair(found[0][0]) is None:
             md += [f"No finished run yet ({len(ds.seeds)} seed(s) planned).", ""]
             continue
+        current = recipe(max(found, key=lambda f: f[2])[0])  # the newest run's recipe
+        stale = [str(d) for r, d, _ in found if recipe(r) != current]
+        runs = [r for r, _, _ in found if recipe(r) == current]
+        dirs = [d for r, d, _ in found if recipe(r) == current]
         base, td = model_pair(runs[0])
         md += [f"{len(runs)} of {len(ds.seeds)} seed(s) finished: {', '.join(str(d) for d in dirs)}.", ""]
+        md += [f"Training: {current}.", ""]
+        if stale:
+            md += [
+                f"Left out, trained with another recipe: {', '.join(stale)} (delete a folder and run the "
+                "experiment again to redo it with the current configs).",
+                "",
+            ]
         md += ["| metric | baseline | top-down |", "|---|---|---|"]
 
         def row(label: str, get: Any, scale: float = 100.0, runs: list = runs, pair: tuple = (base, td)) -> str:
