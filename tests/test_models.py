@@ -108,6 +108,7 @@ def test_head_width_widens_the_pooled_features_of_the_narrow_last_stage() -> Non
     clone.load_state_dict(net.state_dict())
     assert torch.equal(clone.eval()(x), net.eval()(x))
     assert TopDownResNet(**SMALL).head.fc.in_features == 8  # default: the reference design
+    assert TopDownResNet(head_width="widest", **SMALL).head.fc.in_features == 32  # the baseline's pooled width
     with pytest.raises(ValueError, match="head_width"):
         TopDownResNet(head_width=0, **SMALL)
 

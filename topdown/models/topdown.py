@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -79,10 +80,10 @@ class TopDownResNet(ImageClassifierNet):
         merge_kernel: 1 or 3, the fusion conv of ``concat``/``add_concat``.
         pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
         stem_pool: 2x2 max-pool after each lateral conv (as the baseline's stem).
-        head_width: channels of a 1x1 conv-BN-ReLU between the last stage and the pool; ``None`` pools the
-            last stage directly (the reference design). The ``mirror`` schedule's last stage is its
-            narrowest (``widths[0]``), so without it the classifier sees 8x fewer pooled features than the
-            baseline's; ``head_width = widths[-1]`` gives it as many.
+        head_width: channels of a 1x1 conv-BN-ReLU between the last stage and the pool, or ``"widest"``
+            for ``max(widths)``; ``None`` pools the last stage directly (the reference design). The
+            ``mirror`` schedule's last stage is its narrowest (``widths[0]``), so without it the classifier
+            sees 8x fewer pooled features than the baseline's; ``"widest"`` gives it as many.
         mean, std: the normalization applied to every [0, 1] pyramid level.
     """
 
@@ -96,14 +97,16 @@ class TopDownResNet(ImageClassifierNet):
         merge_kernel: int = 1,
         pyramid_method: str = "gaussian",
         stem_pool: bool = True,
-        head_width: int | None = None,
+        head_width: int | Literal["widest"] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         self._record(locals())
-        if head_width is not None and head_width < 1:
-            raise ValueError(f"head_width must be a positive number of channels or null, got {head_width}")
+        if head_width == "widest":
+            head_width = max(widths)
+        if head_width is not None and (not isinstance(head_width, int) or head_width < 1):
+            raise ValueError(f"head_width must be a positive number of channels, 'widest' or null, got {head_width!r}")
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
         self.num_classes = num_classes
