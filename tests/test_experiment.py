@@ -76,3 +76,27 @@ def test_seeds_trained_with_another_recipe_are_left_out_and_named(tmp_path: Path
     assert "| clean top-1 (%) | 88.0 | 87.0 |" in text  # seed 0's older recipe is not averaged in
     assert "Training: 48 px training crops, 64 px test images; baseline: ResNet(), 70 epochs" in text
     assert f"Left out, trained with another recipe: {run_dir(cfg, 'flower_photos', 0)}" in text
+
+
+def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypatch) -> None:
+    import topdown.experiment as experiment
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, cfg) -> None:
+            seen.append(cfg)
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(experiment, "Pipeline", Recorder)
+    wide = ["configs/baseline.yaml", "configs/topdown_wide_head.yaml"]
+    cfg = ExperimentConfig(
+        out=str(tmp_path),
+        runs=[DatasetRuns("flower_photos", seeds=[0, 1]), DatasetRuns("flowers102", models=wide)],
+    )
+    experiment.run(cfg)
+    assert [(c.dataset, c.seed) for c in seen] == [("flower_photos", 0), ("flower_photos", 1), ("flowers102", 0)]
+    assert seen[0].models == ["configs/baseline.yaml", "configs/topdown.yaml"]  # the pipeline's default
+    assert seen[2].models == wide and seen[2].out == str(run_dir(cfg, "flowers102", 0))

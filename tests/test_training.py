@@ -16,7 +16,7 @@ from conftest import ROOT, SHARED_DATA, tiny_train_args
 from topdown import cli
 from topdown.checkpoint import CheckpointError, load_model, read_checkpoint
 
-TRAIN_CONFIGS = ["configs/baseline.yaml", "configs/topdown.yaml"]
+TRAIN_CONFIGS = ["configs/baseline.yaml", "configs/topdown.yaml", "configs/topdown_wide_head.yaml"]
 DATA_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs" / "data").glob("*.yaml"))
 
 
@@ -24,11 +24,14 @@ def _needs_shared(data_config: str) -> bool:
     return "flower" in data_config
 
 
-def test_the_two_training_configs_differ_only_in_the_model_block() -> None:
-    base, td = (yaml.safe_load((ROOT / c).read_text()) for c in TRAIN_CONFIGS)
-    assert base.keys() == td.keys()
+def test_the_training_configs_differ_only_in_the_model_block() -> None:
+    base, td, wide = (yaml.safe_load((ROOT / c).read_text()) for c in TRAIN_CONFIGS)
+    assert base.keys() == td.keys() == wide.keys()
     assert {k for k in base if base[k] != td[k]} == {"model"}
     assert base["model"]["net"]["class_path"] != td["model"]["net"]["class_path"]
+    # the wide-head net is the top-down net plus head_width, nothing else
+    extra = {k: v for k, v in wide["model"]["net"]["init_args"].items() if td["model"]["net"]["init_args"].get(k) != v}
+    assert extra == {"head_width": "widest"} and {k for k in td if td[k] != wide[k]} == {"model"}
 
 
 @pytest.mark.parametrize("config", TRAIN_CONFIGS)

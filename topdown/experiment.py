@@ -36,6 +36,8 @@ class DatasetRuns:
         train_args: extra ``train.py fit`` arguments (e.g. ``--data.trainval true``).
         target_top1: the baseline's clean top-1 goal (the top-down net's: within ``target_gap`` of it).
         target_gap: how far below the baseline the top-down net may be.
+        models: training configs, baseline first (``None``: the pipeline's, ``configs/baseline.yaml`` and
+            ``configs/topdown.yaml``).
     """
 
     dataset: str
@@ -44,6 +46,7 @@ class DatasetRuns:
     train_args: list[str] = field(default_factory=list)
     target_top1: float | None = None
     target_gap: float = 0.01
+    models: list[str] | None = None
 
 
 @dataclass
@@ -78,8 +81,10 @@ def run_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
 def run(cfg: ExperimentConfig) -> None:
     for ds in cfg.runs:
         for seed in ds.seeds:
+            models = {"models": list(ds.models)} if ds.models else {}
             Pipeline(
                 PipelineConfig(
+                    **models,
                     out=str(run_dir(cfg, ds.dataset, seed)),
                     dataset=ds.dataset,
                     data_root=cfg.data_root,
