@@ -76,6 +76,13 @@ def test_seeds_trained_with_another_recipe_are_left_out_and_named(tmp_path: Path
     assert "| clean top-1 (%) | 88.0 | 87.0 |" in text  # seed 0's older recipe is not averaged in
     assert "Training: 48 px training crops, 64 px test images; baseline: ResNet(), 70 epochs" in text
     assert f"Left out, trained with another recipe: {run_dir(cfg, 'flower_photos', 0)}" in text
+    # an option recorded as None (left off) is the same recipe as a checkpoint made before the option existed
+    newer = _results(0.86, 0.85, crops=48, epochs=70)
+    newer["models"]["topdown"]["checkpoint"]["arch"]["init_args"]["head_width"] = None
+    p = run_dir(cfg, "flower_photos", 2) / "eval" / "results.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(newer))
+    assert "2 of 3 seed(s) finished" in aggregate(cfg)
 
 
 def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypatch) -> None:

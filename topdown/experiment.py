@@ -140,7 +140,10 @@ def recipe(run: dict[str, Any]) -> str:
     for key in sorted(run.get("models", {})):
         ck = _get(run, "models", key, "checkpoint") or {}
         arch = ck.get("arch") or {}
-        args = ", ".join(f"{k}={v}" for k, v in sorted((arch.get("init_args") or {}).items()) if k not in _NOT_RECIPE)
+        # An argument set to None is an option left off: a checkpoint from before the option existed
+        # (which lacks it) was trained the same way.
+        init = {k: v for k, v in (arch.get("init_args") or {}).items() if k not in _NOT_RECIPE and v is not None}
+        args = ", ".join(f"{k}={v}" for k, v in sorted(init.items()))
         epochs = ck["epoch"] + 1 if isinstance(ck.get("epoch"), int) else "?"
         parts.append(f"{key}: {str(arch.get('class_path', '?')).rsplit('.', 1)[-1]}({args}), {epochs} epochs")
     return "; ".join(parts)
