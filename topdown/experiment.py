@@ -164,15 +164,16 @@ def aggregate(cfg: ExperimentConfig) -> str:
         for seed in ds.seeds:
             p = run_dir(cfg, ds.dataset, seed) / "eval" / "results.json"
             if p.is_file():
-                found.append((json.loads(p.read_text()), p.parent.parent, p.stat().st_mtime))
+                res = json.loads(p.read_text())
+                found.append((recipe(res), res, p.parent.parent, p.stat().st_mtime))
         md += [f"## {ds.dataset}", ""]
-        if not found or model_pair(found[0][0]) is None:
+        if not found or model_pair(found[0][1]) is None:
             md += [f"No finished run yet ({len(ds.seeds)} seed(s) planned).", ""]
             continue
-        current = recipe(max(found, key=lambda f: f[2])[0])  # the newest run's recipe
-        stale = [str(d) for r, d, _ in found if recipe(r) != current]
-        runs = [r for r, _, _ in found if recipe(r) == current]
-        dirs = [d for r, d, _ in found if recipe(r) == current]
+        current = max(found, key=lambda f: f[3])[0]  # the newest run's recipe
+        stale = [str(d) for rec, _, d, _ in found if rec != current]
+        runs = [r for rec, r, _, _ in found if rec == current]
+        dirs = [d for rec, _, d, _ in found if rec == current]
         base, td = model_pair(runs[0])
         md += [f"{len(runs)} of {len(ds.seeds)} seed(s) finished: {', '.join(str(d) for d in dirs)}.", ""]
         md += [f"Training: {current}.", ""]
