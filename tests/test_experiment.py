@@ -6,7 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, run_dir
+import pytest
+
+from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, main, run_dir
+from topdown.pipeline import STAGES
 
 
 def _results(base: float, td: float, crops: int = 64, epochs: int = 40) -> dict:
@@ -104,6 +107,16 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
         runs=[DatasetRuns("flower_photos", seeds=[0, 1]), DatasetRuns("flowers102", models=wide)],
     )
     experiment.run(cfg)
-    assert [(c.dataset, c.seed) for c in seen] == [("flower_photos", 0), ("flower_photos", 1), ("flowers102", 0)]
+    # stage by stage: every run is trained before any is evaluated
+    runs = [("flower_photos", 0), ("flower_photos", 1), ("flowers102", 0)]
+    assert [(c.stages, c.dataset, c.seed) for c in seen] == [([s], *r) for s in STAGES for r in runs]
     assert seen[0].models == ["configs/baseline.yaml", "configs/topdown.yaml"]  # the pipeline's default
     assert seen[2].models == wide and seen[2].out == str(run_dir(cfg, "flowers102", 0))
+
+
+def test_an_unknown_stage_is_a_one_line_error_before_any_work(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "exp"), "--stages", "[train, evalute]"])
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "stages" in err and "'evalute'" in err
+    assert not (tmp_path / "exp").exists()

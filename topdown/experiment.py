@@ -4,7 +4,8 @@
     python -m topdown.experiment --config configs/experiment/headline.yaml --only aggregate
 
 Each (dataset, seed) is one resumable pipeline run in ``<out>/<dataset>/seed<k>``, so the experiment can
-span sessions: run the command again and it continues. ``aggregate`` (also run at the end) writes
+span sessions: run the command again and it continues. It goes stage by stage: every run is trained before
+any is evaluated, so the training targets are known hours before the robustness suite ends. ``aggregate`` (also run at the end) writes
 ``docs/results.md`` from whatever runs have finished: mean ± std across seeds, and the conclusions, which
 claim "top-down better" only where every seed agrees.
 """
@@ -21,7 +22,7 @@ from typing import Any  # noqa: E402
 
 from . import env  # noqa: F401
 from .io import atomic_write_text  # noqa: E402
-from .pipeline import Pipeline, PipelineConfig  # noqa: E402
+from .pipeline import STAGES, Pipeline, PipelineConfig  # noqa: E402
 from .report.conclusions import _get, conclusions, model_pair  # noqa: E402
 
 
@@ -61,6 +62,8 @@ class ExperimentConfig:
         eval_args: extra ``evaluate.py`` arguments.
         vis_args: extra ``evaluate.py visualize`` arguments.
         results_md: the Markdown summary to write.
+        stages: the pipeline stages to run, in order; each goes through every dataset and seed before the next
+            starts (``[train]``: train everything and stop).
         only: ``all`` (run then aggregate) or ``aggregate``.
     """
 
@@ -71,6 +74,7 @@ class ExperimentConfig:
     eval_args: list[str] = field(default_factory=list)
     vis_args: list[str] = field(default_factory=list)
     results_md: str = "docs/results.md"
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
     only: str = "all"
 
 
@@ -79,23 +83,25 @@ def run_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
 
 
 def run(cfg: ExperimentConfig) -> None:
-    for ds in cfg.runs:
-        for seed in ds.seeds:
-            models = {"models": list(ds.models)} if ds.models else {}
-            Pipeline(
-                PipelineConfig(
-                    **models,
-                    out=str(run_dir(cfg, ds.dataset, seed)),
-                    dataset=ds.dataset,
-                    data_root=cfg.data_root,
-                    epochs=ds.epochs,
-                    seed=seed,
-                    train_args=list(ds.train_args),
-                    eval_config=cfg.eval_config,
-                    eval_args=list(cfg.eval_args),
-                    vis_args=list(cfg.vis_args),
-                )
-            ).run()
+    for stage in cfg.stages:
+        for ds in cfg.runs:
+            for seed in ds.seeds:
+                models = {"models": list(ds.models)} if ds.models else {}
+                Pipeline(
+                    PipelineConfig(
+                        **models,
+                        out=str(run_dir(cfg, ds.dataset, seed)),
+                        dataset=ds.dataset,
+                        data_root=cfg.data_root,
+                        epochs=ds.epochs,
+                        seed=seed,
+                        train_args=list(ds.train_args),
+                        eval_config=cfg.eval_config,
+                        eval_args=list(cfg.eval_args),
+                        vis_args=list(cfg.vis_args),
+                        stages=[stage],
+                    )
+                ).run()
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
@@ -235,6 +241,9 @@ def main(args: list[str] | None = None) -> None:
     cfg = ExperimentConfig(**{k: init[k] for k in ExperimentConfig.__dataclass_fields__ if k in init})
     if cfg.only not in ("all", "aggregate"):
         print(f"error: only: expected 'all' or 'aggregate', got {cfg.only!r}", file=sys.stderr)
+        sys.exit(1)
+    if bad := [s for s in cfg.stages if s not in STAGES]:
+        print(f"error: stages: unknown stage(s) {bad}; choose from {list(STAGES)}", file=sys.stderr)
         sys.exit(1)
     if cfg.only == "all":
         run(cfg)
