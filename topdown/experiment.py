@@ -5,9 +5,9 @@
 
 Each (dataset, seed) is one resumable pipeline run in ``<out>/<dataset>/seed<k>``, so the experiment can
 span sessions: run the command again and it continues. It goes stage by stage: every run is trained before
-any is evaluated, so the training targets are known hours before the robustness suite ends. ``aggregate`` (also run at the end) writes
-``docs/results.md`` from whatever runs have finished: mean ± std across seeds, and the conclusions, which
-claim "top-down better" only where every seed agrees.
+any is evaluated, so the training targets are known hours before the robustness suite ends. ``aggregate``
+(also run at the end) writes ``docs/results.md`` from whatever runs have finished: mean ± std across seeds,
+and the conclusions, which claim "top-down better" only where every seed agrees.
 """
 
 from __future__ import annotations
