@@ -16,13 +16,13 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from . import env  # noqa: F401
 from .io import atomic_write_text  # noqa: E402
-from .pipeline import STAGES, Pipeline, PipelineConfig  # noqa: E402
+from .pipeline import STAGES, Pipeline, PipelineConfig, check_stages  # noqa: E402
 from .report.conclusions import _get, conclusions, model_pair  # noqa: E402
 
 
@@ -83,25 +83,25 @@ def run_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
 
 
 def run(cfg: ExperimentConfig) -> None:
+    runs = [
+        PipelineConfig(
+            **({"models": list(ds.models)} if ds.models else {}),
+            out=str(run_dir(cfg, ds.dataset, seed)),
+            dataset=ds.dataset,
+            data_root=cfg.data_root,
+            epochs=ds.epochs,
+            seed=seed,
+            train_args=list(ds.train_args),
+            eval_config=cfg.eval_config,
+            eval_args=list(cfg.eval_args),
+            vis_args=list(cfg.vis_args),
+        )
+        for ds in cfg.runs
+        for seed in ds.seeds
+    ]
     for stage in cfg.stages:
-        for ds in cfg.runs:
-            for seed in ds.seeds:
-                models = {"models": list(ds.models)} if ds.models else {}
-                Pipeline(
-                    PipelineConfig(
-                        **models,
-                        out=str(run_dir(cfg, ds.dataset, seed)),
-                        dataset=ds.dataset,
-                        data_root=cfg.data_root,
-                        epochs=ds.epochs,
-                        seed=seed,
-                        train_args=list(ds.train_args),
-                        eval_config=cfg.eval_config,
-                        eval_args=list(cfg.eval_args),
-                        vis_args=list(cfg.vis_args),
-                        stages=[stage],
-                    )
-                ).run()
+        for pipeline_cfg in runs:
+            Pipeline(replace(pipeline_cfg, stages=[stage])).run()
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
@@ -242,8 +242,10 @@ def main(args: list[str] | None = None) -> None:
     if cfg.only not in ("all", "aggregate"):
         print(f"error: only: expected 'all' or 'aggregate', got {cfg.only!r}", file=sys.stderr)
         sys.exit(1)
-    if bad := [s for s in cfg.stages if s not in STAGES]:
-        print(f"error: stages: unknown stage(s) {bad}; choose from {list(STAGES)}", file=sys.stderr)
+    try:
+        check_stages(cfg.stages)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     if cfg.only == "all":
         run(cfg)

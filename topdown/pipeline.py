@@ -60,6 +60,12 @@ class PipelineConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
 
 
+def check_stages(stages: list[str]) -> None:
+    """Raise a one-line ``ValueError`` naming any stage that is not one of :data:`STAGES`."""
+    if bad := [s for s in stages if s not in STAGES]:
+        raise ValueError(f"stages: unknown stage(s) {bad}; choose from {list(STAGES)}")
+
+
 def _resolve(path: str) -> str:
     p = Path(path)
     return str(p if p.is_absolute() or p.exists() else ROOT / p)
@@ -77,9 +83,7 @@ def _checkpoint_val_acc(path: Path) -> float | None:
 
 class Pipeline:
     def __init__(self, cfg: PipelineConfig) -> None:
-        bad = [s for s in cfg.stages if s not in STAGES]
-        if bad:
-            raise ValueError(f"stages: unknown stage(s) {bad}; choose from {list(STAGES)}")
+        check_stages(cfg.stages)
         if cfg.dataset not in ("synthetic", "flower_photos", "flowers102"):
             raise ValueError(f"dataset: unknown dataset {cfg.dataset!r}; choose synthetic, flower_photos or flowers102")
         self.cfg = cfg
