@@ -4,8 +4,9 @@
     python -m topdown.experiment --config configs/experiment/headline.yaml --only aggregate
 
 Each (dataset, seed) is one resumable pipeline run in ``<out>/<dataset>/seed<k>``, so the experiment can
-span sessions: run the command again and it continues. It goes stage by stage: every run is trained before
-any is evaluated, so the training targets are known hours before the robustness suite ends. ``aggregate``
+span sessions: run the command again and it continues. Every run is trained before any is evaluated, so the
+training targets are known hours before the robustness suite ends; then each run is evaluated, visualized
+and reported before the next, so each finished run has its report. ``aggregate``
 (also run at the end) writes ``docs/results.md`` from whatever runs have finished: mean ± std across seeds,
 and the conclusions, which claim "top-down better" only where every seed agrees.
 """
@@ -62,8 +63,8 @@ class ExperimentConfig:
         eval_args: extra ``evaluate.py`` arguments.
         vis_args: extra ``evaluate.py visualize`` arguments.
         results_md: the Markdown summary to write.
-        stages: the pipeline stages to run, in order; each goes through every dataset and seed before the next
-            starts (``[train]``: train everything and stop).
+        stages: the pipeline stages to run: ``train`` goes through every dataset and seed first, then the
+            others run, in order, one run at a time (``[train]``: train everything and stop).
         only: ``all`` (run then aggregate) or ``aggregate``.
     """
 
@@ -99,9 +100,15 @@ def run(cfg: ExperimentConfig) -> None:
         for ds in cfg.runs
         for seed in ds.seeds
     ]
-    for stage in cfg.stages:
+    # Training first, for every run: the accuracy targets are known hours before the robustness suite ends.
+    # Then each run's remaining stages, run by run, so every finished run has its report.
+    if "train" in cfg.stages:
         for pipeline_cfg in runs:
-            Pipeline(replace(pipeline_cfg, stages=[stage])).run()
+            Pipeline(replace(pipeline_cfg, stages=["train"])).run()
+    rest = [s for s in cfg.stages if s != "train"]
+    if rest:
+        for pipeline_cfg in runs:
+            Pipeline(replace(pipeline_cfg, stages=rest)).run()
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
