@@ -130,7 +130,10 @@ def test_results_files_schema_and_plots(normal_run):
     assert res["data"]["subset_size"] == 24
     m = res["models"]["topdown"]
     assert m["is_topdown"] and not res["models"]["baseline"]["is_topdown"]
-    assert {"top1", "top5", "macro_acc", "per_class_acc", "ece", "nll", "confusion"} <= set(m["clean"])
+    assert {"top1", "top5", "macro_acc", "per_class_acc", "ece", "confidence", "nll", "confusion"} <= set(m["clean"])
+    for c in (m["clean"], res["models"]["baseline"]["clean"]):
+        # the mean confidence misses top-1 by at most the calibration error (ECE weighs |acc - conf| per bin)
+        assert 1 / 6 <= c["confidence"] <= 1 and abs(c["confidence"] - c["top1"]) <= c["ece"] + 1e-6
     assert len(m["clean"]["confusion"]) == 6 and sum(map(sum, m["clean"]["confusion"])) == m["clean"]["n"]
     for r in m["attacks"].values():  # every attack documents its settings and seed
         assert {"method", "kind", "norm", "settings", "seed", "epsilons", "accuracy", "time_s"} <= set(r)

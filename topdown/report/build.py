@@ -118,7 +118,16 @@ def _accuracy_section(res: dict[str, Any]) -> str:
         any((m.get("clean") or {}).get("top5") is not None for m in models.values())
         and len(res["data"]["description"].get("classes", [])) > 5
     )
-    header = ["model", "top-1", *(["top-5"] if has_top5 else []), "macro acc", "ECE", "NLL", "test images"]
+    header = [
+        "model",
+        "top-1",
+        *(["top-5"] if has_top5 else []),
+        "macro acc",
+        "confidence",
+        "ECE",
+        "NLL",
+        "test images",
+    ]
     rows = []
     for n, m in models.items():
         c = m.get("clean") or {}
@@ -128,12 +137,16 @@ def _accuracy_section(res: dict[str, Any]) -> str:
                 pct(c.get("top1")),
                 *([pct(c.get("top5"))] if has_top5 else []),
                 pct(c.get("macro_acc")),
+                pct(c.get("confidence")),
                 fmt(c.get("ece")),
                 fmt(c.get("nll")),
                 fmt(c.get("n")),
             )
         )
-    body = table(header, rows)
+    body = table(header, rows) + (
+        '<p class="muted">confidence: the mean top softmax probability; below top-1 the net is underconfident, '
+        "above it overconfident (ECE measures the gap bin by bin).</p>"
+    )
     classes = res["data"]["description"].get("classes", [])
     if classes and len(classes) <= 20:
         prow = [

@@ -205,6 +205,8 @@ def clean_metrics(
         "macro_acc": float(multiclass_accuracy(lg, y, k, average="macro")),
         "per_class_acc": {c: (float(a) if n > 0 else None) for c, a, n in zip(classes, per_class, counts)},
         "ece": float(multiclass_calibration_error(lg, y, k, n_bins=15, norm="l1")),
+        # mean top softmax probability: below top-1, the net is underconfident; above, overconfident
+        "confidence": float(lg.softmax(1).amax(1).mean()),
         "nll": float(torch.nn.functional.cross_entropy(lg, y)),
         "confusion": multiclass_confusion_matrix(lg, y, k).tolist(),  # rows: true class, columns: predicted
         "classes": list(classes),
