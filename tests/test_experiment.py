@@ -20,6 +20,11 @@ def _results(base: float, td: float, crops: int = 64, epochs: int = 40) -> dict:
             "worst_case": {"linf": {"epsilons": [0.0, 2 / 255], "accuracy": [acc, acc / 2]}},
             "corruptions": {"mce": 1.0 if not topdown else 0.9},
             "perturbations": {"gaussian_noise": {"auc": acc / 2, "accuracy_per_level": [acc, acc / 2]}},
+            "attacks": {"fmn": {"median_distance": acc / 100}},
+            "scales": {
+                "noise": {"factors": [2, 1], "sigmas": [0.1, 0.2], "accuracy": [[acc, acc / 2], [acc, acc / 4]]}
+            },
+            "sanity": {"eps0_equals_clean": {"passed": True}, "more_steps_do_not_help": {"passed": topdown}},
             "flagged": False,
             "checkpoint": {
                 "arch": {"class_path": "topdown.models." + ("TopDownResNet" if topdown else "ResNet"), "init_args": {}},
@@ -52,6 +57,13 @@ def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path)
     assert "2 of 3 seed(s) finished" in text
     assert "| clean top-1 (%) | 87.0 ± 1.4 | 86.0 ± 1.4 |" in text
     assert "| worst-case L∞ accuracy at ε = 2/255 (%) | 43.5 ± 0.7 | 43.0 ± 0.7 |" in text
+    assert "| clean top-1 of each seed (%) | 86.0 · 88.0 | 85.0 · 87.0 |" in text
+    assert "| median minimal L∞ perturbation, FMN (/255) | 2.2 ± 0.0 | 2.2 ± 0.0 |" in text
+    # the strongest noise on one scale at a time, coarse to fine
+    assert "| Gaussian noise σ = 0.2 on the 1/2 resolution scale only (%) | 43.5 ± 0.7 | 43.0 ± 0.7 |" in text
+    assert "| Gaussian noise σ = 0.2 on the full resolution scale only (%) | 21.8 ± 0.4 | 21.5 ± 0.4 |" in text
+    assert "| sanity checks passed (each seed) | 1/2 · 1/2 | 2/2 · 2/2 |" in text
+    assert "top-5" not in text and "DeepFool" not in text  # what no run recorded gets no row
     assert "baseline top-1 ≥ 85%: 87.0%, met; top-down within 1 point(s) of it: -1.0 points, met" in text
     assert "(2 seeds, ±0.0)" in text  # the conclusions speak of both seeds
     assert "## flowers102\n\nNo finished run yet (1 seed(s) planned)." in text

@@ -111,12 +111,28 @@ def run(cfg: ExperimentConfig) -> None:
             Pipeline(replace(pipeline_cfg, stages=rest)).run()
 
 
-def _mean_std(values: list[float], scale: float = 100.0) -> str:
+def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0] * scale:.1f}"
-    return f"{statistics.fmean(values) * scale:.1f} ± {statistics.stdev(values) * scale:.1f}"
+        return f"{values[0] * scale:.{digits}f}"
+    return f"{statistics.fmean(values) * scale:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def clean(key: str) -> Any:
+    """A getter of one clean-accuracy figure of a model's results."""
+    return lambda m: _get(m, "clean", key)
+
+
+def _scale_name(factor: int) -> str:
+    return "full resolution" if factor == 1 else f"1/{factor} resolution"
+
+
+def _sanity(model: dict[str, Any]) -> str | None:
+    checks = model.get("sanity") or {}
+    if not checks:
+        return None
+    return f"{sum(bool(c.get('passed')) for c in checks.values())}/{len(checks)}"
 
 
 def _targets(ds: DatasetRuns, runs: list[dict[str, Any]], base: str, td: str) -> list[str]:
@@ -198,27 +214,84 @@ def aggregate(cfg: ExperimentConfig) -> str:
             ]
         md += ["| metric | baseline | top-down |", "|---|---|---|"]
 
-        def row(label: str, get: Any, scale: float = 100.0, runs: list = runs, pair: tuple = (base, td)) -> str:
-            vals = [[get(r["models"][k]) for r in runs] for k in pair]
-            cells = [_mean_std([v for v in vs if v is not None], scale) for vs in vals]
+        def values(get: Any, runs: list = runs, pair: tuple = (base, td)) -> list[list[Any]]:
+            return [[get(r["models"][k]) for r in runs] for k in pair]
+
+        def row(label: str, get: Any, scale: float = 100.0, digits: int = 1) -> str | None:
+            vals = [[v for v in vs if v is not None] for vs in values(get)]
+            if not any(vals):
+                return None  # a metric no run recorded (an older results file, or a suite without it)
+            cells = [_mean_std(vs, scale, digits) for vs in vals]
             return f"| {label} | {cells[0]} | {cells[1]} |"
 
-        md.append(row("clean top-1 (%)", lambda m: (m.get("clean") or {}).get("top1")))
-        md.append(row("clean macro accuracy (%)", lambda m: (m.get("clean") or {}).get("macro_acc")))
+        def per_seed(label: str, get: Any) -> str | None:
+            vals = values(get)
+            if all(v is None for vs in vals for v in vs):
+                return None
+            cells = [" · ".join("–" if v is None else v for v in vs) for vs in vals]
+            return f"| {label} | {cells[0]} | {cells[1]} |"
+
+        rows = [
+            row("clean top-1 (%)", clean("top1")),
+            per_seed(
+                "clean top-1 of each seed (%)",
+                lambda m: None if (a := _get(m, "clean", "top1")) is None else f"{a * 100:.1f}",
+            ),
+            row("clean top-5 (%)", clean("top5")),
+            row("clean macro accuracy (%)", clean("macro_acc")),
+            row("mean confidence (%)", clean("confidence")),
+            row("expected calibration error (×100)", clean("ece")),
+        ]
         for norm, name in (("linf", "L∞"), ("l2", "L2")):
             eps = _get(runs[0], "models", base, "worst_case", norm, "epsilons") or []
             for k, e in enumerate(eps[1:], 1):
                 label = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
                 get = lambda m, norm=norm, k=k: _get(m, "worst_case", norm, "accuracy", k)  # noqa: E731
-                md.append(row(f"worst-case {name} accuracy at ε = {label} (%)", get))
-        md.append(row("mCE (% of baseline)", lambda m: (m.get("corruptions") or {}).get("mce")))
+                rows.append(row(f"worst-case {name} accuracy at ε = {label} (%)", get))
+        rows += [
+            row(
+                "median minimal L∞ perturbation, FMN (/255)",
+                lambda m: _get(m, "attacks", "fmn", "median_distance"),
+                scale=255.0,
+            ),
+            row(
+                "median minimal L2 perturbation, DeepFool (an upper bound)",
+                lambda m: _get(m, "attacks", "deepfool", "median_distance"),
+                scale=1.0,
+                digits=2,
+            ),
+            row(
+                "median minimal L2 perturbation, HopSkipJump (decision-based)",
+                lambda m: _get(m, "decision", "median_distance"),
+                scale=1.0,
+                digits=2,
+            ),
+            row("mCE (% of baseline)", lambda m: (m.get("corruptions") or {}).get("mce")),
+        ]
         for name in runs[0]["suite"].get("perturbations", {}).get("levels") or {}:
-            md.append(
+            rows.append(
                 row(
                     f"AUC {name.replace('_', ' ')} (×100)",
                     lambda m, name=name: ((m.get("perturbations") or {}).get(name) or {}).get("auc"),
                 )
             )
+        # One scale at a time: the top-down net's pyramid level, the baseline's same frequency band of the image.
+        for kind, what in (("noise", "Gaussian noise σ = {:g}"), ("pgd", "L∞ PGD ε = {:g}/255")):
+            sc = _get(runs[0], "models", td, "scales", kind) or {}
+            strengths = sc.get("sigmas") if kind == "noise" else [e * 255 for e in sc.get("epsilons") or []]
+            if not strengths:
+                continue
+            for i, factor in enumerate(sc.get("factors") or []):
+                get = lambda m, kind=kind, i=i: _get(m, "scales", kind, "accuracy", i, -1)  # noqa: E731
+                rows.append(row(f"{what.format(strengths[-1])} on the {_scale_name(factor)} scale only (%)", get))
+        rows.append(per_seed("sanity checks passed (each seed)", _sanity))
+        md += [r for r in rows if r is not None]
+        md += [
+            "",
+            "Attacks and perturbations use a seeded, stratified subset of the test images (the clean rows use "
+            "all of them); worst case is per image over every attack of that norm. On one scale only: the "
+            "top-down net's pyramid level, the baseline's same frequency band of the image.",
+        ]
         md += ["", *_targets(ds, runs, base, td), "", "Conclusions (computed):", ""]
         md += [f"- {c}" for c in conclusions(runs)]
         report = dirs[0] / "report.html"
