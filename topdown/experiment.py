@@ -119,7 +119,7 @@ def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str
     return f"{statistics.fmean(values) * scale:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def clean(key: str) -> Any:
+def _clean(key: str) -> Any:
     """A getter of one clean-accuracy figure of a model's results."""
     return lambda m: _get(m, "clean", key)
 
@@ -232,15 +232,15 @@ def aggregate(cfg: ExperimentConfig) -> str:
             return f"| {label} | {cells[0]} | {cells[1]} |"
 
         rows = [
-            row("clean top-1 (%)", clean("top1")),
+            row("clean top-1 (%)", _clean("top1")),
             per_seed(
                 "clean top-1 of each seed (%)",
                 lambda m: None if (a := _get(m, "clean", "top1")) is None else f"{a * 100:.1f}",
             ),
-            row("clean top-5 (%)", clean("top5")),
-            row("clean macro accuracy (%)", clean("macro_acc")),
-            row("mean confidence (%)", clean("confidence")),
-            row("expected calibration error (×100)", clean("ece")),
+            row("clean top-5 (%)", _clean("top5")),
+            row("clean macro accuracy (%)", _clean("macro_acc")),
+            row("mean confidence (%)", _clean("confidence")),
+            row("expected calibration error (×100)", _clean("ece")),
         ]
         for norm, name in (("linf", "L∞"), ("l2", "L2")):
             eps = _get(runs[0], "models", base, "worst_case", norm, "epsilons") or []
