@@ -87,12 +87,17 @@ def test_differences_of_an_image_or_two_are_ties() -> None:
     text = " ".join(conclusions([r]))
     assert "not consistently different" in text
     assert "neither model keeps consistently more accuracy" in text
-    assert "No consistent winner under: gaussian noise" in text
+    assert "No consistent winner in area under the accuracy-vs-L2 curve under: gaussian noise" in text
     assert "about as many errors as" in text
     # one image more than the band is a claim again
     r = _results(0.800, 0.810, [0.800, 0.700, 0.500, 0.300], [0.810, 0.710, 0.510, 0.310], td_mce=1.03)
     text = " ".join(conclusions([r]))
     assert "1.0 points higher" in text and "more errors than" in text
+    # each sentence stands on its own, whichever model wins
+    assert "The area under the accuracy-vs-L2 curve is higher for top-down on 1 seed under: gaussian noise" in text
+    swapped = _results(0.810, 0.800, [0.810, 0.710, 0.510, 0.310], [0.800, 0.700, 0.500, 0.300])
+    text = " ".join(conclusions([swapped]))
+    assert "The area under the accuracy-vs-L2 curve is higher for the baseline on 1 seed under: gaussian" in text
 
 
 def test_a_flagged_model_is_reported_not_hidden() -> None:

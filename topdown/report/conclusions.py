@@ -134,13 +134,19 @@ def perturbation_auc(runs: Sequence[Results]) -> list[str]:
         if not d:
             continue
         {"higher": better, "lower": worse, "": tied}[_verdict(d, "higher", "lower", "")].append(name.replace("_", " "))
+    n = len(runs)
+    seeds = f"on all {n} seeds" if n > 1 else "on 1 seed"
     out = []
     if better:
-        out.append(f"Area under the accuracy-vs-L2 curve is higher for top-down under: {', '.join(better)}.")
+        out.append(
+            f"The area under the accuracy-vs-L2 curve is higher for top-down {seeds} under: {', '.join(better)}."
+        )
     if worse:
-        out.append(f"It is higher for the baseline under: {', '.join(worse)}.")
+        out.append(
+            f"The area under the accuracy-vs-L2 curve is higher for the baseline {seeds} under: {', '.join(worse)}."
+        )
     if tied:
-        out.append(f"No consistent winner under: {', '.join(tied)}.")
+        out.append(f"No consistent winner in area under the accuracy-vs-L2 curve under: {', '.join(tied)}.")
     return out
 
 
