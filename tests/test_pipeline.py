@@ -108,14 +108,19 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: P
     assert "train baseline: done" in capsys.readouterr().err
 
     # A finished training run that pipeline.json does not know of (copied in, or interrupted just after
-    # training) is picked up without training again; its validation accuracy comes from the checkpoint and
-    # no throughput is invented for a stage that trained nothing.
+    # training) is picked up without training again; its validation accuracy, training time and throughput
+    # come from the checkpoint, not from the call that found it finished.
     first = state["stages"]["train/topdown"]
     state["stages"] = {k: v for k, v in state["stages"].items() if k != "train/topdown"}
     (out / "pipeline.json").write_text(json.dumps(state))
     main(["--config", str(cfg), "--stages", "[train]"])
     again = json.loads((out / "pipeline.json").read_text())["stages"]["train/topdown"]
-    assert again["epochs"] == first["epochs"] == 1 and again["train_images_per_s"] is None
+    assert again["epochs"] == first["epochs"] == 1
+    assert first["train_seconds"] > 0 and first["train_images_per_s"] > 0
+    assert (again["train_seconds"], again["train_images_per_s"]) == (
+        first["train_seconds"],
+        first["train_images_per_s"],
+    )
     assert again["val_acc"] == pytest.approx(first["val_acc"])
     assert (out / "train" / "topdown" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == stamps[
         out / "train" / "topdown" / "checkpoints" / "last.ckpt"

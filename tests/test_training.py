@@ -15,6 +15,7 @@ from conftest import ROOT, SHARED_DATA, tiny_train_args
 
 from topdown import cli
 from topdown.checkpoint import CheckpointError, load_model, read_checkpoint
+from topdown.clock import training_clock
 
 TRAIN_CONFIGS = ["configs/baseline.yaml", "configs/topdown.yaml", "configs/topdown_wide_head.yaml"]
 DATA_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs" / "data").glob("*.yaml"))
@@ -127,6 +128,17 @@ def test_a_run_killed_after_epoch_1_and_resumed_from_last_ends_as_an_unbroken_ru
         assert resumed.trainer.callback_metrics[key].item() == unbroken.trainer.callback_metrics[key].item(), key
     a, b = unbroken.model.net.state_dict(), resumed.model.net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # The run's clock carries over the crash: it counts both epochs and every training image once.
+    clocks = [
+        training_clock(root / "checkpoints" / "last.ckpt") for root in (tmp_path / "unbroken", tmp_path / "broken")
+    ]
+    per_epoch = unbroken.trainer.num_training_batches * unbroken.datamodule.batch_size  # full batches only
+    for clock in clocks:
+        assert clock["epochs"] == 2 and clock["images"] == 2 * per_epoch
+        assert clock["seconds"] > 0 and clock["images_per_s"] > 0
+    logged = (tmp_path / "broken" / "csv" / "version_1" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"time/epoch_s", "train/images_per_s"} <= set(logged)
 
 
 def test_last_checkpoint_is_the_final_epoch_even_when_accuracy_stops_rising(tmp_path: Path) -> None:

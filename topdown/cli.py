@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from . import env  # noqa: F401  (sets environment before third-party imports)
 from .checkpoint import CheckpointError  # noqa: E402
+from .clock import TrainingClock  # noqa: E402
 from .data.datamodule import FlowerData  # noqa: E402
 from .data.sources import ImageLoadError  # noqa: E402
 from .lit import ImageClassifier, NonFiniteLossError  # noqa: E402
@@ -61,14 +62,15 @@ def default_run_dir(model: Any, data: Any) -> str:
 
 
 def default_callbacks(progress_bar: bool = True, checkpoints: bool = True) -> list[Any]:
-    """Best (by ``val/acc``) and last checkpoints, the learning rate in the logs, a rich progress bar.
+    """Best (by ``val/acc``) and last checkpoints, the learning rate and each epoch's wall-clock time and
+    throughput in the logs (the totals also in the checkpoints: :mod:`topdown.clock`), a rich progress bar.
 
     ``last.ckpt`` is rewritten after every epoch by a checkpoint of its own: Lightning's ``save_last=True``
     only copies the last *best* checkpoint, so a run whose accuracy stopped rising would leave an older
     epoch there, and ``--ckpt_path last`` would redo finished epochs. ``checkpoints=False`` (a
     ``fast_dev_run``) leaves both out, so a smoke run leaves nothing for a later real run to resume from.
     """
-    callbacks: list[Any] = [LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list[Any] = [LearningRateMonitor(logging_interval="epoch"), TrainingClock()]
     if checkpoints:
         best = ModelCheckpoint(
             monitor="val/acc", mode="max", filename="best-{epoch:03d}", auto_insert_metric_name=False

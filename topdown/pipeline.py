@@ -126,6 +126,7 @@ class Pipeline:
     # -- stages ----------------------------------------------------------------------------------------
     def train(self, i: int, n: int) -> None:
         from .cli import train_main
+        from .clock import training_clock
 
         for config, name in zip(self.cfg.models, self.arch_names()):
             key = f"train/{name}"
@@ -148,28 +149,24 @@ class Pipeline:
                 *self.cfg.train_args,
             ]
             resume = self.checkpoint(name).exists()
-            start_epoch = 0
             if resume:
-                from .checkpoint import read_checkpoint
-
-                start_epoch = int(read_checkpoint(self.checkpoint(name))["epoch"]) + 1
                 args += ["--ckpt_path", "last"]
             console.print(f"[{i}/{n}] train {name}{' (resuming from last.ckpt)' if resume else ''}")
             started = time.time()
-            cli = train_main(args)
-            trainer, dm = cli.trainer, cli.datamodule
-            # Wall-clock throughput of this invocation, validation included; none when it trained no epoch
-            # (a finished run found again), and the validation accuracy then comes from the checkpoint.
-            epochs_run = trainer.current_epoch - start_epoch
-            images = len(dm.splits()["train"][1]) * epochs_run
-            val_acc = trainer.callback_metrics.get("val/acc")
+            trainer = train_main(args).trainer
+            val_acc = trainer.callback_metrics.get("val/acc")  # none for a finished run found again
+            # The run's own clock: every epoch it trained, across resumes and whichever command ran them.
+            clock = training_clock(self.checkpoint(name)) or {}
+            if clock and clock["epochs"] < trainer.current_epoch:
+                clock["seconds"] = None  # resumed from a checkpoint saved without a clock: its time is partial
             self._finish(
                 key,
                 started,
                 checkpoint=str(self.checkpoint(name)),
                 epochs=trainer.current_epoch,
                 val_acc=float(val_acc) if val_acc is not None else _checkpoint_val_acc(self.checkpoint(name)),
-                train_images_per_s=round(images / max(1e-9, time.time() - started), 1) if epochs_run > 0 else None,
+                train_seconds=clock.get("seconds"),
+                train_images_per_s=clock.get("images_per_s"),
             )
 
     def evaluate(self, i: int, n: int) -> None:

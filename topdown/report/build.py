@@ -90,7 +90,7 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
                 f"{m['macs'] / 1e6:.1f}M",
                 f"{m['macs'] / ref['macs']:.2f}×",
                 fmt(st.get("train_images_per_s"), 1),
-                fmt(st.get("seconds"), 0),
+                fmt(st.get("train_seconds"), 0),
                 pct(st.get("val_acc")),
             )
         )
@@ -102,13 +102,14 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
             "MACs / image",
             "vs " + names[0],
             "training img/s (wall clock)",
-            "training s",
+            "training time (s)",
             "final val top-1",
         ],
         rows,
     ) + (
-        '<p class="muted">MACs from torch.utils.flop_counter at the training image size; training throughput is '
-        "the wall-clock rate of the training stage (validation included) on this run's machine.</p>"
+        '<p class="muted">MACs from torch.utils.flop_counter at the training image size; training time and '
+        "throughput are the wall clock of every training epoch (validation included) on the machine that trained "
+        "it, as recorded in the checkpoint; – where the checkpoint holds no such record.</p>"
     )
 
 
