@@ -294,16 +294,18 @@ def aggregate(cfg: ExperimentConfig) -> str:
         ]
         md += ["", *_targets(ds, runs, base, td), "", "Conclusions (computed):", ""]
         md += [f"- {c}" for c in conclusions(runs)]
-        report = dirs[0] / "report.html"
-        if report.is_file():
-            md += ["", f"Full report of seed {ds.seeds[0]}: `{report}`."]
+        reports = [f"`{d / 'report.html'}`" for d in dirs if (d / "report.html").is_file()]
+        if reports:
+            md += ["", f"Each run's full report (every section, both models side by side): {', '.join(reports)}."]
         figs = Path(cfg.results_md).parent / "figures" / ds.dataset
-        for png in ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png"):
-            src = dirs[0] / "eval" / png
-            if src.is_file():
-                figs.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, figs / png)
-                md += ["", f"![{png}](figures/{ds.dataset}/{png})"]
+        pngs = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png")
+        pngs = [p for p in pngs if (dirs[0] / "eval" / p).is_file()]
+        if pngs:
+            md += ["", f"Plots of {dirs[0].name}:"]
+            figs.mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            shutil.copyfile(dirs[0] / "eval" / png, figs / png)
+            md += ["", f"![{png}](figures/{ds.dataset}/{png})"]
         md.append("")
     text = "\n".join(md) + "\n"
     atomic_write_text(cfg.results_md, text)
