@@ -128,3 +128,16 @@ def test_small_numbers_keep_their_significant_figures() -> None:
 
     assert fmt(5e-4) == "0.0005" and fmt(0.00201) == "0.00201"  # a weight decay is not rounded to 0.001
     assert fmt(0.1) == "0.100" and fmt(0.0) == "0.000" and fmt(None) == "–" and fmt(float("nan")) == "–"
+
+
+def test_a_model_trained_on_train_and_val_shows_no_validation_accuracy() -> None:
+    from topdown.report.build import _cost_section
+
+    def model(trainval: bool) -> dict:
+        stage = {"val_acc": 0.997, "train_seconds": 120.0, "train_images_per_s": 50.0}
+        return {"params": 1e6, "macs": 1e8, "stage": stage, "data": {"trainval": trainval}}
+
+    assert "99.7%" in _cost_section({"baseline": model(False)})
+    html = _cost_section({"baseline": model(True)})
+    assert "99.7%" not in html and "its validation images are training images" in html
+    assert ">120<" in html and ">50.0<" in html  # training time and throughput from the checkpoint's clock

@@ -91,7 +91,8 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
                 f"{m['macs'] / ref['macs']:.2f}×",
                 fmt(st.get("train_images_per_s"), 1),
                 fmt(st.get("train_seconds"), 0),
-                pct(st.get("val_acc")),
+                # trained on train+val: its validation images are training images, so no validation figure
+                "–" if (m.get("data") or {}).get("trainval") else pct(st.get("val_acc")),
             )
         )
     return table(
@@ -109,7 +110,8 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
     ) + (
         '<p class="muted">MACs from torch.utils.flop_counter at the training image size; training time and '
         "throughput are the wall clock of every training epoch (validation included) on the machine that trained "
-        "it, as recorded in the checkpoint; – where the checkpoint holds no such record.</p>"
+        "it, as recorded in the checkpoint; – where the checkpoint holds no such record. A model trained on "
+        "train+val has no validation accuracy (–): its validation images are training images.</p>"
     )
 
 
