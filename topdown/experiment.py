@@ -24,7 +24,7 @@ from typing import Any  # noqa: E402
 from . import env  # noqa: F401
 from .io import atomic_write_text  # noqa: E402
 from .pipeline import STAGES, Pipeline, PipelineConfig, check_stages  # noqa: E402
-from .report.conclusions import _get, conclusions, model_pair  # noqa: E402
+from .report.conclusions import _get, conclusions, model_pair, scale_name  # noqa: E402
 
 
 @dataclass
@@ -122,10 +122,6 @@ def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str
 def _clean(key: str) -> Any:
     """A getter of one clean-accuracy figure of a model's results."""
     return lambda m: _get(m, "clean", key)
-
-
-def _scale_name(factor: int) -> str:
-    return "full resolution" if factor == 1 else f"1/{factor} resolution"
 
 
 def _sanity(model: dict[str, Any]) -> str | None:
@@ -235,7 +231,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
             row("clean top-1 (%)", _clean("top1")),
             per_seed(
                 "clean top-1 of each seed (%)",
-                lambda m: None if (a := _get(m, "clean", "top1")) is None else f"{a * 100:.1f}",
+                lambda m: None if (a := _clean("top1")(m)) is None else f"{a * 100:.1f}",
             ),
             row("clean top-5 (%)", _clean("top5")),
             row("clean macro accuracy (%)", _clean("macro_acc")),
@@ -283,7 +279,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
                 continue
             for i, factor in enumerate(sc.get("factors") or []):
                 get = lambda m, kind=kind, i=i: _get(m, "scales", kind, "accuracy", i, -1)  # noqa: E731
-                rows.append(row(f"{what.format(strengths[-1])} on the {_scale_name(factor)} scale only (%)", get))
+                rows.append(row(f"{what.format(strengths[-1])} on the {scale_name(factor)} scale only (%)", get))
         rows.append(per_seed("sanity checks passed (each seed)", _sanity))
         md += [r for r in rows if r is not None]
         md += [

@@ -197,6 +197,11 @@ def corruption_error(runs: Sequence[Results]) -> str | None:
     )
 
 
+def scale_name(factor: int) -> str:
+    """A pyramid level (or image band) by its downscaling factor: ``full resolution``, ``1/4 resolution``."""
+    return "full resolution" if factor == 1 else f"1/{factor} resolution"
+
+
 def scale_ablation(runs: Sequence[Results]) -> list[str]:
     out = []
     for kind, what in (("noise", "Gaussian noise"), ("pgd", "A PGD attack")):
@@ -209,7 +214,7 @@ def scale_ablation(runs: Sequence[Results]) -> list[str]:
         if not hits:
             continue
         common = max(set(hits), key=hits.count)
-        res = "full resolution" if common == 1 else f"1/{common} resolution"
+        res = scale_name(common)
         agree = "" if len(hits) == 1 else f" ({hits.count(common)} of {len(hits)} seeds)"
         out.append(f"{what} on one pyramid level hurts the top-down net most at the {res} level{agree}.")
     return out
