@@ -83,9 +83,10 @@ def test_every_registered_model_gives_finite_logits_and_trains_every_parameter(n
 
 @pytest.mark.parametrize("merge", ["add", "concat", "add_concat"])
 @pytest.mark.parametrize("schedule", ["mirror", "uniform", "reverse"])
-def test_topdown_variants_build_and_take_a_training_step(merge: str, schedule: str) -> None:
+@pytest.mark.parametrize("merge_at", ["after_block", "before_convs"])
+def test_topdown_variants_build_and_take_a_training_step(merge: str, schedule: str, merge_at: str) -> None:
     torch.manual_seed(0)
-    net = TopDownResNet(num_classes=3, merge=merge, width_schedule=schedule, **SMALL)
+    net = TopDownResNet(num_classes=3, merge=merge, width_schedule=schedule, merge_at=merge_at, **SMALL)
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 3
     losses = []
@@ -96,6 +97,36 @@ def test_topdown_variants_build_and_take_a_training_step(merge: str, schedule: s
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_merging_before_the_up_blocks_convs_feeds_the_fine_level_through_them_at_equal_cost() -> None:
+    torch.manual_seed(0)
+    after = TopDownResNet(num_classes=3, **SMALL).eval()
+    before = TopDownResNet(num_classes=3, merge_at="before_convs", **SMALL).eval()
+    before.load_state_dict(after.state_dict())  # the same parameters, wired differently
+    assert count_params(before) == count_params(after) and count_macs(before, 32) == count_macs(after, 32)
+    x = torch.rand(2, 3, 32, 32)
+    assert not torch.allclose(before(x), after(x))
+    # The finest level now passes through the last stage's up-block convs: they see its lateral.
+    seen = {}
+    hook = before.layer3[0].conv1.register_forward_hook(lambda m, i, o: seen.update(last=i[0]))
+    pyramid = before.pyramid(x)
+    before(pyramid)
+    first = seen["last"]
+    before([*pyramid[:-1], torch.zeros_like(pyramid[-1])])
+    hook.remove()
+    assert not torch.allclose(seen["last"], first)
+    hook = after.layer3[0].conv1.register_forward_hook(lambda m, i, o: seen.update(last=i[0]))
+    after(pyramid)
+    first = seen["last"]
+    after([*pyramid[:-1], torch.zeros_like(pyramid[-1])])
+    hook.remove()
+    assert torch.equal(seen["last"], first)  # merged after the block: its convs never see the finest level
+    clone = build_from_config(before.arch_config)
+    clone.load_state_dict(before.state_dict())
+    assert torch.equal(clone.eval()(x), before(x))
+    with pytest.raises(ValueError, match="merge_at 'middle'"):
+        TopDownResNet(merge_at="middle", **SMALL)
 
 
 def test_head_width_widens_the_pooled_features_of_the_narrow_last_stage() -> None:

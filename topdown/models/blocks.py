@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -79,13 +79,19 @@ class PreActBlock(nn.Module):
         self.act2 = act_layer()
         self.conv2 = conv3x3(out_ch, out_ch)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inject: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``inject`` (``"up"`` blocks only) maps the upsampled shortcut before the 3x3 convs see it: the
+        top-down net's merge with a lateral, placed so the finer image passes through this block's convs."""
         pre = self.act1(self.bn1(x))
         if self.resample == "up":
             skip = self.upsample(self.shortcut(pre))  # (N, C_out, 2H, 2W)
+            if inject is not None:
+                skip = inject(skip)
             out = self.conv1(skip)
         else:
             skip = x if self.shortcut is None else self.shortcut(pre)
+            if inject is not None:
+                raise ValueError("only an 'up' block takes an injected merge")
             out = self.conv1(pre)
         out = self.conv2(self.act2(self.bn2(out)))
         return out + skip

@@ -13,6 +13,7 @@ from .blocks import ClassifierHead, Merge, Normalize, Stem, make_stage
 from .pyramid import ImagePyramid
 
 WIDTH_SCHEDULES = ("mirror", "uniform", "reverse")
+MERGE_POSITIONS = ("after_block", "before_convs")
 
 
 def topdown_widths(widths: Sequence[int], schedule: str) -> list[int]:
@@ -38,10 +39,19 @@ class TopDownStage(nn.Module):
     The coarsest stage starts from the lateral alone; every other stage upsamples (block ``0``), merges the
     lateral of its pyramid level, then runs its remaining blocks. Being one module, a forward hook on
     ``layerN`` sees the stage's output, as on the baseline.
+
+    ``merge_at``: ``after_block`` merges the lateral with the up block's output (the reference's place);
+    ``before_convs`` merges it with the upsampled shortcut inside the up block, so the finer level also
+    passes through that block's two 3x3 convs (same cost, one block deeper for the fine image).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, depth: int, merge: str | None, merge_kernel: int) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, depth: int, merge: str | None, merge_kernel: int, merge_at: str = "after_block"
+    ) -> None:
         super().__init__()
+        if merge_at not in MERGE_POSITIONS:
+            raise ValueError(f"unknown merge_at {merge_at!r}; choose one of {MERGE_POSITIONS}")
+        self.merge_at = merge_at
         blocks = make_stage(in_ch, out_ch, depth, "none" if merge is None else "up")
         for i, block in enumerate(blocks):
             self.add_module(str(i), block)
@@ -54,6 +64,8 @@ class TopDownStage(nn.Module):
     def forward(self, x: torch.Tensor | None, lat: torch.Tensor) -> torch.Tensor:
         if self.merge is None:
             out = lat
+        elif self.merge_at == "before_convs":
+            out = self[0](x, inject=lambda up: self.merge(up, lat))  # (N, C_in, h/2, w/2) -> (N, C, h, w)
         else:
             out = self[0](x)  # up block: (N, C_in, h/2, w/2) -> (N, C, h, w)
             out = self.merge(out, lat)  # (N, C, h, w)
@@ -78,6 +90,7 @@ class TopDownResNet(ImageClassifierNet):
         width_schedule: ``mirror``, ``uniform`` or ``reverse``.
         merge: ``add``, ``concat`` or ``add_concat``.
         merge_kernel: 1 or 3, the fusion conv of ``concat``/``add_concat``.
+        merge_at: ``after_block`` (the reference) or ``before_convs`` (see :class:`TopDownStage`).
         pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
         stem_pool: 2x2 max-pool after each lateral conv (as the baseline's stem).
         head_width: channels of a 1x1 conv-BN-ReLU between the last stage and the pool, or ``"widest"``
@@ -95,6 +108,7 @@ class TopDownResNet(ImageClassifierNet):
         width_schedule: str = "mirror",
         merge: str = "add_concat",
         merge_kernel: int = 1,
+        merge_at: str = "after_block",
         pyramid_method: str = "gaussian",
         stem_pool: bool = True,
         head_width: int | Literal["widest"] | None = None,
@@ -118,7 +132,9 @@ class TopDownResNet(ImageClassifierNet):
         in_ch = self.stage_widths[0]
         for i, (w, d) in enumerate(zip(self.stage_widths, depths)):
             # The coarsest stage has nothing to merge with.
-            self.add_module(f"layer{i + 1}", TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel))
+            self.add_module(
+                f"layer{i + 1}", TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel, merge_at)
+            )
             in_ch = w
         self.head = ClassifierHead(in_ch, num_classes, width=head_width)
 
