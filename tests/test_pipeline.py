@@ -126,6 +126,20 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: P
         out / "train" / "topdown" / "checkpoints" / "last.ckpt"
     ]
 
+    # --redo reruns a finished stage and every later one, and nothing before it.
+    report_stamp = report.stat().st_mtime_ns
+    main(["--config", str(cfg), "--redo", "[visualize]"])
+    assert "redo: visualize, report will run again" in capsys.readouterr().err
+    after = {p: p.stat().st_mtime_ns for p in stamps}
+    assert after[out / "vis" / "vis.json"] != stamps[out / "vis" / "vis.json"]
+    assert report.stat().st_mtime_ns != report_stamp
+    assert {p: t for p, t in after.items() if p.parent.name != "vis"} == {
+        p: t for p, t in stamps.items() if p.parent.name != "vis"
+    }
+    with pytest.raises(SystemExit):
+        main(["--config", str(cfg), "--redo", "[train]"])
+    assert "redo: train cannot be redone in place" in capsys.readouterr().err
+
 
 def test_main_job_refuses_a_folder_of_another_dataset(tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path)

@@ -341,6 +341,10 @@ def test_integrated_gradients_completeness_and_deletion(arch, nets, real) -> Non
         dele = Q.deletion_test(net, x, a, y)
         print(arch, m, dele.detail)
         assert dele.passed, m
+        assert dele.detail["salient_drop"] > dele.detail["least_salient_drop"]
+        # The same map turned inside out (least salient first) must fail: the test can tell.
+        inverted = Q.deletion_test(net, x, 1.0 / (a.abs().sum(1, keepdim=True) + 1e-12), y)
+        assert not inverted.passed and inverted.value == pytest.approx(-dele.value, abs=1e-6), m
 
 
 def test_pyramid_attribution_per_level(nets, real) -> None:

@@ -23,7 +23,7 @@ from typing import Any  # noqa: E402
 
 from . import env  # noqa: F401
 from .io import atomic_write_text  # noqa: E402
-from .pipeline import STAGES, Pipeline, PipelineConfig, check_stages  # noqa: E402
+from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages  # noqa: E402
 from .report.conclusions import _get, conclusions, model_pair, scale_name  # noqa: E402
 
 
@@ -65,6 +65,8 @@ class ExperimentConfig:
         results_md: the Markdown summary to write.
         stages: the pipeline stages to run: ``train`` goes through every dataset and seed first, then the
             others run, in order, one run at a time (``[train]``: train everything and stop).
+        redo: finished stages to run again in every run, with every later stage (``[visualize]``: new
+            visualizations and reports); ``train`` cannot be redone in place.
         only: ``all`` (run then aggregate) or ``aggregate``.
     """
 
@@ -76,6 +78,7 @@ class ExperimentConfig:
     vis_args: list[str] = field(default_factory=list)
     results_md: str = "docs/results.md"
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    redo: list[str] = field(default_factory=list)
     only: str = "all"
 
 
@@ -96,6 +99,7 @@ def run(cfg: ExperimentConfig) -> None:
             eval_config=cfg.eval_config,
             eval_args=list(cfg.eval_args),
             vis_args=list(cfg.vis_args),
+            redo=list(cfg.redo),
         )
         for ds in cfg.runs
         for seed in ds.seeds
@@ -104,7 +108,7 @@ def run(cfg: ExperimentConfig) -> None:
     # Then each run's remaining stages, run by run, so every finished run has its report.
     if "train" in cfg.stages:
         for pipeline_cfg in runs:
-            Pipeline(replace(pipeline_cfg, stages=["train"])).run()
+            Pipeline(replace(pipeline_cfg, stages=["train"], redo=[])).run()
     rest = [s for s in cfg.stages if s != "train"]
     if rest:
         for pipeline_cfg in runs:
@@ -322,6 +326,7 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(1)
     try:
         check_stages(cfg.stages)
+        check_redo(cfg.redo)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

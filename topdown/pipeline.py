@@ -45,6 +45,10 @@ class PipelineConfig:
         eval_args: extra ``evaluate.py`` arguments.
         vis_args: extra ``evaluate.py visualize`` arguments.
         stages: which stages to run, in order.
+        redo: finished stages to run again, with every later one (e.g. ``[visualize]`` after a change to the
+            visualizations: it reruns them and rebuilds the report). ``evaluate`` reuses each saved part of
+            the suite whose settings are unchanged. ``train`` cannot be redone in place: delete
+            ``<out>/train/<model>`` to retrain a model.
     """
 
     out: str = "outputs/synthetic"
@@ -58,12 +62,20 @@ class PipelineConfig:
     eval_args: list[str] = field(default_factory=list)
     vis_args: list[str] = field(default_factory=list)
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    redo: list[str] = field(default_factory=list)
 
 
-def check_stages(stages: list[str]) -> None:
-    """Raise a one-line ``ValueError`` naming any stage that is not one of :data:`STAGES`."""
+def check_redo(redo: list[str]) -> None:
+    """Raise a one-line ``ValueError`` for a stage that cannot be redone in place."""
+    check_stages(redo, "redo")
+    if "train" in redo:
+        raise ValueError("redo: train cannot be redone in place; delete <out>/train/<model> to retrain a model")
+
+
+def check_stages(stages: list[str], key: str = "stages") -> None:
+    """Raise a one-line ``ValueError`` naming ``key`` and any stage that is not one of :data:`STAGES`."""
     if bad := [s for s in stages if s not in STAGES]:
-        raise ValueError(f"stages: unknown stage(s) {bad}; choose from {list(STAGES)}")
+        raise ValueError(f"{key}: unknown stage(s) {bad}; choose from {list(STAGES)}")
 
 
 def _resolve(path: str) -> str:
@@ -84,6 +96,7 @@ def _checkpoint_val_acc(path: Path) -> float | None:
 class Pipeline:
     def __init__(self, cfg: PipelineConfig) -> None:
         check_stages(cfg.stages)
+        check_redo(cfg.redo)
         if cfg.dataset not in ("synthetic", "flower_photos", "flowers102"):
             raise ValueError(f"dataset: unknown dataset {cfg.dataset!r}; choose synthetic, flower_photos or flowers102")
         self.cfg = cfg
@@ -208,8 +221,21 @@ class Pipeline:
         self._finish("report", started, path=str(path))
         return path
 
+    def forget(self, stages: list[str]) -> list[str]:
+        """Mark ``stages`` and every stage after the earliest of them as not done; returns the keys cleared."""
+        if not stages:
+            return []
+        first = min(STAGES.index(s) for s in stages)
+        later = STAGES[first:]
+        cleared = [k for k in self.state["stages"] if k.split("/")[0] in later]
+        for k in cleared:
+            del self.state["stages"][k]
+        return cleared
+
     def run(self) -> Path | None:
         self.out.mkdir(parents=True, exist_ok=True)
+        if cleared := self.forget(self.cfg.redo):
+            console.print(f"redo: {', '.join(cleared)} will run again")
         self._save()
         n = len(self.cfg.stages)
         report = None

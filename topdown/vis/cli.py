@@ -531,7 +531,8 @@ def run_attribution(net: torch.nn.Module, layer: str | None, ctx: Context) -> Me
     return MethodOutput(
         "Saliency through captum: vanilla gradient, SmoothGrad, integrated gradients (black baseline, 128 "
         "Gauss-Legendre steps), Grad-CAM (last stage), DeconvNet, guided backprop. Deletion: removing the top-20% "
-        "salient pixels must lower the label's probability more than removing a random 20%.",
+        "salient pixels must lower the label's probability more than removing the 20% least salient (the drop "
+        "for a random, scattered 20% is recorded beside it).",
         {
             "methods": list(ATTR),
             "n_steps": 128,
