@@ -285,6 +285,14 @@ def _sanity_section(res: dict[str, Any]) -> str:
     )
 
 
+def _figure_detail(detail: Any, most: int = 4) -> str:
+    """A quality figure's scalar components in words (e.g. the deletion test's three drops)."""
+    if not isinstance(detail, dict):
+        return ""
+    items = [(k, v) for k, v in detail.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    return esc(", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in items[:most]))
+
+
 def _quality_table(quality: dict[str, Any]) -> str:
     if not quality:
         return ""
@@ -294,11 +302,12 @@ def _quality_table(quality: dict[str, Any]) -> str:
             f"{fmt(q.get('value'))}",
             f"{esc(q.get('direction', ''))} {fmt(q.get('threshold'))}",
             badge(q.get("passed")),
+            _figure_detail(q.get("detail")),
         )
         for k, q in quality.items()
         if isinstance(q, dict)
     ]
-    return table(["quality figure", "value", "target", ""], rows, raw=True)
+    return table(["quality figure", "value", "target", "", "from"], rows, raw=True)
 
 
 def _vis_section(vis: dict[str, Any] | None, vdir: Path) -> str:
