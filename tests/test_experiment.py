@@ -52,8 +52,23 @@ def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path)
         p = run_dir(cfg, "flower_photos", seed) / "eval" / "results.json"
         p.parent.mkdir(parents=True)
         p.write_text(json.dumps(_results(b, t)))
+    # seed 0 was visualized: baseline 2 of 3 quality figures passed, top-down 1 of 1
+    vis = {
+        "models": {
+            "baseline": {
+                "methods": {
+                    "classes": {"quality": {"a": {"passed": True}, "b": {"passed": False}}},
+                    "dream": {"quality": {"c": {"passed": True}}},
+                }
+            },
+            "topdown": {"methods": {"classes": {"quality": {"a": {"passed": True}}}}},
+        }
+    }
+    (run_dir(cfg, "flower_photos", 0) / "vis").mkdir()
+    (run_dir(cfg, "flower_photos", 0) / "vis" / "vis.json").write_text(json.dumps(vis))
     text = aggregate(cfg)
     assert (tmp_path / "docs" / "results.md").read_text() == text
+    assert "| visualization quality figures passed (each seed) | 2/3 · – | 1/1 · – |" in text
     assert "2 of 3 seed(s) finished" in text
     assert "| clean top-1 (%) | 87.0 ± 1.4 | 86.0 ± 1.4 |" in text
     assert "| worst-case L∞ accuracy at ε = 2/255 (%) | 43.5 ± 0.7 | 43.0 ± 0.7 |" in text

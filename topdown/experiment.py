@@ -178,6 +178,26 @@ def recipe(run: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _vis_row(dirs: list[Path]) -> str | None:
+    """Visualization quality figures passed, per seed, baseline then top-down (from each run's vis.json; the
+    pipeline visualizes the checkpoints in that order)."""
+    cells: list[list[str]] = [[], []]
+    for d in dirs:
+        p = d / "vis" / "vis.json"
+        models = list(json.loads(p.read_text()).get("models", {}).values()) if p.is_file() else []
+        for i in range(2):
+            figures = [
+                q
+                for method in (models[i].get("methods", {}).values() if i < len(models) else [])
+                for q in method.get("quality", {}).values()
+                if isinstance(q, dict)
+            ]
+            cells[i].append(f"{sum(bool(q.get('passed')) for q in figures)}/{len(figures)}" if figures else "–")
+    if all(c == "–" for cs in cells for c in cs):
+        return None
+    return f"| visualization quality figures passed (each seed) | {' · '.join(cells[0])} | {' · '.join(cells[1])} |"
+
+
 def aggregate(cfg: ExperimentConfig) -> str:
     """Markdown tables and conclusions over every finished run."""
     md = [
@@ -285,6 +305,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
                 get = lambda m, kind=kind, i=i: _get(m, "scales", kind, "accuracy", i, -1)  # noqa: E731
                 rows.append(row(f"{what.format(strengths[-1])} on the {scale_name(factor)} scale only (%)", get))
         rows.append(per_seed("sanity checks passed (each seed)", _sanity))
+        rows.append(_vis_row(dirs))
         md += [r for r in rows if r is not None]
         md += [
             "",

@@ -90,7 +90,8 @@ class TopDownResNet(ImageClassifierNet):
         width_schedule: ``mirror``, ``uniform`` or ``reverse``.
         merge: ``add``, ``concat`` or ``add_concat``.
         merge_kernel: 1 or 3, the fusion conv of ``concat``/``add_concat``.
-        merge_at: ``after_block`` (the reference) or ``before_convs`` (see :class:`TopDownStage`).
+        merge_at: ``after_block`` (the reference; ``None`` means it, and is what checkpoints made before the
+            option existed amount to) or ``before_convs`` (see :class:`TopDownStage`).
         pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
         stem_pool: 2x2 max-pool after each lateral conv (as the baseline's stem).
         head_width: channels of a 1x1 conv-BN-ReLU between the last stage and the pool, or ``"widest"``
@@ -108,7 +109,7 @@ class TopDownResNet(ImageClassifierNet):
         width_schedule: str = "mirror",
         merge: str = "add_concat",
         merge_kernel: int = 1,
-        merge_at: str = "after_block",
+        merge_at: str | None = None,
         pyramid_method: str = "gaussian",
         stem_pool: bool = True,
         head_width: int | Literal["widest"] | None = None,
@@ -133,7 +134,8 @@ class TopDownResNet(ImageClassifierNet):
         for i, (w, d) in enumerate(zip(self.stage_widths, depths)):
             # The coarsest stage has nothing to merge with.
             self.add_module(
-                f"layer{i + 1}", TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel, merge_at)
+                f"layer{i + 1}",
+                TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel, merge_at or "after_block"),
             )
             in_ch = w
         self.head = ClassifierHead(in_ch, num_classes, width=head_width)
