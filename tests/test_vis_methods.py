@@ -395,3 +395,15 @@ def test_inversion_without_priors_is_the_default_off_switch(nets, real) -> None:
         alpha_weight=0.0,
     )
     assert (r.values < 0.5).all()
+
+
+def test_integrated_gradients_in_batches_equals_all_at_once(nets, real, monkeypatch) -> None:
+    import topdown.vis.attribution as A
+
+    net, x, y = nets["topdown"], real[0][:3], real[1][:3]
+    monkeypatch.setattr(A, "IG_BATCH", 3 * 16)
+    whole, d_whole, _ = A.integrated_gradients(net, x, y, n_steps=16)
+    monkeypatch.setattr(A, "IG_BATCH", 7)  # the memory bound: a few steps of a few images at a time
+    parts, d_parts, _ = A.integrated_gradients(net, x, y, n_steps=16)
+    torch.testing.assert_close(parts, whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(d_parts, d_whole, atol=1e-5, rtol=1e-4)
