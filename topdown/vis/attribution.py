@@ -115,6 +115,19 @@ def attribute(
     return out.detach()
 
 
+def _ig_with_delta(forward: Any, inputs: Any, baselines: Any, target: torch.Tensor, n_steps: int) -> Any:
+    """captum's integrated gradients (Gauss-Legendre, in batches of ``IG_BATCH``) with its convergence delta."""
+    return IntegratedGradients(forward).attribute(
+        inputs,
+        baselines=baselines,
+        target=target,
+        n_steps=n_steps,
+        method="gausslegendre",
+        return_convergence_delta=True,
+        internal_batch_size=IG_BATCH,
+    )
+
+
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,
@@ -132,15 +145,7 @@ def integrated_gradients(
     base = torch.zeros_like(x) if baselines is None else baselines.to(x)
     tgt = _targets(target, len(x), x.device)
     with frozen(model):
-        attr, delta = IntegratedGradients(model).attribute(
-            x,
-            baselines=base,
-            target=tgt,
-            n_steps=n_steps,
-            method="gausslegendre",
-            return_convergence_delta=True,
-            internal_batch_size=IG_BATCH,
-        )
+        attr, delta = _ig_with_delta(model, x, base, tgt, n_steps)
         with torch.no_grad():
             idx = torch.arange(len(x), device=x.device)
             change = model(x)[idx, tgt] - model(base)[idx, tgt]
@@ -196,15 +201,7 @@ def pyramid_attribution(
         return net(list(lv))
 
     with frozen(net):
-        attrs, delta = IntegratedGradients(forward).attribute(
-            inputs,
-            baselines=bases,
-            target=tgt,
-            n_steps=n_steps,
-            method="gausslegendre",
-            return_convergence_delta=True,
-            internal_batch_size=IG_BATCH,
-        )
+        attrs, delta = _ig_with_delta(forward, inputs, bases, tgt, n_steps)
     attrs = [a.detach() for a in attrs]
     contribution = torch.stack([a.flatten(1).sum(1) for a in attrs], 1)  # (N, L)
     mag = torch.stack([a.abs().flatten(1).sum(1) for a in attrs], 1)
