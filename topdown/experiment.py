@@ -181,18 +181,16 @@ def recipe(run: dict[str, Any]) -> str:
 def _vis_row(dirs: list[Path]) -> str | None:
     """Visualization quality figures passed, per seed, baseline then top-down (from each run's vis.json; the
     pipeline visualizes the checkpoints in that order)."""
+    from .vis.cli import quality_figures
+
     cells: list[list[str]] = [[], []]
     for d in dirs:
         p = d / "vis" / "vis.json"
-        models = list(json.loads(p.read_text()).get("models", {}).values()) if p.is_file() else []
+        doc = json.loads(p.read_text()) if p.is_file() else {}
+        names = list(doc.get("models", {}))
         for i in range(2):
-            figures = [
-                q
-                for method in (models[i].get("methods", {}).values() if i < len(models) else [])
-                for q in method.get("quality", {}).values()
-                if isinstance(q, dict)
-            ]
-            cells[i].append(f"{sum(bool(q.get('passed')) for q in figures)}/{len(figures)}" if figures else "–")
+            figures = quality_figures(doc, names[i]) if i < len(names) else []
+            cells[i].append(f"{sum(bool(f['passed']) for _, f in figures)}/{len(figures)}" if figures else "–")
     if all(c == "–" for cs in cells for c in cs):
         return None
     return f"| visualization quality figures passed (each seed) | {' · '.join(cells[0])} | {' · '.join(cells[1])} |"

@@ -677,17 +677,21 @@ def _context(args: Any, data_desc: dict[str, Any], device: torch.device) -> Cont
     return Context(data, real, labels, color, int(data.image_size), recipe, args, device)
 
 
+def quality_figures(doc: dict[str, Any], model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``("model/method/figure", figure)`` for every quality figure of a ``vis.json`` document (of one model)."""
+    return [
+        (f"{mname}/{meth}/{fname}", f)
+        for mname, m in doc.get("models", {}).items()
+        if model is None or mname == model
+        for meth, entry in m.get("methods", {}).items()
+        for fname, f in entry.get("quality", {}).items()
+    ]
+
+
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
-    total, passed, failed = 0, 0, []
-    for mname, m in doc["models"].items():
-        for meth, entry in m["methods"].items():
-            for fname, f in entry.get("quality", {}).items():
-                total += 1
-                if f["passed"]:
-                    passed += 1
-                else:
-                    failed.append(f"{mname}/{meth}/{fname}")
-    return {"figures": total, "passed": passed, "failed": failed}
+    figures = quality_figures(doc)
+    failed = [name for name, f in figures if not f["passed"]]
+    return {"figures": len(figures), "passed": len(figures) - len(failed), "failed": failed}
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
