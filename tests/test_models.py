@@ -129,6 +129,47 @@ def test_merging_before_the_up_blocks_convs_feeds_the_fine_level_through_them_at
         TopDownResNet(merge_at="middle", **SMALL)
 
 
+def test_fewer_pyramid_levels_feed_the_coarse_stages_a_finer_image_at_the_same_resolutions() -> None:
+    torch.manual_seed(0)
+    full = TopDownResNet(num_classes=3, **SMALL).eval()  # 3 stages, 3 levels
+    two = TopDownResNet(num_classes=3, pyramid_levels=2, **SMALL).eval()
+    two.load_state_dict(full.state_dict())  # max-pools have no parameters: the same weights fit
+    x = torch.rand(2, 3, 32, 32)
+    assert [t.shape[-1] for t in two.pyramid(x)] == [16, 32] and two.level_of == [0, 0, 1]
+
+    def stage_shapes(net):
+        shapes = []
+        stages = [getattr(net, s) for s in net.stage_names()]
+        hooks = [s.register_forward_hook(lambda m, i, o: shapes.append(o.shape)) for s in stages]
+        net(x)
+        for h in hooks:
+            h.remove()
+        return shapes
+
+    assert stage_shapes(two) == stage_shapes(full)  # 4x4, 8x8, 16x16 features either way
+    assert 1 < count_macs(two, 32) / count_macs(full, 32) < 1.05  # only the coarsest lateral conv costs more
+    # The coarsest stage now reads the 1/2 image: detail that the 1/4 level blurs away reaches it.
+    seen = {}
+    for net in (full, two):
+        hook = net.layer1.register_forward_hook(lambda m, i, o: seen.setdefault(id(m), []).append(o))
+        board = ((torch.arange(32)[:, None] // 2 + torch.arange(32)[None, :] // 2) % 2).float().expand(1, 3, 32, 32)
+        net(torch.full((1, 3, 32, 32), 0.5))
+        net(0.3 + 0.4 * board)  # a 4-px checkerboard of the same mean
+        hook.remove()
+    gap = {n: (seen[id(n.layer1)][1] - seen[id(n.layer1)][0]).abs().max().item() for n in (full, two)}
+    assert gap[two] > 10 * gap[full]
+    # A ready-made pyramid has as many levels as the net's pyramid, and gives the same logits.
+    assert torch.allclose(two(two.pyramid(x)), two(x), atol=1e-6)
+    with pytest.raises(ValueError, match="expected a pyramid of 2 levels, got 3"):
+        two(full.pyramid(x))
+    clone = build_from_config(two.arch_config)
+    clone.load_state_dict(two.state_dict())
+    assert torch.equal(clone.eval()(x), two(x))
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=f"pyramid_levels must be between 1 and the 3 stages, got {bad}"):
+            TopDownResNet(pyramid_levels=bad, **SMALL)
+
+
 def test_head_width_widens_the_pooled_features_of_the_narrow_last_stage() -> None:
     torch.manual_seed(0)
     net = TopDownResNet(num_classes=3, head_width=32, **SMALL)

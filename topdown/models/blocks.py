@@ -33,12 +33,16 @@ class Normalize(nn.Module):
 
 
 class Stem(nn.Module):
-    """3x3 conv on an image, optionally followed by a 2x2 max-pool (the entry of every resolution)."""
+    """3x3 conv on an image, optionally followed by a max-pool (the entry of every resolution).
 
-    def __init__(self, in_ch: int, out_ch: int, pool: bool = True) -> None:
+    ``pool``: ``True`` for a 2x2 max-pool, ``False`` for none, or an int ``k`` for a k x k max-pool.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, pool: bool | int = True) -> None:
         super().__init__()
         self.conv = conv3x3(in_ch, out_ch)
-        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        size = 2 if pool is True else int(pool)
+        self.pool = nn.MaxPool2d(size) if size > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.conv(x))

@@ -93,6 +93,11 @@ class TopDownResNet(ImageClassifierNet):
         merge_at: ``after_block`` (the reference; ``None`` means it, and is what checkpoints made before the
             option existed amount to) or ``before_convs`` (see :class:`TopDownStage`).
         pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
+        pyramid_levels: levels of the image pyramid, ``None`` for one per stage. With fewer levels than
+            stages, the coarsest level feeds the first ``num_stages - pyramid_levels + 1`` stages, each
+            lateral max-pooled down to its stage's resolution: with 4 stages and 3 levels the coarsest stage
+            sees a 1/4 image pooled x4 instead of a 1/8 image pooled x2 (on 48 px crops, 12x12 px of
+            image instead of 6x6), at the same resolutions and nearly the same cost.
         stem_pool: 2x2 max-pool after each lateral conv (as the baseline's stem).
         head_width: channels of a 1x1 conv-BN-ReLU between the last stage and the pool, or ``"widest"``
             for ``max(widths)``; ``None`` pools the last stage directly (the reference design). The
@@ -111,6 +116,7 @@ class TopDownResNet(ImageClassifierNet):
         merge_kernel: int = 1,
         merge_at: str | None = None,
         pyramid_method: str = "gaussian",
+        pyramid_levels: int | None = None,
         stem_pool: bool = True,
         head_width: int | Literal["widest"] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -127,9 +133,19 @@ class TopDownResNet(ImageClassifierNet):
         self.num_classes = num_classes
         self.num_stages = len(widths)
         self.stage_widths = topdown_widths(widths, width_schedule)
-        self.pyramid = ImagePyramid(self.num_stages, pyramid_method)
+        levels = self.num_stages if pyramid_levels is None else pyramid_levels
+        if not isinstance(levels, int) or not 1 <= levels <= self.num_stages:
+            raise ValueError(
+                f"pyramid_levels must be between 1 and the {self.num_stages} stages, got {pyramid_levels!r}"
+            )
+        self.pyramid = ImagePyramid(levels, pyramid_method)
+        # Stage i reads pyramid level level_of[i]; stages sharing the coarsest level pool it further.
+        extra = self.num_stages - levels
+        self.level_of = [max(0, i - extra) for i in range(self.num_stages)]
         self.normalize = Normalize(mean, std)
-        self.laterals = nn.ModuleList(Stem(3, w, pool=stem_pool) for w in self.stage_widths)
+        self.laterals = nn.ModuleList(
+            Stem(3, w, pool=(2 if stem_pool else 1) * 2 ** max(0, extra - i)) for i, w in enumerate(self.stage_widths)
+        )
         in_ch = self.stage_widths[0]
         for i, (w, d) in enumerate(zip(self.stage_widths, depths)):
             # The coarsest stage has nothing to merge with.
@@ -144,8 +160,8 @@ class TopDownResNet(ImageClassifierNet):
         if isinstance(x, torch.Tensor):
             return self.pyramid(x)
         levels = list(x)
-        if len(levels) != self.num_stages:
-            raise ValueError(f"expected a pyramid of {self.num_stages} levels, got {len(levels)}")
+        if len(levels) != self.pyramid.num_levels:
+            raise ValueError(f"expected a pyramid of {self.pyramid.num_levels} levels, got {len(levels)}")
         for coarse, fine in zip(levels, levels[1:]):
             if fine.shape[-1] != 2 * coarse.shape[-1] or fine.shape[-2] != 2 * coarse.shape[-2]:
                 raise ValueError(
@@ -158,8 +174,8 @@ class TopDownResNet(ImageClassifierNet):
         """Image (N, 3, H, W) or pyramid, in [0, 1] -> last (finest) stage's output."""
         levels = self._levels(x)  # coarse to fine: H/2**(L-1), ..., H
         out = None
-        for i, level in enumerate(levels):
-            lat = self.laterals[i](self.normalize(level))  # (N, C_i, h_i, w_i)
+        for i, k in enumerate(self.level_of):
+            lat = self.laterals[i](self.normalize(levels[k]))  # (N, C_i, h_i, w_i)
             out = getattr(self, f"layer{i + 1}")(out, lat)  # (N, C_i, h_i, w_i)
         return out
 

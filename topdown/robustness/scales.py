@@ -99,7 +99,7 @@ class LevelInput(nn.Module):
 
 
 def num_levels_of(net: nn.Module, default: int) -> int:
-    return int(net.num_stages) if is_topdown(net) else default
+    return int(net.pyramid.num_levels) if is_topdown(net) else default
 
 
 def _noise(shape: Sequence[int], indices: np.ndarray, seed: int, level: int) -> torch.Tensor:
