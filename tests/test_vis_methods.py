@@ -331,7 +331,7 @@ def test_every_captum_method_runs_on_both_networks(arch, nets, real) -> None:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_integrated_gradients_completeness_and_deletion(arch, nets, real) -> None:
     net, x, y = nets[arch], real[0][:8], real[1][:8]
-    attr, delta, change = integrated_gradients(net, x, y, n_steps=128)
+    attr, delta, change, _ = integrated_gradients(net, x, y, n_steps=128)
     comp = Q.ig_completeness(delta, change)
     print(arch, "ig", comp.value)
     assert comp.passed and comp.value <= 0.005
@@ -347,12 +347,28 @@ def test_integrated_gradients_completeness_and_deletion(arch, nets, real) -> Non
         assert not inverted.passed and inverted.value == pytest.approx(-dele.value, abs=1e-6), m
 
 
+def test_integrated_gradients_double_their_steps_until_complete(nets, real) -> None:
+    net, x, y = nets["baseline"], real[0][:8], real[1][:8]
+    coarse = integrated_gradients(net, x, y, n_steps=4)
+    err = Q.completeness_error(coarse.delta, coarse.output_change)
+    assert coarse.n_steps == 4 and err > 0.01  # too few steps: the sum misses f(x) - f(0)
+    fine = integrated_gradients(net, x, y, n_steps=4, tolerance=err / 4)
+    assert fine.n_steps > 4 and Q.completeness_error(fine.delta, fine.output_change) <= err / 4
+    torch.testing.assert_close(fine.output_change, coarse.output_change)
+    # The cap holds when the tolerance cannot be reached.
+    capped = integrated_gradients(net, x, y, n_steps=4, tolerance=0.0, max_steps=16)
+    assert capped.n_steps == 16
+    pa = pyramid_attribution(nets["topdown"], x, y, n_steps=4, tolerance=0.0, max_steps=8)
+    assert pa.n_steps == 8
+
+
 def test_pyramid_attribution_per_level(nets, real) -> None:
     net, x, y = nets["topdown"], real[0][:4], real[1][:4]
     pa = pyramid_attribution(net, x, y, n_steps=128)
-    assert pa.level_sizes == [8, 16, 32]
+    assert pa.level_sizes == [8, 16, 32] and pa.n_steps == 128
     with torch.no_grad():
         change = net(x)[torch.arange(4), y] - net(torch.zeros_like(x))[torch.arange(4), y]
+    torch.testing.assert_close(pa.output_change, change, atol=1e-5, rtol=1e-5)
     assert Q.ig_completeness(pa.delta, change).passed
     torch.testing.assert_close(pa.contribution.sum(1), change, atol=0.05, rtol=0.01)
     torch.testing.assert_close(pa.share.sum(1), torch.ones(4))
@@ -402,8 +418,8 @@ def test_integrated_gradients_in_batches_equals_all_at_once(nets, real, monkeypa
 
     net, x, y = nets["topdown"], real[0][:3], real[1][:3]
     monkeypatch.setattr(A, "IG_BATCH", 3 * 16)
-    whole, d_whole, _ = A.integrated_gradients(net, x, y, n_steps=16)
+    whole, d_whole, *_ = A.integrated_gradients(net, x, y, n_steps=16)
     monkeypatch.setattr(A, "IG_BATCH", 7)  # the memory bound: a few steps of a few images at a time
-    parts, d_parts, _ = A.integrated_gradients(net, x, y, n_steps=16)
+    parts, d_parts, *_ = A.integrated_gradients(net, x, y, n_steps=16)
     torch.testing.assert_close(parts, whole, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(d_parts, d_whole, atol=1e-5, rtol=1e-4)

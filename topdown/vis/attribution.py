@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from captum.attr import (
@@ -27,6 +27,7 @@ from captum.attr import (
 from torch import nn
 
 from .hooks import frozen, resolve_module
+from .quality import completeness_error
 
 # Images per forward/backward pass inside integrated gradients and SmoothGrad: captum otherwise runs all
 # n_images x n_steps at once (48 images x 128 steps of the top-down net exhausted 24 GB).
@@ -116,7 +117,6 @@ def attribute(
 
 
 def _ig_with_delta(forward: Any, inputs: Any, baselines: Any, target: torch.Tensor, n_steps: int) -> Any:
-    """captum's integrated gradients (Gauss-Legendre, in batches of ``IG_BATCH``) with its convergence delta."""
     return IntegratedGradients(forward).attribute(
         inputs,
         baselines=baselines,
@@ -128,28 +128,64 @@ def _ig_with_delta(forward: Any, inputs: Any, baselines: Any, target: torch.Tens
     )
 
 
+def _ig_refined(
+    forward: Any,
+    inputs: Any,
+    baselines: Any,
+    target: torch.Tensor,
+    output_change: torch.Tensor,
+    n_steps: int,
+    tolerance: float | None,
+    max_steps: int,
+) -> tuple[Any, torch.Tensor, int]:
+    """Integrated gradients with ``n_steps``, doubled until the completeness error is at most
+    ``tolerance`` or ``max_steps`` is reached (a ReLU net's path integrand has kinks, so the quadrature
+    error falls with the steps, at a rate that differs from net to net). Returns the attributions, the
+    convergence delta and the steps used."""
+    while True:
+        attr, delta = _ig_with_delta(forward, inputs, baselines, target, n_steps)
+        if tolerance is None or 2 * n_steps > max_steps or completeness_error(delta, output_change) <= tolerance:
+            return attr, delta, n_steps
+        n_steps *= 2
+
+
+class IGResult(NamedTuple):
+    """Integrated gradients with captum's convergence delta.
+
+    Attributes:
+        attributions: ``(N, 3, H, W)``.
+        delta: ``sum(attr) - (f(x) - f(x'))`` per image.
+        output_change: ``f(x) - f(x')`` per image, for :func:`~topdown.vis.quality.ig_completeness`.
+        n_steps: the Gauss-Legendre steps used.
+    """
+
+    attributions: torch.Tensor
+    delta: torch.Tensor
+    output_change: torch.Tensor
+    n_steps: int
+
+
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,
     target: int | Sequence[int] | torch.Tensor,
     baselines: torch.Tensor | None = None,
     n_steps: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integrated gradients with captum's convergence delta.
-
-    Returns:
-        ``(attributions, delta, output_change)``: ``delta = sum(attr) - (f(x) - f(x'))`` per image and
-        ``output_change = f(x) - f(x')``, for :func:`~topdown.vis.quality.ig_completeness`.
-    """
+    tolerance: float | None = None,
+    max_steps: int = 1024,
+) -> IGResult:
+    """Integrated gradients (black baseline unless ``baselines``) with ``n_steps``; with ``tolerance``,
+    the steps double until the completeness error (:func:`~topdown.vis.quality.completeness_error`) is at
+    most ``tolerance``, up to ``max_steps``."""
     x = images.detach().clone().requires_grad_(True)
     base = torch.zeros_like(x) if baselines is None else baselines.to(x)
     tgt = _targets(target, len(x), x.device)
     with frozen(model):
-        attr, delta = _ig_with_delta(model, x, base, tgt, n_steps)
         with torch.no_grad():
             idx = torch.arange(len(x), device=x.device)
             change = model(x)[idx, tgt] - model(base)[idx, tgt]
-    return attr.detach(), delta.detach(), change.detach()
+        attr, delta, steps = _ig_refined(model, x, base, tgt, change, n_steps, tolerance, max_steps)
+    return IGResult(attr.detach(), delta.detach(), change.detach(), steps)
 
 
 @dataclass
@@ -163,6 +199,8 @@ class PyramidAttribution:
             ``f(x) - f(baseline)``).
         share: ``(N, L)`` share of the total absolute attribution of each level.
         delta: ``(N,)`` integrated-gradients completeness error.
+        output_change: ``(N,)`` ``f(pyramid) - f(baseline pyramid)``, what ``contribution`` adds up to.
+        n_steps: the Gauss-Legendre steps used.
     """
 
     attributions: list[torch.Tensor]
@@ -170,6 +208,8 @@ class PyramidAttribution:
     contribution: torch.Tensor
     share: torch.Tensor
     delta: torch.Tensor
+    output_change: torch.Tensor
+    n_steps: int
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -186,9 +226,12 @@ def pyramid_attribution(
     target: int | Sequence[int] | torch.Tensor,
     n_steps: int = 64,
     baseline: float = 0.0,
+    tolerance: float | None = None,
+    max_steps: int = 1024,
 ) -> PyramidAttribution:
     """Integrated gradients with respect to every level of a top-down network's pyramid (which
-    resolution drove the decision). The baseline of every level is the constant ``baseline``."""
+    resolution drove the decision). The baseline of every level is the constant ``baseline``;
+    ``tolerance`` and ``max_steps`` refine the steps as in :func:`integrated_gradients`."""
     if not hasattr(net, "pyramid"):
         raise TypeError(f"{type(net).__name__} has no image pyramid; pyramid attribution needs a top-down net")
     with torch.no_grad():
@@ -201,13 +244,22 @@ def pyramid_attribution(
         return net(list(lv))
 
     with frozen(net):
-        attrs, delta = _ig_with_delta(forward, inputs, bases, tgt, n_steps)
+        with torch.no_grad():
+            idx = torch.arange(len(images), device=images.device)
+            change = forward(*levels)[idx, tgt] - forward(*bases)[idx, tgt]
+        attrs, delta, steps = _ig_refined(forward, inputs, bases, tgt, change, n_steps, tolerance, max_steps)
     attrs = [a.detach() for a in attrs]
     contribution = torch.stack([a.flatten(1).sum(1) for a in attrs], 1)  # (N, L)
     mag = torch.stack([a.abs().flatten(1).sum(1) for a in attrs], 1)
     share = mag / mag.sum(1, keepdim=True).clamp_min(1e-12)
     return PyramidAttribution(
-        attrs, [lv.shape[-1] for lv in levels], contribution.cpu(), share.cpu(), delta.detach().cpu()
+        attrs,
+        [lv.shape[-1] for lv in levels],
+        contribution.cpu(),
+        share.cpu(),
+        delta.detach().cpu(),
+        change.detach().cpu(),
+        steps,
     )
 
 

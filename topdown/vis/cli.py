@@ -68,6 +68,10 @@ METHODS = (
 )
 #: Weight of the diversity term (in units of the channel's largest real mean).
 DIVERSITY_WEIGHT = 2.0
+# Integrated gradients start at IG_STEPS Gauss-Legendre steps and double until their completeness error
+# passes its quality threshold (or reach 1024).
+IG_STEPS = 128
+
 #: Methods that take ``--layers``.
 LAYER_METHODS = set(METHODS) - {"classes", "multifaceted", "attribution", "pyramid_attribution"}
 
@@ -513,6 +517,15 @@ def run_multifaceted(net: torch.nn.Module, layer: str | None, ctx: Context) -> M
     )
 
 
+def _ig_steps_text() -> str:
+    from .quality import IG_COMPLETENESS_THRESHOLD
+
+    return (
+        f"Gauss-Legendre steps from {IG_STEPS}, doubled until the completeness error is at most "
+        f"{IG_COMPLETENESS_THRESHOLD} (up to 1024)"
+    )
+
+
 def run_attribution(net: torch.nn.Module, layer: str | None, ctx: Context) -> MethodOutput:
     from . import quality as Q
     from .attribution import METHODS as ATTR
@@ -522,20 +535,20 @@ def run_attribution(net: torch.nn.Module, layer: str | None, ctx: Context) -> Me
     imgs, labels = ctx.images()
     rows = [_row("image (target: its label)", imgs)]
     quality = {}
+    ig = integrated_gradients(net, imgs, labels, n_steps=IG_STEPS, tolerance=Q.IG_COMPLETENESS_THRESHOLD)
     for m in ATTR:
-        a = attribute(net, imgs, labels, m, seed=ctx.args.seed, n_steps=128)
+        a = ig.attributions if m == "integrated_gradients" else attribute(net, imgs, labels, m, seed=ctx.args.seed)
         rows.append(_row(m, overlay(imgs, a)))
         quality[f"deletion_{m}"] = Q.deletion_test(net, imgs, a, labels, seed=ctx.args.seed)
-    _, delta, change = integrated_gradients(net, imgs, labels, n_steps=128)
-    quality["ig_completeness"] = Q.ig_completeness(delta, change)
+    quality["ig_completeness"] = Q.ig_completeness(ig.delta, ig.output_change)
     return MethodOutput(
-        "Saliency through captum: vanilla gradient, SmoothGrad, integrated gradients (black baseline, 128 "
-        "Gauss-Legendre steps), Grad-CAM (last stage), DeconvNet, guided backprop. Deletion: removing the top-20% "
-        "salient pixels must lower the label's probability more than removing the 20% least salient (the drop "
-        "for a random, scattered 20% is recorded beside it).",
+        "Saliency through captum: vanilla gradient, SmoothGrad, integrated gradients (black baseline, "
+        f"{_ig_steps_text()}), Grad-CAM (last stage), DeconvNet, guided backprop. Deletion: removing the top-20% "
+        "salient pixels must lower the label's probability more than removing the 20% least salient (the drop for "
+        "a random, scattered 20% is recorded beside it).",
         {
             "methods": list(ATTR),
-            "n_steps": 128,
+            "n_steps": ig.n_steps,
             "smoothgrad_samples": 16,
             "smoothgrad_stdev": 0.1,
             "seed": ctx.args.seed,
@@ -555,20 +568,17 @@ def run_pyramid_attribution(net: torch.nn.Module, layer: str | None, ctx: Contex
     if not hasattr(net, "pyramid"):
         return None
     imgs, labels = ctx.images()
-    pa = pyramid_attribution(net, imgs, labels, n_steps=128)
+    pa = pyramid_attribution(net, imgs, labels, n_steps=IG_STEPS, tolerance=Q.IG_COMPLETENESS_THRESHOLD)
     rows = [_row("image", imgs)]
     for lv, a in zip(pa.level_sizes, pa.attributions):
         up = F.interpolate(heatmap(a), size=imgs.shape[-2:], mode="nearest")
         rows.append(_row(f"level {lv} px: share {pa.share.mean(0)[len(rows) - 1]:.2f}", up))
-    with torch.no_grad():
-        idx = torch.arange(len(imgs), device=imgs.device)
-        change = net(imgs)[idx, labels] - net(torch.zeros_like(imgs))[idx, labels]
     return MethodOutput(
-        "Attribution per pyramid level (integrated gradients with respect to every level, coarse to fine): which "
-        "resolution drove the decision.",
-        {"n_steps": 128, "baseline": 0.0},
+        "Attribution per pyramid level (integrated gradients with respect to every level, coarse to fine, "
+        f"{_ig_steps_text()}): which resolution drove the decision.",
+        {"n_steps": pa.n_steps, "baseline": 0.0},
         {"": _rows(rows)},
-        {"ig_completeness": Q.ig_completeness(pa.delta, change)},
+        {"ig_completeness": Q.ig_completeness(pa.delta, pa.output_change)},
         {**pa.summary(), "contribution": pa.contribution.tolist()},
     )
 

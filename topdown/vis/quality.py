@@ -255,18 +255,28 @@ def handover_monotone(act_a: torch.Tensor, act_b: torch.Tensor, threshold: float
 # --------------------------------------------------------------------------------------------------
 # Attribution
 # --------------------------------------------------------------------------------------------------
-def ig_completeness(delta: torch.Tensor, output_change: torch.Tensor, threshold: float = 0.005) -> Figure:
-    """Completeness error of integrated gradients over a batch: ``sum_i |sum(attr_i) - (f(x_i) - f(x'_i))|
-    / sum_i |f(x_i) - f(x'_i)|`` (``delta`` as captum's ``return_convergence_delta`` gives it).
+IG_COMPLETENESS_THRESHOLD = 0.005
 
-    Pooling over the batch keeps an image whose output barely differs from the baseline's from
-    dominating; the per-image ratios are in ``detail``.
-    """
+
+def completeness_error(delta: torch.Tensor, output_change: torch.Tensor) -> float:
+    """``sum_i |sum(attr_i) - (f(x_i) - f(x'_i))| / sum_i |f(x_i) - f(x'_i)|`` over a batch (``delta`` as
+    captum's ``return_convergence_delta`` gives it). Pooling over the batch keeps an image whose output
+    barely differs from the baseline's from dominating."""
+    d = delta.detach().abs().cpu().double()
+    c = output_change.detach().abs().cpu().double()
+    return (d.sum() / c.sum().clamp_min(1e-12)).item()
+
+
+def ig_completeness(
+    delta: torch.Tensor, output_change: torch.Tensor, threshold: float = IG_COMPLETENESS_THRESHOLD
+) -> Figure:
+    """Completeness error of integrated gradients over a batch (:func:`completeness_error`); the
+    per-image ratios are in ``detail``."""
     d = delta.detach().abs().cpu().double()
     c = output_change.detach().abs().cpu().double()
     rel = d / c.clamp_min(1e-6)
     return figure(
-        (d.sum() / c.sum().clamp_min(1e-12)).item(), threshold, "<=", per_image=rel, abs_delta=d, output_change=c
+        completeness_error(delta, output_change), threshold, "<=", per_image=rel, abs_delta=d, output_change=c
     )
 
 
