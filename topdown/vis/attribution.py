@@ -32,6 +32,8 @@ from .quality import completeness_error
 # Images per forward/backward pass inside integrated gradients and SmoothGrad: captum otherwise runs all
 # n_images x n_steps at once (48 images x 128 steps of the top-down net exhausted 24 GB).
 IG_BATCH = 256
+# The most steps refined integrated gradients take (see integrated_gradients' tolerance).
+IG_MAX_STEPS = 1024
 METHODS = ("saliency", "smoothgrad", "integrated_gradients", "grad_cam", "deconvnet", "guided_backprop")
 
 
@@ -117,6 +119,7 @@ def attribute(
 
 
 def _ig_with_delta(forward: Any, inputs: Any, baselines: Any, target: torch.Tensor, n_steps: int) -> Any:
+    """captum's integrated gradients (Gauss-Legendre, in batches of ``IG_BATCH``) with its convergence delta."""
     return IntegratedGradients(forward).attribute(
         inputs,
         baselines=baselines,
@@ -172,7 +175,7 @@ def integrated_gradients(
     baselines: torch.Tensor | None = None,
     n_steps: int = 64,
     tolerance: float | None = None,
-    max_steps: int = 1024,
+    max_steps: int = IG_MAX_STEPS,
 ) -> IGResult:
     """Integrated gradients (black baseline unless ``baselines``) with ``n_steps``; with ``tolerance``,
     the steps double until the completeness error (:func:`~topdown.vis.quality.completeness_error`) is at
@@ -227,7 +230,7 @@ def pyramid_attribution(
     n_steps: int = 64,
     baseline: float = 0.0,
     tolerance: float | None = None,
-    max_steps: int = 1024,
+    max_steps: int = IG_MAX_STEPS,
 ) -> PyramidAttribution:
     """Integrated gradients with respect to every level of a top-down network's pyramid (which
     resolution drove the decision). The baseline of every level is the constant ``baseline``;

@@ -68,10 +68,8 @@ METHODS = (
 )
 #: Weight of the diversity term (in units of the channel's largest real mean).
 DIVERSITY_WEIGHT = 2.0
-# Integrated gradients start at IG_STEPS Gauss-Legendre steps and double until their completeness error
-# passes its quality threshold (or reach 1024).
+#: Gauss-Legendre steps integrated gradients start from (doubled until their completeness error passes).
 IG_STEPS = 128
-
 #: Methods that take ``--layers``.
 LAYER_METHODS = set(METHODS) - {"classes", "multifaceted", "attribution", "pyramid_attribution"}
 
@@ -518,11 +516,12 @@ def run_multifaceted(net: torch.nn.Module, layer: str | None, ctx: Context) -> M
 
 
 def _ig_steps_text() -> str:
+    from .attribution import IG_MAX_STEPS
     from .quality import IG_COMPLETENESS_THRESHOLD
 
     return (
         f"Gauss-Legendre steps from {IG_STEPS}, doubled until the completeness error is at most "
-        f"{IG_COMPLETENESS_THRESHOLD} (up to 1024)"
+        f"{IG_COMPLETENESS_THRESHOLD} (up to {IG_MAX_STEPS})"
     )
 
 
