@@ -136,19 +136,24 @@ def _ig_refined(
     inputs: Any,
     baselines: Any,
     target: torch.Tensor,
-    output_change: torch.Tensor,
     n_steps: int,
     tolerance: float | None,
     max_steps: int,
-) -> tuple[Any, torch.Tensor, int]:
+) -> tuple[Any, torch.Tensor, torch.Tensor, int]:
     """Integrated gradients with ``n_steps``, doubled until the completeness error is at most
     ``tolerance`` or ``max_steps`` is reached (a ReLU net's path integrand has kinks, so the quadrature
-    error falls with the steps, at a rate that differs from net to net). Returns the attributions, the
-    convergence delta and the steps used."""
+    error falls with the steps, at a rate that differs from net to net). ``inputs`` and ``baselines``: a
+    tensor or a tuple of them, as captum takes them. Returns the attributions, the convergence delta, the
+    output change ``f(inputs) - f(baselines)`` of the target and the steps used."""
+    with torch.no_grad():
+        x = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+        base = (baselines,) if isinstance(baselines, torch.Tensor) else tuple(baselines)
+        idx = torch.arange(len(target), device=target.device)
+        change = (forward(*x)[idx, target] - forward(*base)[idx, target]).detach()
     while True:
         attr, delta = _ig_with_delta(forward, inputs, baselines, target, n_steps)
-        if tolerance is None or 2 * n_steps > max_steps or completeness_error(delta, output_change) <= tolerance:
-            return attr, delta, n_steps
+        if tolerance is None or 2 * n_steps > max_steps or completeness_error(delta, change) <= tolerance:
+            return attr, delta, change, n_steps
         n_steps *= 2
 
 
@@ -184,11 +189,8 @@ def integrated_gradients(
     base = torch.zeros_like(x) if baselines is None else baselines.to(x)
     tgt = _targets(target, len(x), x.device)
     with frozen(model):
-        with torch.no_grad():
-            idx = torch.arange(len(x), device=x.device)
-            change = model(x)[idx, tgt] - model(base)[idx, tgt]
-        attr, delta, steps = _ig_refined(model, x, base, tgt, change, n_steps, tolerance, max_steps)
-    return IGResult(attr.detach(), delta.detach(), change.detach(), steps)
+        attr, delta, change, steps = _ig_refined(model, x, base, tgt, n_steps, tolerance, max_steps)
+    return IGResult(attr.detach(), delta.detach(), change, steps)
 
 
 @dataclass
@@ -247,10 +249,7 @@ def pyramid_attribution(
         return net(list(lv))
 
     with frozen(net):
-        with torch.no_grad():
-            idx = torch.arange(len(images), device=images.device)
-            change = forward(*levels)[idx, tgt] - forward(*bases)[idx, tgt]
-        attrs, delta, steps = _ig_refined(forward, inputs, bases, tgt, change, n_steps, tolerance, max_steps)
+        attrs, delta, change, steps = _ig_refined(forward, inputs, bases, tgt, n_steps, tolerance, max_steps)
     attrs = [a.detach() for a in attrs]
     contribution = torch.stack([a.flatten(1).sum(1) for a in attrs], 1)  # (N, L)
     mag = torch.stack([a.abs().flatten(1).sum(1) for a in attrs], 1)
@@ -261,7 +260,7 @@ def pyramid_attribution(
         contribution.cpu(),
         share.cpu(),
         delta.detach().cpu(),
-        change.detach().cpu(),
+        change.cpu(),
         steps,
     )
 
