@@ -633,3 +633,42 @@ def test_sigkilled_cli_run_resumes(tiny_checkpoints, tmp_path):
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     assert {p: p.stat().st_mtime_ns for p in done} == done
     assert (out / "results.json").exists()
+
+
+# -- the suite's numbers do not drift ----------------------------------------------------------------------
+GOLDEN = ROOT / "tests" / "golden" / "suite_small.json"
+VOLATILE = {"created", "environment", "time_s", "parts_dir"}
+
+
+def _stable(obj):
+    """results.json without what legitimately changes from run to run (timestamps, timings, paths)."""
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_stable(v) for v in obj]
+    return obj
+
+
+def _contains(new, old, where="results"):
+    """Every key of ``old`` is in ``new`` with an equal value (bitwise for floats); ``new`` may add keys."""
+    if isinstance(old, dict):
+        assert isinstance(new, dict), where
+        for k, v in old.items():
+            assert k in new, f"{where}.{k} is missing"
+            _contains(new[k], v, f"{where}.{k}")
+    elif isinstance(old, list):
+        assert isinstance(new, list) and len(new) == len(old), where
+        for i, (a, b) in enumerate(zip(new, old)):
+            _contains(a, b, f"{where}[{i}]")
+    else:
+        same_nan = isinstance(old, float) and isinstance(new, float) and np.isnan(old) and np.isnan(new)
+        assert new == old or same_nan, f"{where}: {new!r} != {old!r}"
+
+
+def test_suite_reproduces_its_golden_results(normal_run):
+    """The seeded small suite on the two tiny nets gives, number for number, the results recorded in
+    tests/golden/suite_small.json (``TOPDOWN_WRITE_GOLDEN=1`` rewrites it after a deliberate change)."""
+    results = _stable(json.loads(json.dumps(normal_run.results)))
+    if os.environ.get("TOPDOWN_WRITE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    _contains(results, json.loads(GOLDEN.read_text()))
