@@ -1,4 +1,4 @@
-"""Robustness evaluation of trained classifiers: foolbox attacks, the reference paper's perturbations,
+"""Robustness evaluation of trained classifiers: foolbox attacks, AutoAttack, the reference paper's perturbations,
 per-scale ablations, common corruptions and the sanity checks that catch gradient masking.
 
 ``python evaluate.py --ckpt <baseline.ckpt> --ckpt <topdown.ckpt> --config configs/eval/quick.yaml --out DIR``
@@ -9,6 +9,8 @@ in ``SCHEMA.md`` beside this file.
 from .attacks import AttackResult, AttackSpec, fool_model, prepare_model, run_attack
 from .config import (
     AttackSuite,
+    AutoAttackBudget,
+    AutoAttackConfig,
     CorruptionSuite,
     CWConfig,
     DecisionConfig,
@@ -34,6 +36,8 @@ __all__ = [
     "AttackResult",
     "AttackSpec",
     "AttackSuite",
+    "AutoAttackBudget",
+    "AutoAttackConfig",
     "CWConfig",
     "CorruptionSuite",
     "DecisionConfig",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from .. import env  # noqa: F401  (GitPython/albumentations quirks, before foolbox is imported)
+from ..seeds import derive_seed
 
 FIXED = ("fgsm", "linf_pgd", "l2_pgd")
 MINIMAL = ("deepfool", "fmn", "cw")
@@ -181,15 +181,6 @@ def _foolbox_version() -> str:
     import foolbox
 
     return str(foolbox.__version__)
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed from any mix of ints and strings (stable across processes, unlike ``hash``)."""
-    ints = [
-        p if isinstance(p, int) and p >= 0 else int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8], "little")
-        for p in parts
-    ]
-    return int(np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def norms(delta: torch.Tensor, norm: str) -> torch.Tensor:

@@ -117,6 +117,59 @@ class AttackSuite:
     cw: CWConfig | None = None
 
 
+def _standard() -> list[str]:
+    return ["apgd-ce", "apgd-t", "fab-t", "square"]
+
+
+@dataclass
+class AutoAttackBudget:
+    """One AutoAttack budget.
+
+    Args:
+        norm: ``linf`` or ``l2``.
+        eps: the budget (pixel units of images in [0, 1]); in ``attacks.<norm>_epsilons`` when that sweep runs,
+            so the per-image worst case at that eps includes AutoAttack.
+        attacks: which of AutoAttack's attacks to run, in its order: ``[apgd-ce, apgd-t, fab-t, square]`` is
+            its "standard" version.
+    """
+
+    norm: str = "linf"
+    eps: float = 2 / 255
+    attacks: list[str] = field(default_factory=_standard)
+
+
+def _budgets() -> list[AutoAttackBudget]:
+    return [AutoAttackBudget("linf", 2 / 255, ["apgd-ce", "apgd-t"])]
+
+
+@dataclass
+class AutoAttackConfig:
+    """AutoAttack (Croce & Hein 2020, the authors' ``pyautoattack``), one resumable part per attack and budget.
+
+    Each attack runs only on the images still robust at its budget: by default robust to every attack that ran
+    before it, the suite's own included, so the worst case is AutoAttack's at a fraction of the cost (Square's
+    5000 queries then go only to the images everything else left robust).
+
+    Args:
+        budgets: the (norm, eps, attacks) to run.
+        subset: a seeded, stratified part of the attacked images to run AutoAttack on (null: all of them).
+        standalone: run AutoAttack's own cascade from the correctly classified images, ignoring the suite's
+            other attacks (its stand-alone robust accuracy, at more cost).
+        apgd_steps: APGD iterations (standard: 100).
+        fab_steps: FAB iterations (standard: 100).
+        square_queries: Square's queries per image (standard: 5000).
+        target_classes: APGD-T's and FAB-T's target classes (standard: 9; capped at the classes minus one).
+    """
+
+    budgets: list[AutoAttackBudget] = field(default_factory=_budgets)
+    subset: int | None = None
+    standalone: bool = False
+    apgd_steps: int = 100
+    fab_steps: int = 100
+    square_queries: int = 5000
+    target_classes: int = 9
+
+
 @dataclass
 class DecisionConfig:
     """A decision-based attack on a small subset, started from real images of other classes.
@@ -234,6 +287,7 @@ class SuiteConfig:
         batch_size: images per forward pass / attack batch.
         device: ``cpu``, ``cuda``, ``cuda:1`` ... or ``auto`` (CUDA when available).
         attacks: gradient attacks (null: skip).
+        autoattack: AutoAttack (null: skip).
         decision: decision-based sanity attack (null: skip).
         perturbations: the reference paper's perturbations (null: skip).
         scales: per-scale ablation (null: skip).
@@ -246,6 +300,7 @@ class SuiteConfig:
     batch_size: int = 128
     device: str = "cpu"
     attacks: AttackSuite | None = field(default_factory=AttackSuite)
+    autoattack: AutoAttackConfig | None = field(default_factory=AutoAttackConfig)
     decision: DecisionConfig | None = field(default_factory=DecisionConfig)
     perturbations: PerturbationSuite | None = field(default_factory=PerturbationSuite)
     scales: ScaleSuite | None = field(default_factory=ScaleSuite)
@@ -277,6 +332,8 @@ class SuiteConfig:
                 cfg = getattr(a, name)
                 if cfg is not None and (cfg.steps < 1 or cfg.restarts < 1):
                     raise ValueError(f"attacks.{name}: steps and restarts must be >= 1")
+        if self.autoattack is not None:
+            self._validate_autoattack(self.autoattack)
         if self.decision is not None and self.decision.method not in ("hsj", "boundary"):
             raise ValueError(f"decision.method must be 'hsj' or 'boundary', got {self.decision.method!r}")
         if self.perturbations is not None:
@@ -300,3 +357,35 @@ class SuiteConfig:
                 raise ValueError(f"corruptions.severities must be in 1..5, got {bad}")
         if self.scales is not None and self.scales.num_levels < 2:
             raise ValueError(f"scales.num_levels must be >= 2, got {self.scales.num_levels}")
+
+    def _validate_autoattack(self, aa: AutoAttackConfig) -> None:
+        from .autoattack import ATTACKS
+
+        if aa.subset is not None and aa.subset < 1:
+            raise ValueError(f"autoattack.subset must be >= 1 or null, got {aa.subset}")
+        for key in ("apgd_steps", "fab_steps", "square_queries", "target_classes"):
+            if getattr(aa, key) < 1:
+                raise ValueError(f"autoattack.{key} must be >= 1, got {getattr(aa, key)}")
+        seen = set()
+        for i, b in enumerate(aa.budgets):
+            key = f"autoattack.budgets[{i}]"
+            if b.norm not in ("linf", "l2"):
+                raise ValueError(f"{key}.norm must be 'linf' or 'l2', got {b.norm!r}")
+            if not (isinstance(b.eps, (int, float)) and 0 < b.eps <= (1 if b.norm == "linf" else 1e3)):
+                raise ValueError(f"{key}.eps must be > 0 (and <= 1 for linf), got {b.eps!r}")
+            unknown = [a for a in b.attacks if a not in ATTACKS]
+            if unknown or not b.attacks:
+                raise ValueError(
+                    f"{key}.attacks: unknown attack(s) {unknown or b.attacks}; choose from {list(ATTACKS)}"
+                )
+            if list(b.attacks) != [a for a in ATTACKS if a in b.attacks]:
+                raise ValueError(f"{key}.attacks must follow AutoAttack's order {list(ATTACKS)}, got {b.attacks}")
+            if (b.norm, b.eps) in seen:
+                raise ValueError(f"{key}: budget {b.norm} eps={b.eps:g} is given twice")
+            seen.add((b.norm, b.eps))
+            sweep = getattr(self.attacks, f"{b.norm}_epsilons", None) if self.attacks is not None else None
+            if sweep is not None and not any(abs(b.eps - e) <= 1e-12 for e in sweep):
+                raise ValueError(
+                    f"{key}.eps={b.eps:g} is not in attacks.{b.norm}_epsilons {sweep}: the worst case could not "
+                    "include it"
+                )

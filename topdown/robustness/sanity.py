@@ -29,6 +29,9 @@ check                               passes when
 ``input_gradients_nonzero``         >= 99 % of the images have a non-zero input gradient of the loss
 ``adversarials_verified``           at most tol(n) of any attack's claimed adversarials fail an independent
                                     check (own forward pass, inside [0, 1], within eps)
+``autoattack_adds_little``          at every AutoAttack budget, AutoAttack breaks at most tol(n) of its images
+                                    that every other attack of the suite left robust. More means the rest of
+                                    the suite overstated robustness: trust the worst case with AutoAttack
 =================================== ====================================================================
 """
 
@@ -40,22 +43,9 @@ from typing import Any
 import numpy as np
 
 from .attacks import FIXED, MINIMAL
+from .results import bits, distances, robust_matrix
 
 DECISION_MARGIN = 0.1
-
-
-def bits(s: str) -> np.ndarray:
-    """``"0110"`` -> boolean array (how per-example flags are stored in results.json)."""
-    return np.frombuffer(s.encode(), dtype=np.uint8) == ord("1")
-
-
-def to_bits(a: np.ndarray) -> str:
-    return "".join("1" if v else "0" for v in np.asarray(a, dtype=bool))
-
-
-def distances(values: list[float | None]) -> np.ndarray:
-    """Stored distances (``None`` = not broken) -> float array with ``inf``."""
-    return np.array([np.inf if v is None else v for v in values], dtype=float)
 
 
 def tol(n: int, tolerance: float) -> float:
@@ -74,10 +64,6 @@ def _skipped(threshold: float, direction: str, why: str) -> dict[str, Any]:
 
 def _attacks(parts: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in parts.items() if isinstance(v, dict) and v.get("kind") in ("fixed", "minimal", "decision")}
-
-
-def robust_matrix(part: dict[str, Any]) -> np.ndarray:
-    return np.stack([bits(s) for s in part["robust"]])
 
 
 def run_checks(
@@ -193,19 +179,44 @@ def run_checks(
         checks["input_gradients_nonzero"] = _skipped(g, ">=", "no gradients computed")
 
     # independent verification of adversarials
-    if attacks:
-        shares = {k: a["unverified"] / max(1, len(a["robust"][0])) for k, a in attacks.items()}
+    claims = {k: (a["unverified"], len(a["robust"][0])) for k, a in attacks.items()}
+    claims.update({k: (p["unverified"], len(p["attacked"])) for k, p in parts.items() if k.startswith("autoattack:")})
+    if claims:
+        shares = {k: bad / max(1, n) for k, (bad, n) in claims.items()}
         worst = max(shares, key=shares.get)
         checks["adversarials_verified"] = _check(
             shares[worst] <= t,
             shares[worst],
             t,
             "<=",
-            f"claimed but not verified: {worst} ({attacks[worst]['unverified']} images)",
+            f"claimed but not verified: {worst} ({claims[worst][0]} images)",
         )
     else:
         checks["adversarials_verified"] = _skipped(t, "<=", "no attacks")
+    checks["autoattack_adds_little"] = _autoattack_check(parts, clean, tolerance)
     return checks
+
+
+def _autoattack_check(parts: dict[str, Any], clean: np.ndarray | None, tolerance: float) -> dict[str, Any]:
+    from .results import autoattack_summary
+
+    summary = autoattack_summary(parts, clean) if clean is not None else {}
+    if not summary:
+        return _skipped(tolerance, "<=", "no AutoAttack")
+    drops = {k: (s["accuracy_without"] or 0.0) - (s["accuracy_with"] or 0.0) for k, s in summary.items()}
+    limits = {k: tol(s["n"], tolerance) for k, s in summary.items()}
+    worst = max(drops, key=lambda k: drops[k] - limits[k])
+    s = summary[worst]
+    unverified = sum(a["unverified"] for sm in summary.values() for a in sm["attacks"].values())
+    return _check(
+        all(drops[k] <= limits[k] for k in drops),
+        drops[worst],
+        limits[worst],
+        "<=",
+        f"AutoAttack broke {s['extra_broken']} of {s['n']} images at {worst} that the rest of the suite left "
+        f"robust ({s['accuracy_without']:.1%} -> {s['accuracy_with']:.1%}); drops per budget "
+        f"{ {k: round(v, 4) for k, v in drops.items()} }; {unverified} unverified claims",
+    )
 
 
 def white_box_l2_distances(attacks: dict[str, dict[str, Any]], positions: np.ndarray) -> np.ndarray | None:
