@@ -13,8 +13,9 @@ Small composable pieces, in the manner of Lucid/Lucent:
 
 Methods built on them live in :mod:`~topdown.vis.methods`, :mod:`~topdown.vis.dictionary`,
 :mod:`~topdown.vis.facets`, :mod:`~topdown.vis.attribution` (captum) and :mod:`~topdown.vis.dissection`;
-:mod:`~topdown.vis.quality` measures whether each did its job, and ``python evaluate.py visualize`` runs
-them all (:mod:`~topdown.vis.cli`).
+:mod:`~topdown.vis.quality` measures whether each did its job. ``python evaluate.py visualize``
+(:mod:`~topdown.vis.cli`) runs every method of the registry in :mod:`~topdown.vis.catalog` with the settings of
+:class:`~topdown.vis.config.VisConfig` (:mod:`~topdown.vis.runner` stores each result as it finishes).
 
 Example::
 

@@ -1,0 +1,673 @@
+"""Every method ``evaluate.py visualize`` runs, each one :class:`~topdown.vis.method.Method` object, and
+:data:`METHODS`, the one registry of them (in the order they run).
+
+Each method reads the shared recipe from its job's context and its own numbers from its settings
+(``VisConfig.<method>``); nothing here changes a step count or a learning rate that is not an option.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import config as C
+from .method import Job, Method, Outcome, row, rows
+
+
+def _units_figures(job: Job, out: Outcome, objective: Any) -> dict[str, Any]:
+    """Figures of a batched render of units: reaching the real maxima, natural statistics, robustness."""
+    from . import quality as Q
+
+    return {
+        "objective_rises": Q.objective_rises(out.render.values, out.real_max),
+        **job.natural(out.render.images),
+        "transform_robustness": Q.transform_robustness(job.net, objective, out.render.images, job.ctx.recipe.tf()),
+    }
+
+
+def _units_details(chans: list[int], r: Any, real_max: torch.Tensor) -> dict[str, Any]:
+    return {"channels": chans, "values": r.values.tolist(), "real_max": real_max.tolist()}
+
+
+def _units_panels(job: Job, out: Outcome, label: str) -> dict[str, np.ndarray]:
+    chans = out.details["channels"]
+    return rows([row(f"{job.layer} {label} {chans}", out.render.images, ncol=min(len(chans), 6))])
+
+
+class Classes(Method, name="classes", takes_layer=False, settings=C.ClassesSettings):
+    """Every class logit (plus its log-probability), batched."""
+
+    def run(self, job: Job) -> Outcome:
+        from .methods import visualize_classes
+
+        s, ctx = job.settings, job.ctx
+        classes = list(range(min(job.net.num_classes, s.max_classes)))
+        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale))
+        r = visualize_classes(job.net, classes, ctx.size, recipe, ctx.color, job.real, logprob_weight=s.logprob_weight)
+        data = ctx.data
+        names = [str(data.classes[c]) for c in classes] if hasattr(data, "classes") else list(map(str, classes))
+        return Outcome(
+            {**r.recipe, "logprob_weight": s.logprob_weight},
+            {"classes": names, "logits": r.values.tolist()},
+            render=r,
+            classes=classes,
+            recipe_used=recipe,
+        )
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import objectives as O
+        from . import quality as Q
+
+        images = out.render.images
+        return {
+            "class_confidence": Q.class_confidence(job.net, images, out.classes),
+            **job.natural(images),
+            "transform_robustness": Q.transform_robustness(
+                job.net, O.classes(out.classes), images, out.recipe_used.tf()
+            ),
+        }
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        return rows([row("classes: " + ", ".join(out.details["classes"]), out.render.images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return "Activation maximization of every class logit (plus its log-probability), batched."
+
+
+class Channels(Method, name="channels"):
+    """Sampled channels of the layer, one batched render."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import quality as Q
+        from .methods import visualize_channels
+
+        ctx = job.ctx
+        chans = job.sample_channels()
+        r = visualize_channels(job.net, job.layer, chans, ctx.size, ctx.recipe, ctx.color, job.real)
+        real_max = Q.channel_means(job.net, job.layer, job.real).max(0).values[chans]
+        return Outcome(r.recipe, _units_details(chans, r, real_max), render=r, real_max=real_max)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import objectives as O
+
+        return _units_figures(job, out, O.channels(job.layer, out.details["channels"]))
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        return _units_panels(job, out, "channels")
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        n = len(out.details["channels"])
+        return f"Activation maximization of {n} sampled channels of {job.layer}, all in one batched render."
+
+
+class Neurons(Method, name="neurons"):
+    """The centre neuron of the sampled channels."""
+
+    def run(self, job: Job) -> Outcome:
+        from .hooks import activations
+        from .methods import visualize_neurons
+
+        ctx = job.ctx
+        chans = job.sample_channels()
+        r = visualize_neurons(job.net, job.layer, chans, ctx.size, ctx.recipe, ctx.color)
+        t = activations(job.net, job.real, [job.layer])[job.layer]
+        real_max = t[:, chans, t.shape[2] // 2, t.shape[3] // 2].max(0).values
+        return Outcome(r.recipe, _units_details(chans, r, real_max), render=r, real_max=real_max)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import objectives as O
+
+        objective = O.Objective.sum([O.neuron(job.layer, c, batch=i) for i, c in enumerate(out.details["channels"])])
+        return _units_figures(job, out, objective)
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        return _units_panels(job, out, "centre neurons")
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        n = len(out.details["channels"])
+        return f"The centre neuron of {n} channels of {job.layer} (spatially localized caricatures)."
+
+
+class Naive(Method, name="naive", settings=C.NaiveSettings):
+    """The control the natural-statistics check must reject."""
+
+    def run(self, job: Job) -> Outcome:
+        from .methods import visualize_channels, visualize_classes
+        from .recipe import Recipe
+
+        ctx = job.ctx
+        chans = job.sample_channels()
+        shared = ctx.recipe
+        naive = Recipe.naive(steps=shared.steps, lr=job.settings.lr, seed=shared.seed, batch_size=shared.batch_size)
+        rc = visualize_channels(job.net, job.layer, chans, ctx.size, naive, None, job.real)
+        rk = visualize_classes(job.net, range(job.net.num_classes), ctx.size, naive, None, job.real)
+        return Outcome(naive.to_dict(), channels=chans, channel_images=rc.images, class_images=rk.images)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        hc = Q.high_frequency_ratio(out.channel_images.cpu(), job.ctx.real)
+        hk = Q.high_frequency_ratio(out.class_images.cpu(), job.ctx.real)
+        # The control passes when the natural-statistics check *rejects* the naive render.
+        return {
+            "channels_rejected": Q.figure(hc.value, 2.0, ">", **hc.detail),
+            "classes_rejected": Q.figure(hk.value, 2.0, ">", **hk.detail),
+        }
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        ncol = min(len(out.channels), 6)
+        channels = row(f"naive {job.layer} channels", out.channel_images, ncol=ncol)
+        return rows([channels, row("naive classes", out.class_images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            "Control: the same objectives with a naive recipe (pixels, no colour decorrelation, no transforms, no "
+            "penalty). Its high-frequency ratio must exceed 2, i.e. the natural-statistics check must reject it."
+        )
+
+
+class Dream(Method, name="dream", settings=C.DreamSettings):
+    """Deep dream: from real images, amplify everything the layer responds to."""
+
+    what = "amplify everything it responds to (mean squared activation)"  # for the description
+
+    def render(self, job: Job, images: torch.Tensor, recipe: Any) -> Any:
+        """The render that starts from ``images`` (the one thing a caricature does differently)."""
+        from .methods import dream
+
+        return dream(job.net, images, job.layer, recipe, job.ctx.color)
+
+    def start_values(self, job: Job, images: torch.Tensor, r: Any) -> torch.Tensor:
+        """The objective on the untouched images, which the render must raise."""
+        return torch.tensor(r.recipe["start_values"])
+
+    def run(self, job: Job) -> Outcome:
+        s, ctx = job.settings, job.ctx
+        imgs, _ = ctx.real_images()
+        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps), lr=s.lr)
+        r = self.render(job, imgs, recipe)
+        start = self.start_values(job, imgs, r)
+        return Outcome(r.recipe, {"values": r.values.tolist(), "start": start.tolist()}, render=r, start=start)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        return {
+            "objective_rises_from_start": Q.objective_rises(out.render.values.cpu(), out.start, threshold=0.8),
+            **job.natural(out.render.images),
+        }
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        imgs, _ = job.ctx.real_images()
+        return rows([row("real", imgs), row(self.name, out.render.images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return f"{self.name.title()}: start from real images and, at {job.layer}, {self.what}."
+
+
+class Caricature(Dream, name="caricature"):
+    """From real images, push the layer's activation further along what it saw."""
+
+    what = "push its activation further along what it saw (dot product times cosine)"
+
+    def render(self, job: Job, images: torch.Tensor, recipe: Any) -> Any:
+        from .methods import caricature
+
+        return caricature(job.net, images, job.layer, recipe, job.ctx.color)
+
+    def start_values(self, job: Job, images: torch.Tensor, r: Any) -> torch.Tensor:
+        from . import objectives as O
+        from .hooks import activations
+        from .render import evaluate
+
+        objective = O.caricature(job.layer, activations(job.net, images, [job.layer])[job.layer])
+        return evaluate(job.net, objective, images).cpu()
+
+
+class Inversion(Method, name="inversion", settings=C.InversionSettings):
+    """Images reconstructed from their activation at the layer."""
+
+    def run(self, job: Job) -> Outcome:
+        from .methods import invert
+        from .transforms import Compose
+
+        s, ctx = job.settings, job.ctx
+        imgs, _ = ctx.real_images(max(s.min_images, ctx.images))
+        recipe = ctx.recipe.with_(
+            steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale),
+            lr=s.lr,
+            tv_weight=s.tv_weight,
+            transforms=None if s.transforms else Compose(()),
+            redirect_relu_steps=s.redirect_relu_steps,
+        )
+        r = invert(job.net, imgs, job.layer, recipe, ctx.color)
+        return Outcome(r.recipe, {"relative_error": r.values.tolist()}, render=r, sources=imgs)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        images = out.render.images
+        return {
+            "feature_error": Q.inversion_error(job.net, job.layer, images, out.sources),
+            "identification": Q.inversion_identification(images.cpu(), out.sources.cpu()),
+        }
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        return rows([row("source", out.sources), row(f"from {job.layer}", out.render.images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            f"Inversion (Mahendran & Vedaldi): images reconstructed from their {job.layer} activation, from noise, "
+            "with alpha-norm and total-variation priors."
+        )
+
+
+class Pairs(Method, name="pairs", settings=C.PairsSettings):
+    """Pairs of channels optimized jointly."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import quality as Q
+        from .methods import channel_pairs
+
+        ctx = job.ctx
+        chans = job.sample_channels()
+        pairs = [(chans[i], chans[i + 1]) for i in range(0, min(len(chans) - 1, 2 * job.settings.max_pairs), 2)]
+        r = channel_pairs(job.net, job.layer, pairs, ctx.size, ctx.recipe, ctx.color, job.real)
+        real_max = Q.channel_means(job.net, job.layer, job.real).max(0).values
+        return Outcome(r.recipe, {"pairs": pairs, "values": r.values.tolist()}, render=r, real_max=real_max)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        idx = torch.tensor(out.details["pairs"])
+        reached = out.render.values.flatten().cpu()
+        return {
+            "objective_rises": Q.objective_rises(reached, out.real_max[idx].flatten().cpu()),
+            **job.natural(out.render.images),
+        }
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        return rows([row(f"pairs {out.details['pairs']}", out.render.images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            f"Neuron interaction: pairs of {job.layer} channels optimized jointly (both normalized by their real "
+            "maxima)."
+        )
+
+
+class Interpolation(Method, name="interpolation", settings=C.InterpolationSettings):
+    """Aligned interpolation between two channels."""
+
+    def run(self, job: Job) -> Outcome:
+        from .methods import interpolate
+
+        ctx, frames = job.ctx, job.settings.frames
+        a, b = job.sample_channels()[:2]
+        args = (job.net, job.layer, a, b, ctx.size, frames, ctx.recipe, ctx.color, job.real)
+        aligned = interpolate(*args)
+        independent = interpolate(*args, aligned=False)
+        details = {"a": a, "b": b, "values": aligned.values.tolist()}
+        return Outcome(aligned.recipe, details, aligned=aligned, independent=independent)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        al, ind = out.aligned, out.independent
+        return {
+            "smoothness": Q.interpolation_smoothness(al.images.cpu(), ind.images.cpu()),
+            "ends_differ": Q.interpolation_ends_differ(al.images.cpu(), ind.images.cpu()),
+            "handover_monotone": Q.handover_monotone(al.values[:, 0], al.values[:, 1]),
+        }
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        return rows([row("aligned", out.aligned.images), row("independent", out.independent.images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            f"Aligned interpolation from channel {out.details['a']} to channel {out.details['b']} of {job.layer}: "
+            "shared low-resolution parameterization and an alignment penalty, against independently rendered frames."
+        )
+
+
+def _in_words(n: int) -> str:
+    words = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n - 1] if 1 <= n <= len(words) else str(n)
+
+
+class Diversity(Method, name="diversity", settings=C.DiversitySettings):
+    """One channel rendered several times, with and without a diversity term."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import objectives as O
+        from .methods import unit_scale
+        from .render import evaluate
+
+        s, ctx, layer = job.settings, job.ctx, job.layer
+        c = job.sample_channels()[0]
+        scale = float(unit_scale(job.net, layer, job.real, c + 1)[c])
+        base = O.channel(layer, c) / scale - ctx.recipe.tv_weight * O.total_variation()
+        renders, values = {}, {}
+        for key, weight in (("without", 0.0), ("with", s.weight)):
+            objective = base - weight * O.diversity(layer) if weight else base
+            param = ctx.recipe.param(ctx.size, s.images, ctx.color, ctx.device)
+            renders[key] = ctx.recipe.render(job.net, objective, param)
+            values[key] = evaluate(job.net, O.channel(layer, c), renders[key].images)
+        details = {"channel": c, "values_with": values["with"].tolist(), "values_without": values["without"].tolist()}
+        return Outcome({**renders["with"].recipe, "diversity_weight": s.weight}, details, renders=renders)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        with_term = Q.batch_feature_cosine(job.net, job.layer, out.renders["with"].images)
+        without = Q.batch_feature_cosine(job.net, job.layer, out.renders["without"].images)
+        with_term.detail.update(without=without.value)
+        return {"batch_feature_cosine": with_term}
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        r = out.renders
+        return rows([row("without diversity", r["without"].images), row("with diversity", r["with"].images)])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            f"Diversity: {_in_words(job.settings.images)} images of channel {out.details['channel']} of {job.layer} "
+            "with a Gram-matrix diversity "
+            f"term (weight {job.settings.weight:g}), against the same render without it."
+        )
+
+
+class Dictionary(Method, name="dictionary", settings=C.DictionarySettings):
+    """Each channel's icon beside its top test examples."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import quality as Q
+        from .dictionary import semantic_dictionary
+
+        s, ctx = job.settings, job.ctx
+        chans = job.sample_channels()[: s.channels]
+        sd = semantic_dictionary(
+            job.net,
+            job.layer,
+            ctx.test_set,
+            ctx.size,
+            chans,
+            k=s.examples,
+            recipe=ctx.recipe,
+            color=ctx.color,
+            real=job.real,
+        )
+        real_max = Q.channel_means(job.net, job.layer, job.real).max(0).values[chans]
+        details = {
+            "channels": chans,
+            "top_values": sd.examples.values.tolist(),
+            "top_indices": sd.examples.indices.tolist(),
+            "receptive_field": list(sd.field.centre_box),
+        }
+        return Outcome(sd.recipe, details, dictionary=sd, real_max=real_max)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        return {"objective_rises": Q.objective_rises(out.dictionary.icons.values, out.real_max)}
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        sd, k = out.dictionary, job.settings.examples
+        return rows(
+            [
+                row(
+                    f"channel {c}: icon, then top-{k} test examples (receptive-field crops)",
+                    torch.cat([sd.icons.images[i : i + 1].cpu(), sd.crops[i]]),
+                )
+                for i, c in enumerate(out.details["channels"])
+            ]
+        )
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return f"Semantic dictionary of {job.layer}: each channel's visualization beside its top test examples."
+
+
+class ActivationGrid(Method, name="activation_grid"):
+    """The dominant channel of every cell of one image, as icons."""
+
+    def run(self, job: Job) -> Outcome:
+        from .dictionary import activation_grid
+
+        ctx = job.ctx
+        img = ctx.real[0].to(ctx.device)
+        g = activation_grid(job.net, img, job.layer, recipe=ctx.recipe, color=ctx.color, real=job.real)
+        details = {"channels": g.channel.tolist(), "strength": g.strength.tolist()}
+        return Outcome(g.recipe, details, grid=g, image=img)
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        import torch.nn.functional as F
+
+        side = out.grid.mosaic.shape[-1]
+        big = F.interpolate(out.image[None].cpu(), size=(side, side), mode="nearest")
+        return rows([row("image | dominant channels", torch.cat([big, out.grid.mosaic[None]]))])
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return f"Activation grid of {job.layer}: at each cell, the icon of its strongest channel, faded by strength."
+
+
+class Multifaceted(Method, name="multifaceted", takes_layer=False, settings=C.MultifacetedSettings):
+    """Facets of the first classes, from clusters of their best test images."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import objectives as O
+        from .facets import multifaceted
+
+        s, ctx, net = job.settings, job.ctx, job.net
+        embed = net.stage_names()[0] if hasattr(net, "stage_names") else job.layer
+        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps))
+        facets = [
+            multifaceted(net, O.class_logit(c), ctx.test_set, embed, s.facets, s.top, recipe, ctx.color)
+            for c in range(min(s.classes, net.num_classes))
+        ]
+        details = {
+            f"class{c}": {
+                "indices": f.indices.tolist(),
+                "assignments": f.assignments.tolist(),
+                "values": f.values.tolist(),
+            }
+            for c, f in enumerate(facets)
+        }
+        return Outcome({"embed_layer": embed, **facets[-1].recipe}, details, facets=facets, embed=embed)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        src, idx = job.ctx.data.splits()["test"]
+        subtypes = getattr(src, "subtypes", None)
+        quality = {}
+        for c, f in enumerate(out.facets):
+            quality[f"objective_rises_class{c}"] = Q.objective_rises(f.values.cpu(), f.scores[:1].expand(len(f.values)))
+            if subtypes is not None:
+                truth = torch.tensor([subtypes[idx[int(i)]] for i in f.indices])
+                quality[f"facet_purity_class{c}"] = Q.facet_purity(f.assignments, truth)
+        return quality
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        labelled = []
+        for c, f in enumerate(out.facets):
+            labelled += [row(f"class {c}: facet starts (cluster means)", f.starts), row(f"class {c}: facets", f.images)]
+        return rows(labelled)
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        s = job.settings
+        return (
+            f"Multifaceted visualization (Nguyen et al. 2016): the top-{s.top} test images of a class, embedded at "
+            f"{out.embed}, clustered (k-means, {s.facets} facets), each facet rendered from its cluster's mean image. "
+            "Purity is measured against the procedural data's planted sub-types."
+        )
+
+
+def _ig_steps_text(start: int) -> str:
+    from .attribution import IG_MAX_STEPS
+    from .quality import IG_COMPLETENESS_THRESHOLD
+
+    return (
+        f"Gauss-Legendre steps from {start}, doubled until the completeness error is at most "
+        f"{IG_COMPLETENESS_THRESHOLD} (up to {IG_MAX_STEPS})"
+    )
+
+
+class Attribution(Method, name="attribution", takes_layer=False, settings=C.AttributionSettings):
+    """captum saliency methods, each with the deletion test."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import quality as Q
+        from .attribution import METHODS, attribute, integrated_gradients
+
+        s, ctx = job.settings, job.ctx
+        imgs, labels = ctx.real_images()
+        ig = integrated_gradients(job.net, imgs, labels, n_steps=s.ig_steps, tolerance=Q.IG_COMPLETENESS_THRESHOLD)
+        maps = {
+            m: ig.attributions
+            if m == "integrated_gradients"
+            else attribute(
+                job.net,
+                imgs,
+                labels,
+                m,
+                seed=ctx.seed,
+                nt_samples=s.smoothgrad_samples,
+                stdev=s.smoothgrad_stdev,
+            )
+            for m in METHODS
+        }
+        recipe = {
+            "methods": list(METHODS),
+            "n_steps": ig.n_steps,
+            "smoothgrad_samples": s.smoothgrad_samples,
+            "smoothgrad_stdev": s.smoothgrad_stdev,
+            "seed": ctx.seed,
+        }
+        return Outcome(recipe, images=imgs, labels=labels, ig=ig, maps=maps)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        quality = {
+            f"deletion_{m}": Q.deletion_test(job.net, out.images, a, out.labels, seed=job.ctx.seed)
+            for m, a in out.maps.items()
+        }
+        quality["ig_completeness"] = Q.ig_completeness(out.ig.delta, out.ig.output_change)
+        return quality
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        from .plot import overlay
+
+        labelled = [row("image (target: its label)", out.images)]
+        labelled += [row(m, overlay(out.images, a)) for m, a in out.maps.items()]
+        return rows(labelled)
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            "Saliency through captum: vanilla gradient, SmoothGrad, integrated gradients (black baseline, "
+            f"{_ig_steps_text(job.settings.ig_steps)}), Grad-CAM (last stage), DeconvNet, guided backprop. Deletion: "
+            "removing the top-20% salient pixels must lower the label's probability more than removing the 20% least "
+            "salient (the drop for a random, scattered 20% is recorded beside it)."
+        )
+
+
+class PyramidAttribution(Method, name="pyramid_attribution", takes_layer=False, settings=C.PyramidAttributionSettings):
+    """Integrated gradients with respect to every pyramid level of a top-down net."""
+
+    def applies(self, job: Job) -> bool:
+        return hasattr(job.net, "pyramid")
+
+    def run(self, job: Job) -> Outcome:
+        from . import quality as Q
+        from .attribution import pyramid_attribution
+
+        imgs, labels = job.ctx.real_images()
+        steps = job.settings.ig_steps
+        pa = pyramid_attribution(job.net, imgs, labels, n_steps=steps, tolerance=Q.IG_COMPLETENESS_THRESHOLD)
+        details = {**pa.summary(), "contribution": pa.contribution.tolist()}
+        return Outcome({"n_steps": pa.n_steps, "baseline": 0.0}, details, attribution=pa, images=imgs)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        return {"ig_completeness": Q.ig_completeness(out.attribution.delta, out.attribution.output_change)}
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        import torch.nn.functional as F
+
+        from .plot import heatmap
+
+        pa, imgs = out.attribution, out.images
+        share = pa.share.mean(0)
+        labelled = [row("image", imgs)]
+        for i, (size, a) in enumerate(zip(pa.level_sizes, pa.attributions)):
+            up = F.interpolate(heatmap(a), size=imgs.shape[-2:], mode="nearest")
+            labelled.append(row(f"level {size} px: share {share[i]:.2f}", up))
+        return rows(labelled)
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            "Attribution per pyramid level (integrated gradients with respect to every level, coarse to fine, "
+            f"{_ig_steps_text(job.settings.ig_steps)}): which resolution drove the decision."
+        )
+
+
+class Dissection(Method, name="dissection", settings=C.DissectionSettings):
+    """Unit IoU with the procedural flowers' part masks."""
+
+    def applies(self, job: Job) -> bool:
+        src, _ = job.ctx.data.splits()["test"]
+        return hasattr(src, "masks")  # only the procedural flowers have part masks
+
+    def run(self, job: Job) -> Outcome:
+        from .dissection import dissect, synthetic_masks
+
+        src, idx = job.ctx.data.splits()["test"]
+        masks = synthetic_masks(src, idx)
+        d = dissect(job.net, job.layer, job.ctx.test_set, masks, list(src.PARTS), quantile=job.settings.quantile)
+        details = {**d.summary(), "iou": d.iou.tolist(), "best": d.best}
+        return Outcome({"quantile": d.quantile, "concepts": d.concepts}, details, dissection=d)
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        from . import quality as Q
+
+        return {"above_chance": Q.dissection_above_chance(out.dissection.iou, out.dissection.shuffled_iou)}
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        from .plot import matrix_image
+
+        d = out.dissection
+        units = [str(i) for i in range(d.iou.shape[0])]
+        return {"": matrix_image(d.iou, units, d.concepts, f"{job.layer}: IoU per unit")}
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        return (
+            f"Network dissection of {job.layer} on the procedural flowers' part masks (top-"
+            f"{100 * (1 - out.dissection.quantile):.0f}% activation threshold per unit; chance = masks shuffled "
+            "between images)."
+        )
+
+
+#: The one registry: every method, in the order they run.
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Classes(),
+        Channels(),
+        Neurons(),
+        Naive(),
+        Dream(),
+        Caricature(),
+        Inversion(),
+        Pairs(),
+        Interpolation(),
+        Diversity(),
+        Dictionary(),
+        ActivationGrid(),
+        Multifaceted(),
+        Attribution(),
+        PyramidAttribution(),
+        Dissection(),
+    )
+}

@@ -1,0 +1,317 @@
+"""The visualize command's settings: typed dataclasses that jsonargparse turns into options and YAML.
+
+``configs/vis/quick.yaml`` (the defaults) and ``configs/vis/full.yaml`` fill these in. The shared render
+recipe (``steps``, ``lr``, ``tv_weight``, ``batch_size``, ``seed``) is the one every method starts from; a
+method that renders differently says how in its own section, named after it (``--dream.lr 0.02``,
+``--inversion.steps_scale 2``), so every number a method uses is an option, recorded in ``vis.json`` and
+part of the fingerprint that decides whether a saved result can be reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .recipe import Recipe
+
+
+def scaled_steps(steps: int, scale: float, minimum: int = 1) -> int:
+    """``max(minimum, int(scale * steps))``: a method's render steps relative to the shared ``steps``."""
+    return max(minimum, int(scale * steps))
+
+
+@dataclass
+class ClassesSettings:
+    """``classes``: activation maximization of every class logit.
+
+    Args:
+        max_classes: the first this-many classes are rendered.
+        steps_scale: render steps as a multiple of ``steps`` (logits sit at the end of the network: they
+            need more steps than a middle layer's channels).
+        logprob_weight: weight of the class's log-probability added to its logit.
+    """
+
+    max_classes: int = 24
+    steps_scale: float = 1.5
+    logprob_weight: float = 1.0
+
+
+@dataclass
+class NaiveSettings:
+    """``naive``: the control, rendered with pixels, no colour decorrelation, no transforms and no penalty.
+
+    Args:
+        lr: its Adam learning rate (pixels need a larger step than the Fourier parameterization).
+    """
+
+    lr: float = 0.05
+
+
+@dataclass
+class DreamSettings:
+    """``dream`` and ``caricature``: start from real images and amplify what the layer sees.
+
+    Args:
+        steps_scale: render steps as a multiple of ``steps`` (starting from a real image, fewer are needed).
+        min_steps: at least this many steps.
+        lr: Adam learning rate (smaller than the shared one: the image must stay recognizable).
+    """
+
+    steps_scale: float = 0.25
+    min_steps: int = 16
+    lr: float = 0.02
+
+
+@dataclass
+class InversionSettings:
+    """``inversion``: reconstruct real images from the layer's activation.
+
+    Args:
+        min_images: at least this many images are inverted (the identification figure needs several).
+        steps_scale: render steps as a multiple of ``steps`` (a whole activation is harder to match than
+            one channel).
+        lr: Adam learning rate.
+        tv_weight: total-variation prior.
+        transforms: random transforms during the render (off: the reconstruction must match pixel for pixel).
+        redirect_relu_steps: steps with redirected ReLUs.
+    """
+
+    min_images: int = 4
+    steps_scale: float = 2.0
+    lr: float = 0.05
+    tv_weight: float = 0.05
+    transforms: bool = False
+    redirect_relu_steps: int = 0
+
+
+@dataclass
+class PairsSettings:
+    """``pairs``: sampled channels optimized two at a time.
+
+    Args:
+        max_pairs: at most this many pairs (consecutive sampled channels).
+    """
+
+    max_pairs: int = 4
+
+
+@dataclass
+class InterpolationSettings:
+    """``interpolation``: aligned interpolation between two channels.
+
+    Args:
+        frames: images from the first channel to the second, ends included.
+    """
+
+    frames: int = 6
+
+
+@dataclass
+class DiversitySettings:
+    """``diversity``: one channel rendered several times with a diversity term.
+
+    Args:
+        images: images rendered together.
+        weight: weight of the Gram-matrix diversity term (in units of the channel's largest real mean).
+    """
+
+    images: int = 6
+    weight: float = 2.0
+
+
+@dataclass
+class DictionarySettings:
+    """``dictionary``: each channel's icon beside its top test examples.
+
+    Args:
+        channels: the first this-many sampled channels.
+        examples: top test examples per channel.
+    """
+
+    channels: int = 8
+    examples: int = 6
+
+
+@dataclass
+class MultifacetedSettings:
+    """``multifaceted``: facets of a class found by clustering its best test images.
+
+    Args:
+        classes: the first this-many classes.
+        facets: clusters (facets) per class.
+        top: best test images clustered.
+        steps_scale: render steps as a multiple of ``steps`` (each facet starts from its cluster's mean).
+        min_steps: at least this many steps.
+    """
+
+    classes: int = 2
+    facets: int = 2
+    top: int = 60
+    steps_scale: float = 0.5
+    min_steps: int = 32
+
+
+@dataclass
+class AttributionSettings:
+    """``attribution``: captum saliency methods and the deletion test.
+
+    Args:
+        ig_steps: Gauss-Legendre steps integrated gradients start from (doubled until their completeness
+            error passes).
+        smoothgrad_samples: noisy copies SmoothGrad averages.
+        smoothgrad_stdev: their noise level (pixels in [0, 1]).
+    """
+
+    ig_steps: int = 128
+    smoothgrad_samples: int = 16
+    smoothgrad_stdev: float = 0.1
+
+
+@dataclass
+class PyramidAttributionSettings:
+    """``pyramid_attribution``: integrated gradients with respect to each pyramid level.
+
+    Args:
+        ig_steps: Gauss-Legendre steps to start from (doubled until the completeness error passes).
+    """
+
+    ig_steps: int = 128
+
+
+@dataclass
+class DissectionSettings:
+    """``dissection``: unit IoU with the procedural flowers' part masks.
+
+    Args:
+        quantile: a unit is "on" above this quantile of its activations.
+    """
+
+    quantile: float = 0.95
+
+
+def _all_methods() -> list[str]:
+    from .catalog import METHODS
+
+    return list(METHODS)
+
+
+@dataclass
+class VisConfig:
+    """Everything one visualize run does.
+
+    Args:
+        methods: methods to run, in this order (see ``topdown/vis/SCHEMA.md``).
+        layers: layers to visualize (module names such as ``layer2`` or ``layer2.0.conv1``); null: each
+            network's middle stage.
+        seed: seeds every render, sample and transform.
+        steps: optimizer steps of a render.
+        lr: Adam learning rate of a render.
+        tv_weight: total-variation penalty (normalized units).
+        batch_size: most images optimized together.
+        channels: channels sampled per layer.
+        images: real images for dream, inversion and attribution.
+        reference: held-out real images (validation split) for the quality figures.
+        color_images: training images the colour-decorrelation statistics are computed from.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
+        classes, naive, dream, caricature, inversion, pairs, interpolation, diversity, dictionary,
+            multifaceted, attribution, pyramid_attribution, dissection: each of these methods' own settings.
+    """
+
+    methods: list[str] = field(default_factory=_all_methods)
+    layers: list[str] | None = None
+    seed: int = Recipe.seed
+    steps: int = Recipe.steps
+    lr: float = Recipe.lr
+    tv_weight: float = Recipe.tv_weight
+    batch_size: int = Recipe.batch_size
+    channels: int = 12
+    images: int = 6
+    reference: int = 128
+    color_images: int = 512
+    device: str = "cpu"
+    classes: ClassesSettings = field(default_factory=ClassesSettings)
+    naive: NaiveSettings = field(default_factory=NaiveSettings)
+    dream: DreamSettings = field(default_factory=DreamSettings)
+    caricature: DreamSettings = field(default_factory=DreamSettings)
+    inversion: InversionSettings = field(default_factory=InversionSettings)
+    pairs: PairsSettings = field(default_factory=PairsSettings)
+    interpolation: InterpolationSettings = field(default_factory=InterpolationSettings)
+    diversity: DiversitySettings = field(default_factory=DiversitySettings)
+    dictionary: DictionarySettings = field(default_factory=DictionarySettings)
+    multifaceted: MultifacetedSettings = field(default_factory=MultifacetedSettings)
+    attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    pyramid_attribution: PyramidAttributionSettings = field(default_factory=PyramidAttributionSettings)
+    dissection: DissectionSettings = field(default_factory=DissectionSettings)
+
+    def recipe(self) -> Recipe:
+        """The shared render recipe every method starts from."""
+        return Recipe(
+            steps=self.steps, lr=self.lr, tv_weight=self.tv_weight, batch_size=self.batch_size, seed=self.seed
+        )
+
+    def shared(self) -> dict[str, Any]:
+        """The settings every method reads (all but the method list, the layers and the methods' own sections)."""
+        own = {f.name for f in fields(self) if hasattr(getattr(self, f.name), "__dataclass_fields__")}
+        return {k: v for k, v in asdict(self).items() if k not in own and k not in ("methods", "layers")}
+
+    def settings(self, method: str) -> Any:
+        """The section of ``method`` (``None`` for a method that only reads the shared settings)."""
+        value = getattr(self, method, None)
+        return value if hasattr(value, "__dataclass_fields__") else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the option for settings no method can run with."""
+        from .catalog import METHODS
+
+        for key in ("methods", "layers"):
+            value = getattr(self, key)
+            if not (value is None and key == "layers") and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
+                raise ValueError(f"{key}: expected a list of names, got {value!r}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"methods: unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers: give at least one layer, or null for each network's middle stage")
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "images": self.images,
+            "reference": self.reference,
+            "color_images": self.color_images,
+            "classes.max_classes": self.classes.max_classes,
+            "inversion.min_images": self.inversion.min_images,
+            "pairs.max_pairs": self.pairs.max_pairs,
+            "diversity.images": self.diversity.images,
+            "dictionary.channels": self.dictionary.channels,
+            "dictionary.examples": self.dictionary.examples,
+            "multifaceted.classes": self.multifaceted.classes,
+            "multifaceted.facets": self.multifaceted.facets,
+            "multifaceted.top": self.multifaceted.top,
+            "attribution.ig_steps": self.attribution.ig_steps,
+            "attribution.smoothgrad_samples": self.attribution.smoothgrad_samples,
+            "pyramid_attribution.ig_steps": self.pyramid_attribution.ig_steps,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+        rates = {"lr": self.lr, "naive.lr": self.naive.lr, "dream.lr": self.dream.lr}
+        rates |= {"caricature.lr": self.caricature.lr, "inversion.lr": self.inversion.lr}
+        for key, value in rates.items():
+            if not value > 0:
+                raise ValueError(f"{key} must be > 0, got {value}")
+        if self.channels < 2:
+            raise ValueError(f"channels must be >= 2 (pairs and interpolation need two), got {self.channels}")
+        if self.interpolation.frames < 2:
+            raise ValueError(f"interpolation.frames must be >= 2 (both ends), got {self.interpolation.frames}")
+        if self.multifaceted.top < self.multifaceted.facets:
+            raise ValueError(
+                f"multifaceted.top ({self.multifaceted.top}) must be at least multifaceted.facets "
+                f"({self.multifaceted.facets})"
+            )
+        if not 0 < self.dissection.quantile < 1:
+            raise ValueError(f"dissection.quantile must be in (0, 1), got {self.dissection.quantile}")

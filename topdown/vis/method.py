@@ -1,0 +1,177 @@
+"""What a visualization method is to the visualize command: one object with its name, whether it takes a
+layer, the settings it reads, how it runs, its quality figures and its panels.
+
+A method runs on one :class:`Job` (a network, a layer, the run's shared :class:`Context` and the method's
+settings) in three steps, always in this order: :meth:`Method.run` computes (renders, attributions,
+dissections) and returns an :class:`Outcome`; :meth:`Method.figures` measures it; :meth:`Method.panels`
+lays it out as images. :meth:`Method.__call__` does the three and returns a :class:`MethodOutput`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .recipe import Recipe
+
+
+@dataclass
+class Context:
+    """What every method needs: data, reference images, colour statistics, the shared recipe.
+
+    Args:
+        data: the ``FlowerData`` the checkpoints were trained on.
+        real: held-out reference images (validation split), on the CPU.
+        labels: their labels.
+        color: colour statistics of training images (colour decorrelation).
+        size: image size.
+        recipe: the shared render recipe.
+        channels: channels sampled per layer.
+        images: real images for dream, inversion and attribution.
+        device: where the networks and renders are.
+    """
+
+    data: Any
+    real: torch.Tensor
+    labels: torch.Tensor
+    color: Any
+    size: int
+    recipe: Recipe
+    channels: int
+    images: int
+    device: torch.device
+    _test: Any = None
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    @property
+    def test_set(self) -> Any:
+        if self._test is None:
+            self._test = self.data.subset("test")
+        return self._test
+
+    def real_images(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` (default: ``images``) reference images and labels, on the device."""
+        n = n or self.images
+        return self.real[:n].to(self.device), self.labels[:n].to(self.device)
+
+
+@dataclass
+class Job:
+    """One method on one network: what its three steps read."""
+
+    net: torch.nn.Module
+    layer: str | None
+    ctx: Context
+    settings: Any = None
+
+    @property
+    def real(self) -> torch.Tensor:
+        """All reference images, on the device."""
+        return self.ctx.real.to(self.ctx.device)
+
+    def sample_channels(self) -> list[int]:
+        """``ctx.channels`` channels of the layer, drawn with the run's seed (the same draw for every method)."""
+        from .hooks import activations
+
+        c = activations(self.net, self.ctx.real[:1].to(self.ctx.device), [self.layer])[self.layer].shape[1]
+        gen = torch.Generator().manual_seed(self.ctx.seed)
+        return sorted(torch.randperm(c, generator=gen)[: min(self.ctx.channels, c)].tolist())
+
+    def natural(self, images: torch.Tensor) -> dict[str, Any]:
+        """The natural-image-statistics figures of ``images`` against the reference images."""
+        from . import quality as Q
+
+        return Q.natural_statistics(images.cpu(), self.ctx.real.cpu())
+
+
+class Outcome(SimpleNamespace):
+    """What :meth:`Method.run` computed: the recipe it used and its numbers for ``vis.json``, plus whatever
+    tensors its figures and panels are made from, as attributes (``Outcome(recipe, details, images=...)``)."""
+
+    def __init__(self, recipe: dict[str, Any], details: dict[str, Any] | None = None, **tensors: Any) -> None:
+        super().__init__(recipe=recipe, details=details or {}, **tensors)
+
+
+@dataclass
+class MethodOutput:
+    """One method on one network."""
+
+    description: str
+    recipe: dict[str, Any]
+    panels: dict[str, np.ndarray]  # file suffix ("" for the main one) -> image
+    quality: dict[str, Any] = field(default_factory=dict)  # name -> quality.Figure
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Method:
+    """A visualization method as the visualize command runs it.
+
+    A subclass names itself in its class line, ``class Dream(Method, name="dream", settings=DreamSettings)``:
+    ``name`` is its key in ``vis.json`` and on the command line, ``takes_layer`` (default true) says whether
+    it runs once per ``--layers`` entry, ``settings`` is the dataclass of its own settings (``VisConfig`` has a
+    section of that type named after the method; none for a method that only reads the shared settings). It
+    implements :meth:`run`, :meth:`panels` and :meth:`describe`, and :meth:`figures` where it has any.
+    """
+
+    name: ClassVar[str]
+    takes_layer: ClassVar[bool] = True
+    settings_type: ClassVar[type | None] = None
+
+    def __init_subclass__(
+        cls, name: str | None = None, takes_layer: bool | None = None, settings: type | None = None, **kw: Any
+    ) -> None:
+        super().__init_subclass__(**kw)
+        # What a subclass does not say it inherits (Caricature is a Dream with another name).
+        if name is not None:
+            cls.name = name
+        if takes_layer is not None:
+            cls.takes_layer = takes_layer
+        if settings is not None:
+            cls.settings_type = settings
+
+    def applies(self, job: Job) -> bool:
+        """Whether the method can run on this network and data (``False``: skipped, absent from vis.json)."""
+        return True
+
+    def run(self, job: Job) -> Outcome:
+        raise NotImplementedError
+
+    def figures(self, job: Job, out: Outcome) -> dict[str, Any]:
+        """Quality figures (name -> ``quality.Figure``) that say whether the method did its job."""
+        return {}
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        """Images (file suffix, ``""`` for the main one -> uint8 HxWx3)."""
+        raise NotImplementedError
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        raise NotImplementedError
+
+    def __call__(self, job: Job) -> MethodOutput | None:
+        if not self.applies(job):
+            return None
+        out = self.run(job)
+        quality = self.figures(job, out)
+        return MethodOutput(self.describe(job, out), out.recipe, self.panels(job, out), quality, out.details)
+
+
+def row(label: str, images: torch.Tensor, ncol: int | None = None) -> tuple[str, np.ndarray]:
+    """A labelled row of images, enlarged to about 96 px each."""
+    from .plot import grid
+
+    scale = max(1, 96 // images.shape[-1])
+    return label, grid(images.detach().cpu(), ncol=ncol or len(images), scale=scale)
+
+
+def rows(labelled: list[tuple[str, np.ndarray]], title: str = "") -> dict[str, np.ndarray]:
+    """The main panel: labelled rows stacked."""
+    from .plot import labelled_rows
+
+    return {"": labelled_rows(labelled, title or None)}

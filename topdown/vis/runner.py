@@ -1,0 +1,285 @@
+"""Running the registered methods on every checkpoint: the shared context, the resumable store of results,
+the PNGs and ``vis.json``.
+
+Each (model, method) result is written to ``<out>/parts/<model>/<method>.json`` the moment it is done (after
+its PNGs), with a fingerprint of everything it was computed from: the method and layer, the shared settings
+and the method's own section of :class:`~topdown.vis.config.VisConfig`, the network's weights, the data (its
+description, the reference images and the colour statistics) and the source of ``topdown.vis``. A run reuses
+every stored result whose fingerprint matches and computes the rest, so an interrupted run continues where
+it stopped and a changed setting recomputes exactly the methods that read it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..io import atomic_write_json, jsonable
+from ..robustness.results import PartStore, fingerprint, weights_sha256
+from .catalog import METHODS
+from .config import VisConfig
+from .method import Context, Job
+
+#: Version of a stored (model, method) result; bump when an entry's layout changes.
+PARTS_VERSION = 1
+
+
+@dataclass
+class VisRun:
+    """A finished run: the ``vis.json`` document and which results were computed or reused."""
+
+    doc: dict[str, Any]
+    computed: list[str] = field(default_factory=list)  # "<model>/<method key>"
+    reused: list[str] = field(default_factory=list)
+
+
+def default_layer(net: torch.nn.Module) -> str:
+    """The middle stage (``layer2`` of a 3- or 4-stage network); other networks must pass ``--layers``."""
+    names = getattr(net, "stage_names", None)
+    if names is None:
+        raise ValueError(f"{type(net).__name__} has no stage_names(): pass --layers")
+    stages = names()
+    return stages[(len(stages) - 1) // 2]
+
+
+def model_layers(models: dict[str, Any], layers: list[str] | None) -> dict[str, list[str]]:
+    """``{model: layers}``: ``layers`` for every model, else each one's middle stage. A layer a network does not
+    have is a ``ValueError`` naming it and the layers that exist."""
+    from .hooks import split_key
+
+    out = {}
+    for name, lm in models.items():
+        modules = [n for n, _ in lm.net.named_modules() if n]
+        for layer in layers or []:
+            if split_key(layer)[0] not in modules:
+                top_level = [n for n in modules if "." not in n]
+                stages = lm.net.stage_names() if hasattr(lm.net, "stage_names") else top_level
+                deeper = next((n for n in modules if n.startswith(f"{stages[0]}.") and n.count(".") >= 2), None)
+                raise ValueError(
+                    f"layers: {name} ({type(lm.net).__name__}) has no layer {layer!r}; its stages are "
+                    f"{', '.join(stages)}" + (f" (any module name works, e.g. {deeper})" if deeper else "")
+                )
+        out[name] = list(layers) if layers else [default_layer(lm.net)]
+    return out
+
+
+def load_models(paths: list[str], names: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{name: LoadedModel}`` and the shared data description (an error if they disagree)."""
+    from ..checkpoint import CheckpointError, load_model
+    from ..models import is_topdown
+
+    if not paths:
+        raise ValueError("ckpt: no checkpoint given: pass --ckpt <baseline.ckpt> [--ckpt <topdown.ckpt>]")
+    if names is not None and len(names) != len(paths):
+        raise ValueError(f"names: {len(names)} entries for {len(paths)} checkpoints")
+    out: dict[str, Any] = {}
+    first = None
+    for i, p in enumerate(paths):
+        lm = load_model(p)
+        if not lm.data:
+            raise CheckpointError(f"{p}: the checkpoint does not record the data it was trained on")
+        first = first or lm
+        for k in ("dataset", "image_size", "num_classes", "seed", "synthetic_size", "synthetic_classes"):
+            if lm.data.get(k) != first.data.get(k):
+                raise CheckpointError(
+                    f"{p} was trained on other data than {first.path} ({k}: "
+                    f"{lm.data.get(k)!r} vs {first.data.get(k)!r})"
+                )
+        name = names[i] if names else ("topdown" if is_topdown(lm.net) else "baseline")
+        if name in out:
+            name = f"{name}_{i + 1}"
+        out[name] = lm
+    assert first is not None
+    return out, dict(first.data)
+
+
+def build_context(cfg: VisConfig, data_desc: dict[str, Any], root: str | None, device: torch.device) -> Context:
+    """The data, the seeded reference images (validation split) and the colour statistics (training split)."""
+    from ..data import FlowerData
+    from .param import color_stats
+
+    data = FlowerData.from_description(data_desc, root=root, batch_size=cfg.batch_size)
+    val = data.subset("val")
+    n = min(cfg.reference, len(val))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pick = torch.randperm(len(val), generator=gen)[:n].tolist()
+    items = [val[i] for i in pick]
+    real = torch.stack([x for x, _ in items])
+    labels = torch.tensor([y for _, y in items])
+    train = data.subset("train")
+    m = min(cfg.color_images, len(train))
+    tpick = torch.randperm(len(train), generator=gen)[:m].tolist()
+    color = color_stats(torch.stack([train[i][0] for i in tpick]))
+    size = int(data.image_size)
+    return Context(data, real, labels, color, size, cfg.recipe(), cfg.channels, cfg.images, device)
+
+
+def data_fingerprint(ctx: Context, data_desc: dict[str, Any]) -> str:
+    """What the methods see of the data: its description, the reference images and the colour statistics."""
+    h = hashlib.sha256()
+    for t in (ctx.real, ctx.labels):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return fingerprint(data_desc, ctx.color.to_dict(), h.hexdigest())
+
+
+def code_fingerprint() -> str:
+    """A hash of the source of ``topdown.vis``: a result computed by other code is never reused."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def quality_figures(doc: dict[str, Any], model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``("model/method/figure", figure)`` for every quality figure of a ``vis.json`` document (of one model)."""
+    return [
+        (f"{mname}/{meth}/{fname}", f)
+        for mname, m in doc.get("models", {}).items()
+        if model is None or mname == model
+        for meth, entry in m.get("methods", {}).items()
+        for fname, f in entry.get("quality", {}).items()
+    ]
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    figures = quality_figures(doc)
+    failed = [name for name, f in figures if not f["passed"]]
+    return {"figures": len(figures), "passed": len(figures) - len(failed), "failed": failed}
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _progress_line(name: str, key: str, entry: dict[str, Any], reused: bool) -> str:
+    quality = entry["quality"]
+    ok = sum(q["passed"] for q in quality.values())
+    marks = ", ".join(
+        f"{k} {'nan' if q['value'] is None else format(q['value'], '.3g')}{'' if q['passed'] else ' FAIL'}"
+        for k, q in quality.items()
+    )
+    when = "reused" if reused else f"{entry['seconds']:.1f}s"
+    return f"[{name}] {key}: {when}, {ok}/{len(quality)} figures passed  {marks}"
+
+
+def visualize(
+    models: dict[str, Any],
+    data_desc: dict[str, Any],
+    cfg: VisConfig,
+    out: str | Path,
+    data_root: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+    args: dict[str, Any] | None = None,
+) -> VisRun:
+    """Run ``cfg.methods`` on every model (``{name: LoadedModel}``); write PNGs, the stored results and
+    ``vis.json`` under ``out``. ``fresh`` recomputes results even where stored ones match."""
+    from rich.console import Console
+
+    from .plot import save_png, side_by_side
+
+    cfg.validate()
+    console = Console(stderr=True, quiet=not progress)
+    layers = model_layers(models, cfg.layers)
+    device = torch.device(cfg.device)
+    for lm in models.values():
+        lm.net.to(device).eval()
+    ctx = build_context(cfg, data_desc, data_root, device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = PartStore(out)
+    common = (PARTS_VERSION, code_fingerprint(), data_fingerprint(ctx, data_desc), cfg.shared())
+    doc: dict[str, Any] = {
+        "schema": 1,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": ["evaluate.py", "visualize", *(command or [])],
+        "args": args if args is not None else cfg.to_dict(),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "data": data_desc,
+        "color": ctx.color.to_dict(),
+        "layers": layers,
+        "models": {
+            name: {"checkpoint": str(lm.path), "arch": lm.arch, "epoch": lm.epoch, "methods": {}}
+            for name, lm in models.items()
+        },
+        "comparisons": {},
+    }
+    run = VisRun(doc)
+    weights = {name: weights_sha256(lm.net) for name, lm in models.items()}
+    for method_name in cfg.methods:
+        method = METHODS[method_name]
+        settings = cfg.settings(method_name)
+        settings_dict = asdict(settings) if settings is not None else None
+        panels: dict[str, dict[str, np.ndarray]] = {}
+        for name, lm in models.items():
+            lays = layers[name] if method.takes_layer else [None]
+            for layer in lays:
+                key = method_name if len(lays) == 1 else f"{method_name}:{layer}"
+                fp = fingerprint(*common, weights[name], method_name, layer, settings_dict)
+                entry = None if fresh else store.load(name, key, fp)
+                if entry is not None and all((out / rel).is_file() for rel in entry["images"]):
+                    run.reused.append(f"{name}/{key}")
+                    main_panel = _read_png(out / entry["images"][0])
+                else:
+                    start = time.perf_counter()
+                    torch.manual_seed(cfg.seed)  # anything that draws from the global RNG starts the same
+                    res = method(Job(lm.net, layer, ctx, settings))
+                    secs = time.perf_counter() - start
+                    if res is None:
+                        console.print(f"[{name}] {key}: not applicable, skipped", markup=False)
+                        continue
+                    images = []
+                    for suffix, arr in res.panels.items():
+                        rel = f"{name}/{key.replace(':', '_')}{'_' + suffix if suffix else ''}.png"
+                        save_png(arr, out / rel)
+                        images.append(rel)
+                    main_panel = next(iter(res.panels.values()))
+                    entry = jsonable(
+                        {
+                            "description": res.description,
+                            "layer": layer,
+                            "recipe": res.recipe,
+                            "settings": settings_dict,
+                            "seed": cfg.seed,
+                            "seconds": round(secs, 2),
+                            "images": images,
+                            "quality": {k: f.to_dict() for k, f in res.quality.items()},
+                            "details": res.details,
+                            "fingerprint": fp,
+                        }
+                    )
+                    store.save(name, key, fp, entry)
+                    run.computed.append(f"{name}/{key}")
+                panels.setdefault(key, {})[name] = main_panel
+                doc["models"][name]["methods"][key] = entry
+                console.print(
+                    _progress_line(name, key, entry, f"{name}/{key}" in run.reused), markup=False, soft_wrap=True
+                )
+                doc["summary"] = summary(doc)
+                atomic_write_json(out / "vis.json", doc)
+        for key, by_model in panels.items():
+            if len(by_model) > 1:
+                rel = f"compare/{key.replace(':', '_')}.png"
+                save_png(side_by_side(list(by_model.items())), out / rel)
+                doc["comparisons"][key] = {"images": [rel]}
+    doc["summary"] = summary(doc)
+    atomic_write_json(out / "vis.json", doc)
+    s = doc["summary"]
+    console.print(
+        f"{s['passed']}/{s['figures']} quality figures passed; computed {len(run.computed)} results, reused "
+        f"{len(run.reused)}; results in {out / 'vis.json'}"
+    )
+    return run
