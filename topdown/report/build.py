@@ -193,6 +193,7 @@ def _attacks_section(res: dict[str, Any], ev: Path) -> str:
         body += f"<h3>{'L∞' if norm == 'linf' else 'L2'}</h3>" + table(
             ["attack", "model", *label, "median min. perturbation"], rows, raw=True
         )
+    body += _autoattack_tables(models, float(((res.get("suite") or {}).get("sanity") or {}).get("tolerance", 0.01)))
     dec = {n: m.get("decision") for n, m in models.items() if m.get("decision")}
     if dec:
         rows = [(n, d.get("method"), fmt(d.get("n")), fmt(d.get("median_distance"), 4)) for n, d in dec.items()]
@@ -200,6 +201,61 @@ def _attacks_section(res: dict[str, Any], ev: Path) -> str:
             ["model", "method", "images", "median L2 distance"], rows
         )
     return body
+
+
+def _autoattack_tables(models: dict[str, Any], tolerance: float) -> str:
+    """AutoAttack per budget: robust accuracy without and with it on its images, the sanity verdict beside the
+    numbers, and which attack broke each image first (at every eps of the worst case)."""
+    rows = []
+    for n, m in models.items():
+        for s in (m.get("autoattack") or {}).values():
+            held = s["extra_broken"] <= max(tolerance * s["n"], 1)
+            verdict = (
+                "✓ the rest of the suite held"
+                if held
+                else f"✗ AutoAttack broke {s['extra_broken']} more: the rest of the suite overstated robustness"
+            )
+            attacks = ", ".join(f"{a} ({r['n_broken']}/{len(r['attacked'])})" for a, r in s["attacks"].items())
+            rows.append(
+                (
+                    n,
+                    _budget(s["norm"], s["eps"]),
+                    s["version"],
+                    fmt(s["n"]),
+                    pct(s["accuracy_without"]),
+                    pct(s["accuracy_with"]),
+                    attacks,
+                    verdict,
+                )
+            )
+    if not rows:
+        return ""
+    header = [
+        "model",
+        "budget",
+        "version",
+        "images",
+        "robust: rest of the suite",
+        "robust: with AutoAttack",
+        "attacks (broke / attacked)",
+        "sanity",
+    ]
+    body = "<h3>AutoAttack (Croce &amp; Hein 2020)</h3>" + table(header, rows)
+    first = [
+        (n, _budget(norm, e), ", ".join(f"{a}: {c}" for a, c in counts.items()))
+        for n, m in models.items()
+        for norm, w in (m.get("worst_case") or {}).items()
+        for e, counts in zip(w["epsilons"], w.get("first_broken_by") or [])
+        if e > 0 and counts
+    ]
+    if first:
+        body += "<h4>Which attack broke each image first (in running order; clean: misclassified already)</h4>"
+        body += table(["model", "budget", "images first broken by"], first)
+    return body
+
+
+def _budget(norm: str, eps: float) -> str:
+    return f"L∞ {eps * 255:.3g}/255" if norm == "linf" else f"L2 {eps:g}"
 
 
 def _perturbation_section(res: dict[str, Any], ev: Path) -> str:

@@ -195,6 +195,9 @@ def print_summary(results: dict[str, Any]) -> None:
         for k, e in enumerate(results["suite"]["attacks"][f"{norm}_epsilons"] if results["suite"]["attacks"] else []):
             if e > 0:
                 row(f"worst case {norm} eps={e:.4g}", lambda m, k=k, norm=norm: m["worst_case"][norm]["accuracy"][k])
+    for key in dict.fromkeys(k for m in models.values() for k in m.get("autoattack") or {}):
+        row(f"AutoAttack {key}: rest of suite", lambda m, key=key: m["autoattack"][key]["accuracy_without"])
+        row(f"AutoAttack {key}: with it", lambda m, key=key: m["autoattack"][key]["accuracy_with"])
     for name in sorted({p for m in models.values() for p in m["perturbations"]}):
         row(f"{name} AUC", lambda m, name=name: m["perturbations"][name]["auc"])
     row("corruption mean accuracy", lambda m: m["corruptions"].get("mean_accuracy"))

@@ -131,11 +131,14 @@ class AutoAttackBudget:
             so the per-image worst case at that eps includes AutoAttack.
         attacks: which of AutoAttack's attacks to run, in its order: ``[apgd-ce, apgd-t, fab-t, square]`` is
             its "standard" version.
+        subset: a seeded, stratified part of the attacked images to run it on (null: all of them). Budgets of
+            one size share their images.
     """
 
     norm: str = "linf"
     eps: float = 2 / 255
     attacks: list[str] = field(default_factory=_standard)
+    subset: int | None = None
 
 
 def _budgets() -> list[AutoAttackBudget]:
@@ -151,8 +154,7 @@ class AutoAttackConfig:
     5000 queries then go only to the images everything else left robust).
 
     Args:
-        budgets: the (norm, eps, attacks) to run.
-        subset: a seeded, stratified part of the attacked images to run AutoAttack on (null: all of them).
+        budgets: the (norm, eps, attacks, subset) to run.
         standalone: run AutoAttack's own cascade from the correctly classified images, ignoring the suite's
             other attacks (its stand-alone robust accuracy, at more cost).
         apgd_steps: APGD iterations (standard: 100).
@@ -162,7 +164,6 @@ class AutoAttackConfig:
     """
 
     budgets: list[AutoAttackBudget] = field(default_factory=_budgets)
-    subset: int | None = None
     standalone: bool = False
     apgd_steps: int = 100
     fab_steps: int = 100
@@ -361,14 +362,14 @@ class SuiteConfig:
     def _validate_autoattack(self, aa: AutoAttackConfig) -> None:
         from .autoattack import ATTACKS
 
-        if aa.subset is not None and aa.subset < 1:
-            raise ValueError(f"autoattack.subset must be >= 1 or null, got {aa.subset}")
         for key in ("apgd_steps", "fab_steps", "square_queries", "target_classes"):
             if getattr(aa, key) < 1:
                 raise ValueError(f"autoattack.{key} must be >= 1, got {getattr(aa, key)}")
         seen = set()
         for i, b in enumerate(aa.budgets):
             key = f"autoattack.budgets[{i}]"
+            if b.subset is not None and b.subset < 1:
+                raise ValueError(f"{key}.subset must be >= 1 or null, got {b.subset}")
             if b.norm not in ("linf", "l2"):
                 raise ValueError(f"{key}.norm must be 'linf' or 'l2', got {b.norm!r}")
             if not (isinstance(b.eps, (int, float)) and 0 < b.eps <= (1 if b.norm == "linf" else 1e3)):

@@ -322,7 +322,7 @@ def derive_autoattack(
     AutoAttack's at this budget)."""
     n = len(ctx.x)
     chosen = np.zeros(n, dtype=bool)
-    chosen[stratified_subset(ctx.y.numpy(), aa.subset, derive_seed(seed, "autoattack"))] = True
+    chosen[stratified_subset(ctx.y.numpy(), budget.subset, derive_seed(seed, "autoattack"))] = True
     earlier = {
         k: v
         for k, v in ctx.parts.items()
@@ -394,7 +394,7 @@ def plan(cfg: SuiteConfig) -> list[Part]:
     if cfg.autoattack is not None:
         aa = cfg.autoattack
         for budget in aa.budgets:
-            b = AutoAttackBudget(budget.norm, _sweep_eps(cfg, budget), list(budget.attacks))
+            b = AutoAttackBudget(budget.norm, _sweep_eps(cfg, budget), list(budget.attacks), budget.subset)
             for attack in b.attacks:
                 name = autoattack_part_name(b.norm, b.eps, attack)
                 parts.append(Part(name, compute_autoattack, derive=_derive(derive_autoattack, aa, b, attack, seed, bs)))
