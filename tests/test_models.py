@@ -229,6 +229,28 @@ def test_default_costs_meet_the_targets() -> None:
     assert count_macs(td, 64) <= 1.3 * count_macs(base, 64)
 
 
+def test_blur_control_costs_what_the_baseline_costs_and_sees_only_the_coarse_image() -> None:
+    torch.manual_seed(0)
+    base, blur = create_model("baseline", num_classes=5), create_model("baseline_blur", num_classes=5)
+    assert count_params(blur) == count_params(base)  # the low-pass is fixed: no parameter
+    assert count_macs(blur, 64) <= 1.01 * count_macs(base, 64)
+    blur.load_state_dict(base.state_dict())  # same weights: the networks differ only in the low-pass
+    x = torch.rand(2, 3, 64, 64)
+    checker = 0.2 * (torch.arange(64).view(1, -1) + torch.arange(64).view(-1, 1)).remainder(2).float() - 0.1
+    fine = (x + checker).clamp(0, 1)
+    blur.eval(), base.eval()
+    with torch.no_grad():
+        # a 1-px checkerboard is above the 1/2 level's band: the control barely sees it, the baseline does
+        d_blur = (blur(fine) - blur(x)).abs().max()
+        d_base = (base(fine) - base(x)).abs().max()
+    assert d_blur < 0.2 * d_base
+    x.requires_grad_(True)
+    blur(x).sum().backward()  # a blur and a resize: gradients reach every pixel, nothing is masked
+    assert x.grad is not None and (x.grad.abs() > 0).float().mean() > 0.99
+    with pytest.raises(ValueError, match="input_lowpass must be a power of two"):
+        create_model("baseline_blur", input_lowpass=3)
+
+
 def test_mirror_schedule_reverses_widths_and_resolutions() -> None:
     td = TopDownResNet(**SMALL)
     assert td.stage_widths == [32, 16, 8]

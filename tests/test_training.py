@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,12 +13,18 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from conftest import ROOT, SHARED_DATA, tiny_train_args
+from pytorch_lightning.utilities.model_summary import get_human_readable_count
 
 from topdown import cli
 from topdown.checkpoint import CheckpointError, load_model, read_checkpoint
 from topdown.clock import training_clock
 
-TRAIN_CONFIGS = ["configs/baseline.yaml", "configs/topdown.yaml", "configs/topdown_wide_head.yaml"]
+TRAIN_CONFIGS = [
+    "configs/baseline.yaml",
+    "configs/topdown.yaml",
+    "configs/topdown_wide_head.yaml",
+    "configs/baseline_blur.yaml",
+]
 DATA_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs" / "data").glob("*.yaml"))
 
 
@@ -26,8 +33,14 @@ def _needs_shared(data_config: str) -> bool:
 
 
 def test_the_training_configs_differ_only_in_the_model_block() -> None:
-    base, td, wide = (yaml.safe_load((ROOT / c).read_text()) for c in TRAIN_CONFIGS)
-    assert base.keys() == td.keys() == wide.keys()
+    base, td, wide, blur = (yaml.safe_load((ROOT / c).read_text()) for c in TRAIN_CONFIGS)
+    assert base.keys() == td.keys() == wide.keys() == blur.keys()
+    # the blur control is the baseline plus its fixed low-pass, nothing else
+    assert {k for k in base if base[k] != blur[k]} == {"model"}
+    extra = {
+        k: v for k, v in blur["model"]["net"]["init_args"].items() if base["model"]["net"]["init_args"].get(k) != v
+    }
+    assert extra == {"input_lowpass": 2} and blur["model"]["lr"] == base["model"]["lr"]
     assert {k for k in base if base[k] != td[k]} == {"model"}
     assert base["model"]["net"]["class_path"] != td["model"]["net"]["class_path"]
     # the wide-head net is the top-down net plus head_width, nothing else
@@ -156,6 +169,24 @@ def test_seeded_runs_reproduce(tmp_path: Path) -> None:
     runs = [cli.train_main(tiny_train_args(tmp_path / f"r{i}", epochs=1)) for i in range(2)]
     a, b = (r.model.net.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_model_summary_counts_the_nets_flops_and_lightning_shows_no_advertisement(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    from topdown.models import count_macs
+
+    args = [*tiny_train_args(tmp_path, epochs=1), "--trainer.enable_model_summary", "true"]
+    with caplog.at_level(logging.INFO):
+        result = cli.train_main([*args, "--trainer.fast_dev_run", "1"])
+    captured = capsys.readouterr()
+    shown = caplog.text + captured.out + captured.err
+    # One image at the size the data is tested on: the summary's FLOPs are the net's own, per image.
+    assert tuple(result.model.example_input_array.shape) == (1, 3, 32, 32)
+    flops = next(line for line in shown.splitlines() if "Total FLOPs" in line)
+    macs = count_macs(result.model.net, 32)
+    assert flops.split("Total FLOPs:")[1].strip() == get_human_readable_count(2 * macs) != "0"
+    assert "Tip" not in shown and "litlogger" not in shown and "litmodels" not in shown
 
 
 def test_a_wrong_config_key_fails_before_any_work_naming_the_key(tmp_path: Path, capsys) -> None:

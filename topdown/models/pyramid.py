@@ -91,3 +91,25 @@ class ImagePyramid(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_levels={self.num_levels}, method={self.method!r}"
+
+
+class LowPass(nn.Module):
+    """A fixed low-pass: the image's pyramid level at 1/``factor`` resolution, upsampled back to full size.
+
+    Differentiable (a blur, a subsampling and a bilinear resize), so it masks no gradient: an attack on a net
+    behind it is as strong as on any other net.
+    """
+
+    def __init__(self, factor: int = 2, method: str = "gaussian") -> None:
+        super().__init__()
+        if factor < 2 or factor & (factor - 1):
+            raise ValueError(f"input_lowpass must be a power of two >= 2, got {factor}")
+        self.factor = factor
+        self.method = method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        small = downscale(x, self.factor, self.method)  # (N, C, H / f, W / f)
+        return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (N, C, H, W)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, method={self.method!r}"

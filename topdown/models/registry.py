@@ -61,6 +61,12 @@ def baseline(**kw: Any) -> ResNet:
     return ResNet(**kw)
 
 
+@register_model("baseline_blur")
+def baseline_blur(**kw: Any) -> ResNet:
+    """The blur control: the baseline behind a fixed low-pass (the 1/2 Gaussian pyramid level, upsampled)."""
+    return ResNet(**{"input_lowpass": 2, **kw})
+
+
 @register_model("topdown")
 def topdown(**kw: Any) -> TopDownResNet:
     """Its top-down mirror: add+concat merges with 1x1 fusion, Gaussian pyramid."""

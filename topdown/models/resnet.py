@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, ImageClassifierNet
 from .blocks import ClassifierHead, Normalize, Stem, make_stage
+from .pyramid import LowPass
 
 
 class ResNet(ImageClassifierNet):
@@ -22,6 +24,10 @@ class ResNet(ImageClassifierNet):
         depths: blocks per stage.
         stem_pool: 2x2 max-pool after the stem conv (64 px images); False for 32 px images.
         mean, std: the normalization applied to the [0, 1] input.
+        input_lowpass: a fixed (not learned) low-pass in front of the network: the image's Gaussian pyramid
+            level at 1/``input_lowpass`` resolution (as the top-down net makes it), upsampled back. ``None``
+            (the default) for none; ``2`` for the blur control, a baseline that sees what a top-down net's
+            pyramid level sees but processes it fine to coarse.
     """
 
     def __init__(
@@ -32,12 +38,14 @@ class ResNet(ImageClassifierNet):
         stem_pool: bool = True,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        input_lowpass: int | None = None,
     ) -> None:
         super().__init__()
         self._record(locals())
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
         self.num_classes = num_classes
+        self.lowpass = LowPass(input_lowpass) if input_lowpass else nn.Identity()
         self.normalize = Normalize(mean, std)
         self.stem = Stem(3, widths[0], pool=stem_pool)
         in_ch = widths[0]
@@ -49,7 +57,7 @@ class ResNet(ImageClassifierNet):
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> last stage's output (N, C, H / 2**(stages - 1 + pool), ...)."""
-        x = self.stem(self.normalize(x))
+        x = self.stem(self.normalize(self.lowpass(x)))
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)  # width widens, resolution halves
         return x

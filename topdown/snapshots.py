@@ -1,0 +1,27 @@
+"""Keep the weights of every epoch: the accuracy control is the baseline at the epoch whose validation accuracy
+matches another network's."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pytorch_lightning.callbacks import Callback
+
+
+class EpochSnapshots(Callback):
+    """After each epoch's validation, save the weights (with topdown's architecture and data record, so
+    ``topdown.checkpoint.load_model`` rebuilds the net) as ``<dirpath>/epochNNN.ckpt``.
+
+    Args:
+        dirpath: where to save (default ``<default_root_dir>/checkpoints/epochs``).
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        self.dirpath = dirpath
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        folder = self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints", "epochs")
+        trainer.save_checkpoint(os.path.join(folder, f"epoch{trainer.current_epoch:03d}.ckpt"), weights_only=True)
