@@ -1,7 +1,11 @@
-"""Overhead of topdown's attack wrapper over calling foolbox directly on the same batch.
+"""Overhead of topdown's attack wrappers over calling foolbox, or AutoAttack, directly on the same batch.
 
-    python benchmarks/bench_attacks.py [--attack linf_pgd|fgsm] [--model tiny_topdown] [--size 32] [--batch 64]
-                                       [--steps 10] [--repeats 5]
+    python benchmarks/bench_attacks.py [--attack linf_pgd|fgsm|autoattack] [--model tiny_topdown] [--size 32]
+                                       [--batch 64] [--steps 10] [--repeats 5]
+
+``--attack autoattack`` compares AutoAttack's APGD-CE then APGD-T at 2/255 (``--steps`` iterations each) run by
+its own ``run_standard_evaluation`` with the suite's way: one call per attack (each on the images the previous
+left robust), seeded, every adversarial verified by our own forward pass.
 
 Both sides run the same foolbox attack (``LinfPGD`` by default) on the same model, batch and epsilons. The
 wrapper adds what makes its numbers trustworthy: seeding each batch (forking the global RNGs), watching the
@@ -33,7 +37,7 @@ from topdown.robustness.attacks import AttackSpec, fool_model, prepare_model, ru
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--attack", default="linf_pgd", choices=["linf_pgd", "fgsm"])
+    p.add_argument("--attack", default="linf_pgd", choices=["linf_pgd", "fgsm", "autoattack"])
     p.add_argument("--model", default="tiny_topdown")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
@@ -48,22 +52,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     x = torch.rand(args.batch, 3, args.size, args.size)
     y = net(x).argmax(1)  # every image "correct": the attack has work to do on all of them
     eps = [0.0, 2 / 255, 8 / 255]
-    if args.attack == "linf_pgd":
+    if args.attack == "autoattack":
+        direct, wrapped = _autoattack_pair(net, x, y, args.steps, device)
+    elif args.attack == "linf_pgd":
         settings = {"steps": args.steps, "restarts": 1, "rel_stepsize": 0.25, "random_start": True}
         attack = fb.attacks.LinfPGD(steps=args.steps, rel_stepsize=0.25, random_start=True)
     else:
         settings = {"random_start": False}
         attack = fb.attacks.FGSM(random_start=False)
-    spec = AttackSpec(args.attack, args.attack, eps, settings, seed=0)
-    fmodel = fool_model(net, device)
-
-    def direct() -> None:
-        torch.manual_seed(0)
-        attack(fmodel, x, y, epsilons=eps)
-
-    def wrapped() -> None:
-        run_attack(net, x, y, spec, device, batch_size=args.batch, fmodel=fmodel)
-
+    if args.attack != "autoattack":
+        direct, wrapped = _foolbox_pair(net, x, y, AttackSpec(args.attack, args.attack, eps, settings, 0), attack)
     direct(), wrapped()  # warm-up
     wall: dict[str, list[float]] = {"foolbox": [], "wrapper": []}
     cpu: dict[str, list[float]] = {"foolbox": [], "wrapper": []}
@@ -73,24 +71,64 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             fn()
             wall[name].append(time.perf_counter() - t)
             cpu[name].append(time.process_time() - c)
+    library = "autoattack" if args.attack == "autoattack" else "foolbox"
     # Other processes only ever add time: the minimum is the least disturbed measurement (as timeit does).
     fb_t, wr_t = min(wall["foolbox"]), min(wall["wrapper"])
     fb_c, wr_c = min(cpu["foolbox"]), min(cpu["wrapper"])
     overhead = 100 * (wr_t / fb_t - 1)
     overhead_cpu = 100 * (wr_c / fb_c - 1)
-    steps = f"{args.steps} steps, " if args.attack == "linf_pgd" else ""
+    steps = f"{args.steps} steps, " if args.attack != "fgsm" else ""
     print(
         f"{args.attack}, {args.model} at {args.size} px, batch {args.batch}, {steps}{len(eps)} epsilons, "
         f"{args.threads} threads, best of {args.repeats} alternating runs"
     )
-    for name, t, c in (("foolbox directly", fb_t, fb_c), ("topdown wrapper", wr_t, wr_c)):
-        key = "foolbox" if name.startswith("foolbox") else "wrapper"
+    for name, t, c in ((f"{library} directly", fb_t, fb_c), ("topdown wrapper", wr_t, wr_c)):
+        key = "wrapper" if name.startswith("topdown") else "foolbox"
         print(
             f"  {name:17s}: {t * 1000:8.1f} ms wall, {c * 1000:8.1f} ms CPU   "
             f"(wall runs: {', '.join(f'{v * 1000:.0f}' for v in wall[key])})"
         )
     print(f"  overhead         : {overhead:+8.1f} % wall, {overhead_cpu:+.1f} % CPU   (goal <= 5 %)")
     return {"foolbox_s": fb_t, "wrapper_s": wr_t, "overhead_pct": overhead, "overhead_cpu_pct": overhead_cpu}
+
+
+def _foolbox_pair(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, attack: object) -> tuple:
+    device = torch.device("cpu")
+    fmodel = fool_model(net, device)
+
+    def direct() -> None:
+        torch.manual_seed(0)
+        attack(fmodel, x, y, epsilons=spec.epsilons)
+
+    def wrapped() -> None:
+        run_attack(net, x, y, spec, device, batch_size=len(x), fmodel=fmodel)
+
+    return direct, wrapped
+
+
+def _autoattack_pair(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device) -> tuple:
+    from pyautoattack import AutoAttack
+
+    from topdown.robustness.autoattack import AutoAttackRun, run_autoattack
+
+    eps, classes = 2 / 255, int(net(x[:1]).shape[1])
+    runs = [AutoAttackRun(a, "linf", eps, apgd_steps=steps) for a in ("apgd-ce", "apgd-t")]
+
+    def direct() -> None:
+        aa = AutoAttack(net, norm="Linf", eps=eps, version="standard", seed=0, device=device)
+        aa.attacks_to_run, aa.verbose = ["apgd-ce", "apgd-t"], False
+        aa.apgd.n_iter = aa.apgd_targeted.n_iter = steps
+        aa.apgd_targeted.n_target_classes = min(9, classes - 1)
+        aa.run_standard_evaluation(x, y, batch_size=len(x))
+
+    def wrapped() -> None:
+        todo = torch.ones(len(x), dtype=torch.bool)
+        for run in runs:
+            idx = todo.nonzero().view(-1)
+            broken, _, _ = run_autoattack(net, x[idx], y[idx], run, 0, device, len(x), classes)
+            todo[idx[torch.as_tensor(broken)]] = False
+
+    return direct, wrapped
 
 
 if __name__ == "__main__":
