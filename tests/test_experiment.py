@@ -1,14 +1,18 @@
-"""The headline experiment's aggregation: mean ± std across seeds, targets, and what has not run yet."""
+"""The headline experiment's aggregation: mean ± std across seeds, targets, and what has not run yet; one column
+per model (the controls beside the baseline and the top-down net), AutoAttack, and pages rebuilt from the result
+files committed under docs/runs."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, main, run_dir
+from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, main, published_dir, run_dir
 from topdown.pipeline import STAGES
 
 
@@ -37,6 +41,44 @@ def _results(base: float, td: float, crops: int = 64, epochs: int = 40) -> dict:
         "suite": {"perturbations": {"levels": {"gaussian_noise": [0.0, 0.1]}}},
         "models": {"baseline": model(False, base), "topdown": model(True, td)},
     }
+
+
+EPS = 2 / 255
+
+
+def _with_controls(res: dict, worst: dict[str, float], adds_little: bool = True) -> dict:
+    """``res`` with the two controls (copies of its baseline) and AutoAttack at 2/255 on 100 images of 100 for
+    every model; ``worst``: each model's worst-case L∞ accuracy at 2/255, AutoAttack included, which alone broke
+    3 images of the baseline and 2 of every other model."""
+    res = copy.deepcopy(res)
+    models = res["models"]
+    models["blur_control"] = copy.deepcopy(models["baseline"])
+    models["blur_control"]["checkpoint"]["arch"]["class_path"] = "topdown.models.BlurResNet"
+    models["accuracy_control"] = copy.deepcopy(models["baseline"])
+    models["accuracy_control"]["checkpoint"]["epoch"] = 24
+    for name, m in models.items():
+        extra = 3 if name == "baseline" else 2
+        aa = f"autoattack:linf:{EPS:.6g}:apgd-ce"
+        m["subset"] = {"n": 100}
+        m["worst_case"]["linf"]["accuracy"][1] = worst[name]
+        m["worst_case"]["linf"].update(attacks=["linf_pgd", aa], first_broken_by=[{}, {"linf_pgd": 50, aa: extra}])
+        m["autoattack"] = {
+            f"linf:{EPS:.6g}": {
+                **{"norm": "linf", "eps": EPS, "n": 100, "extra_broken": extra, "version": "standard"},
+                **{"accuracy_without": worst[name] + extra / 100, "accuracy_with": worst[name]},
+                "attacks": {"apgd-ce": {"n_broken": extra, "attacked": list(range(40))}},
+            }
+        }
+        m["sanity"]["autoattack_adds_little"] = {"passed": adds_little or name != "baseline"}
+    return res
+
+
+def _write(cfg: ExperimentConfig, dataset: str, seed: int, res: dict, published: bool = False) -> Path:
+    d = published_dir(cfg, dataset, seed) if published else run_dir(cfg, dataset, seed)
+    p = d / "eval" / "results.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(res))
+    return p
 
 
 def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path) -> None:
@@ -68,6 +110,9 @@ def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path)
     (run_dir(cfg, "flower_photos", 0) / "vis" / "vis.json").write_text(json.dumps(vis))
     text = aggregate(cfg)
     assert (tmp_path / "docs" / "results.md").read_text() == text
+    # a run of two models: two columns, no AutoAttack and no controls
+    assert "| metric | baseline | top-down |\n|---|---|---|\n" in text
+    assert "AutoAttack" not in text and "control" not in text
     assert "| visualization quality figures passed (each seed) | 2/3 · – | 1/1 · – |" in text
     assert "2 of 3 seed(s) finished" in text
     assert "| clean top-1 (%) | 87.0 ± 1.4 | 86.0 ± 1.4 |" in text
@@ -140,6 +185,10 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     assert [(c.stages, c.dataset, c.seed) for c in seen] == [(["train"], *r) for r in runs] + [(rest, *r) for r in runs]
     assert seen[0].models == ["configs/baseline.yaml", "configs/topdown.yaml"]  # the pipeline's default
     assert seen[2].models == wide and seen[2].out == str(run_dir(cfg, "flowers102", 0))
+    assert not seen[0].controls and not seen[0].accuracy_control  # no controls unless asked for
+    seen.clear()
+    experiment.run(replace(cfg, controls=["configs/baseline_blur.yaml"], accuracy_control=True))
+    assert all(c.controls == ["configs/baseline_blur.yaml"] and c.accuracy_control for c in seen)
 
 
 def test_an_unknown_stage_is_a_one_line_error_before_any_work(tmp_path: Path, capsys) -> None:
@@ -148,3 +197,119 @@ def test_an_unknown_stage_is_a_one_line_error_before_any_work(tmp_path: Path, ca
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "stages" in err and "'evalute'" in err
     assert not (tmp_path / "exp").exists()
+
+
+def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_words(tmp_path: Path) -> None:
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "runs"),
+        runs=[DatasetRuns("flower_photos", seeds=[0, 1])],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+    # top-down ahead of the baseline and of the blur control on both seeds, of the accuracy control on one
+    worst = [
+        {"baseline": 0.30, "topdown": 0.40, "blur_control": 0.32, "accuracy_control": 0.33},
+        {"baseline": 0.28, "topdown": 0.42, "blur_control": 0.36, "accuracy_control": 0.45},
+    ]
+    for seed, (b, w) in enumerate(zip((0.86, 0.88), worst)):
+        _write(cfg, "flower_photos", seed, _with_controls(_results(b, b - 0.01), w))
+    text = aggregate(cfg)
+    assert "| metric | baseline | top-down | blur control | accuracy control |\n|---|---|---|---|---|\n" in text
+    assert "| clean top-1 (%) | 87.0 ± 1.4 | 86.0 ± 1.4 | 87.0 ± 1.4 | 87.0 ± 1.4 |" in text
+    values = "| 29.0 ± 1.4 | 41.0 ± 1.4 | 34.0 ± 2.8 | 39.0 ± 8.5 |"
+    assert f"| worst-case L∞ accuracy at ε = 2/255, AutoAttack included (%) {values}" in text
+    aa = "AutoAttack at L∞ ε = 2/255: robust accuracy"
+    assert f"| {aa} with it, on its 100 images (%) {values}" in text
+    without = "| 32.0 ± 1.4 | 43.0 ± 1.4 | 36.0 ± 2.8 | 41.0 ± 8.5 |"
+    assert f"| {aa} without it (every other attack), same 100 images (%) {without}" in text
+    assert "| AutoAttack at L∞ ε = 2/255: images only it broke (each seed) | 3 (standard) · 3 (standard) | 2" in text
+    assert "| sanity check: AutoAttack adds little (each seed) | pass · pass | pass · pass | pass · pass |" in text
+    assert "| sanity checks passed (each seed) | 2/3 · 2/3 | 3/3 · 3/3 | 2/3 · 2/3 | 2/3 · 2/3 |" in text
+    assert "the blur control (`blur_control`, BlurResNet(), 40 · 40 epochs)" in text
+    assert "the accuracy control (`accuracy_control`, ResNet(), 25 · 25 epochs)" in text
+    # the comparisons with each control, and which advantages survive them, in words computed from the numbers
+    assert "Top-down against the blur control (computed):" in text
+    assert "top-down's robust accuracy is 7.0 points higher than the blur control's (2 seeds, ±1.4)" in text
+    verdict = next(line for line in text.splitlines() if line.startswith("- Worst-case accuracy at L∞ ε = 2/255"))
+    assert "without AutoAttack: top-down minus the baseline is +11.0 ± 2.8 points over 2 seeds, ahead" in verdict
+    assert "AutoAttack: survives (with it in the worst case, top-down minus the baseline: +12.0 ± 2.8" in verdict
+    assert "on its 100 images, +11.0 ± 2.8 points without it and +12.0 ± 2.8 with it" in verdict
+    assert "(AutoAttack adds little) passed for both nets on every seed" in verdict
+    assert "The blur control: survives (worst case, top-down minus it: +7.0 ± 1.4 points over 2 seeds)" in verdict
+    assert "The accuracy control: mixed (worst case, top-down minus it: +2.0 ± 7.1 points over 2 seeds" in verdict
+    # every number links the committed copy of the file it comes from
+    for seed in (0, 1):
+        copy_ = published_dir(cfg, "flower_photos", seed) / "eval" / "results.json"
+        assert copy_.read_bytes() == (run_dir(cfg, "flower_photos", seed) / "eval" / "results.json").read_bytes()
+        assert f"seed {seed}: [results.json](runs/flower_photos/seed{seed}/eval/results.json)" in text
+    # a control that one seed lacks: its column says so, and its verdict speaks of the seeds that have it
+    lacking = _with_controls(_results(0.86, 0.85), worst[1])
+    del lacking["models"]["accuracy_control"]
+    _write(cfg, "flower_photos", 1, lacking)
+    text = aggregate(cfg)
+    assert "| blur control | accuracy control (1 of 2 seeds) |" in text
+    assert (
+        "The accuracy control: survives on the 1 of 2 seeds that have it (worst case, top-down minus it: +7.0" in text
+    )
+
+
+def test_a_run_only_committed_under_docs_runs_is_aggregated(tmp_path: Path) -> None:
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "outputs"),
+        runs=[DatasetRuns("flower_photos", seeds=[0, 1])],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+    assert published_dir(cfg, "flower_photos", 0) == tmp_path / "docs" / "runs" / "flower_photos" / "seed0"
+    _write(cfg, "flower_photos", 0, _results(0.86, 0.85), published=True)  # a fresh clone: no outputs/
+    _write(cfg, "flower_photos", 1, _results(0.88, 0.87))  # the other still in outputs/
+    text = aggregate(cfg)
+    assert "2 of 2 seed(s) finished" in text and str(published_dir(cfg, "flower_photos", 0)) in text
+    assert "| clean top-1 (%) | 87.0 ± 1.4 | 86.0 ± 1.4 |" in text
+    assert not run_dir(cfg, "flower_photos", 0).exists()
+    assert (published_dir(cfg, "flower_photos", 1) / "eval" / "results.json").is_file()  # copied when read
+    assert "seed 0: [results.json](runs/flower_photos/seed0/eval/results.json)" in text
+    # a run in outputs/ is read from there, not from an older copy
+    _write(cfg, "flower_photos", 0, _results(0.90, 0.89))
+    assert "| clean top-1 (%) | 89.0 ± 1.4 | 88.0 ± 1.4 |" in aggregate(cfg)
+    assert json.loads((published_dir(cfg, "flower_photos", 0) / "eval" / "results.json").read_text())["models"]
+
+
+def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path: Path, monkeypatch) -> None:
+    import topdown.experiment as experiment
+
+    class Writer:
+        def __init__(self, cfg) -> None:
+            self.out, self.stages = Path(cfg.out), cfg.stages
+
+        def run(self) -> None:
+            (self.out / "train" / "baseline" / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.out / "train" / "baseline" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+            if self.stages != ["train"]:
+                for rel in ("eval/results.json", "vis/vis.json", "pipeline.json", "eval/attacks_linf.png"):
+                    (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (self.out / rel).write_text(json.dumps({"file": rel}))
+
+    monkeypatch.setattr(experiment, "Pipeline", Writer)
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "outputs"),
+        runs=[DatasetRuns("flower_photos", seeds=[0, 1])],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+    experiment.run(replace(cfg, stages=["train"]))
+    assert not (tmp_path / "docs").exists()  # nothing evaluated, nothing to publish
+    experiment.run(cfg)
+    for seed in (0, 1):
+        d = published_dir(cfg, "flower_photos", seed)
+        files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+        assert files == ["eval/results.json", "pipeline.json", "vis/vis.json"]
+        assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
+
+
+def test_aggregate_keeps_an_existing_page_when_no_run_is_found(tmp_path):
+    """On a fresh machine with neither the runs nor their published copies, the page stays as it is."""
+    from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate
+
+    page = tmp_path / "results.md"
+    page.write_text("# measured before\n")
+    cfg = ExperimentConfig(out=str(tmp_path / "none"), runs=[DatasetRuns("flower_photos")], results_md=str(page))
+    aggregate(cfg)
+    assert page.read_text() == "# measured before\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from topdown.report import conclusions, model_pair
 from topdown.report.browser import browser_available, check_page
+from topdown.report.conclusions import comparisons, control_conclusions, survival
 
 
 def _results(
@@ -104,6 +106,109 @@ def test_a_flagged_model_is_reported_not_hidden() -> None:
     r = _results(0.8, 0.8, [0.8] * 4, [0.8] * 4)
     r["models"]["topdown"].update(flagged=True, failed_checks=["input_gradients_nonzero"])
     assert any("FAILED" in c and "input_gradients_nonzero" in c for c in conclusions([r]))
+
+
+EPS = 2 / 255
+
+
+def _controlled(worst: dict[str, float], with_aa: dict[str, float] | None = None, adds_little: bool = True) -> dict:
+    """A run with both controls; ``worst``: each model's worst-case L∞ accuracy at 2/255 over every attack but
+    AutoAttack; ``with_aa``: AutoAttack ran there on 100 images of 100 and left each model this much."""
+    r = _results(0.80, 0.78, [0.8] * 4, [0.8] * 4)
+    r["models"]["blur_control"] = copy.deepcopy(r["models"]["baseline"])
+    r["models"]["accuracy_control"] = copy.deepcopy(r["models"]["baseline"])
+    for name, m in r["models"].items():
+        w = m["worst_case"]["linf"]
+        w["accuracy"][2] = worst[name]
+        if with_aa is not None:
+            aa = f"autoattack:linf:{EPS:.6g}:apgd-ce"
+            only_aa = round((worst[name] - with_aa[name]) * 100)
+            w["accuracy"][2] = with_aa[name]
+            w.update(attacks=["linf_pgd", aa], first_broken_by=[{}, {}, {"linf_pgd": 40, aa: only_aa}, {}])
+            m["subset"] = {"n": 100}
+            m["autoattack"] = {
+                f"linf:{EPS:.6g}": {
+                    **{"norm": "linf", "eps": EPS, "n": 100, "extra_broken": only_aa, "version": "standard"},
+                    **{"accuracy_without": worst[name], "accuracy_with": with_aa[name], "attacks": {}},
+                }
+            }
+            m["sanity"] = {"autoattack_adds_little": {"passed": adds_little or name != "baseline"}}
+    return r
+
+
+def _verdict(runs: list[dict], what: str) -> str:
+    """The verdict's part about ``what`` (``AutoAttack``, ``The blur control``, ...) up to its first ``(``."""
+    (line,) = survival(runs)
+    return line.split(f". {what}: ", 1)[1].split(" (", 1)[0]
+
+
+def test_a_verdict_claims_survival_only_where_every_seed_agrees() -> None:
+    # top-down ahead of the baseline on every seed; of the blur control on every seed; of the accuracy control
+    # on two of three
+    seeds = [
+        {"baseline": 0.30, "topdown": 0.40, "blur_control": 0.33, "accuracy_control": 0.35},
+        {"baseline": 0.28, "topdown": 0.41, "blur_control": 0.34, "accuracy_control": 0.38},
+        {"baseline": 0.31, "topdown": 0.39, "blur_control": 0.30, "accuracy_control": 0.41},
+    ]
+    runs = [_controlled(w) for w in seeds]
+    (line,) = survival(runs)
+    assert line.startswith("Worst-case accuracy at L∞ ε = 2/255: top-down minus the baseline is +10.3 ± 2.5 points")
+    assert "AutoAttack: not run at this budget, so not tested." in line
+    assert _verdict(runs, "The blur control") == "survives"
+    assert _verdict(runs, "The accuracy control") == "mixed"
+    assert "top-down minus it: +2.0 ± 3.6 points over 3 seeds" in line
+    # the blur control as robust as top-down on every seed: the advantage does not survive it
+    for w in seeds:
+        w["blur_control"] = w["topdown"] - 0.002
+    assert _verdict([_controlled(w) for w in seeds], "The blur control") == "does not survive"
+    # no advantage over the baseline on every seed: nothing to test
+    seeds[0]["baseline"] = 0.45
+    assert survival([_controlled(w) for w in seeds])[0].endswith("no advantage over the baseline to test.")
+
+
+def test_a_verdict_on_autoattack_compares_the_worst_case_without_and_with_it() -> None:
+    worst = {"baseline": 0.30, "topdown": 0.40, "blur_control": 0.30, "accuracy_control": 0.30}
+    # AutoAttack breaks 1 more baseline image and 11 more top-down images: the 10-point lead is gone
+    gone = {"baseline": 0.29, "topdown": 0.29, "blur_control": 0.30, "accuracy_control": 0.30}
+    runs = [_controlled(worst, gone, adds_little=False) for _ in range(2)]
+    (line,) = survival(runs)
+    assert "at L∞ ε = 2/255 without AutoAttack: top-down minus the baseline is +10.0 ± 0.0 points" in line
+    assert _verdict(runs, "AutoAttack") == "does not survive"
+    assert "on its 100 images, +10.0 ± 0.0 points without it and +0.0 ± 0.0 with it" in line
+    assert "(AutoAttack adds little) failed for the baseline on 2 of 2 seed(s)" in line
+    # it survives where it holds on every seed, and is mixed where it holds on one
+    held = dict(gone, topdown=0.38)
+    assert _verdict([_controlled(worst, held) for _ in range(2)], "AutoAttack") == "survives"
+    assert _verdict([_controlled(worst, held), _controlled(worst, gone)], "AutoAttack") == "mixed"
+    assert "passed for both nets on every seed" in survival([_controlled(worst, held)])[0]
+
+
+def test_comparisons_take_their_pair_and_the_baseline_is_never_a_control() -> None:
+    runs = [_controlled({"baseline": 0.30, "topdown": 0.40, "blur_control": 0.45, "accuracy_control": 0.30})]
+    m = runs[0]["models"]
+    runs[0]["models"] = {k: m[k] for k in ("blur_control", "accuracy_control", "baseline", "topdown")}
+    assert model_pair(runs[0]) == ("baseline", "topdown")
+    blur = " ".join(comparisons(runs, ("blur_control", "topdown")))
+    assert "robust accuracy is 5.0 points lower than the blur control's (1 seed)" in blur
+    assert "than the blur control's" in blur and "baseline's" not in blur.replace("of the baseline's", "")
+    assert list(control_conclusions(runs)) == ["blur_control", "accuracy_control"]
+    assert "robust accuracy is 10.0 points higher than the baseline's" in " ".join(conclusions(runs))
+    assert "Every robustness sanity check passed for all 4 models." in conclusions(runs)
+
+
+def test_the_report_shows_every_model_side_by_side(tmp_path: Path) -> None:
+    from topdown.report import build_report
+
+    worst = {"baseline": 0.30, "topdown": 0.40, "blur_control": 0.33, "accuracy_control": 0.35}
+    res = _controlled(worst, dict(worst, topdown=0.39))
+    res["data"] = {"description": {"classes": ["a", "b"]}}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(res))
+    html = build_report(tmp_path).read_text()
+    header = "<th>baseline</th><th>topdown</th><th>blur_control</th><th>accuracy_control</th>"
+    assert f"<th>check</th>{header}" in html and f"<th>class</th>{header}" in html  # sanity, per-class accuracy
+    assert "Against the blur control" in html and "Against the accuracy control" in html
+    assert "The accuracy control: survives" in html and "(and the blur control and the accuracy control)" in html
 
 
 def require_browser() -> None:

@@ -6,14 +6,18 @@
 Each (dataset, seed) is one resumable pipeline run in ``<out>/<dataset>/seed<k>``, so the experiment can
 span sessions: run the command again and it continues. Every run is trained before any is evaluated, so the
 training targets are known hours before the robustness suite ends; then each run is evaluated, visualized
-and reported before the next, so each finished run has its report. ``aggregate``
-(also run at the end) writes ``docs/results.md`` from whatever runs have finished: mean ± std across seeds,
-and the conclusions, which claim "top-down better" only where every seed agrees.
+and reported before the next, so each finished run has its report. Each finished run's small result files
+(``eval/results.json``, ``vis/vis.json``, ``pipeline.json``; never checkpoints or images) are copied into
+``docs/runs/<dataset>/seed<k>``, so the page can be rebuilt from the repository alone. ``aggregate``
+(also run at the end) writes ``docs/results.md`` from whatever runs have finished, read from ``<out>`` where
+they are there, else from ``docs/runs``: mean ± std across seeds, one column per model (baseline, top-down and
+the controls a run holds), and the conclusions, which claim "top-down better" only where every seed agrees.
 """
 
 from __future__ import annotations
 
 import json  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -22,9 +26,20 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from . import env  # noqa: F401
-from .io import atomic_write_text  # noqa: E402
+from .io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages  # noqa: E402
-from .report.conclusions import _get, conclusions, model_pair, scale_name  # noqa: E402
+from .report.conclusions import (  # noqa: E402
+    CONTROL_DESCRIPTIONS,
+    CONTROLS,
+    _get,
+    autoattack_at,
+    budget_text,
+    conclusions,
+    control_conclusions,
+    model_pair,
+    scale_name,
+    survival,
+)
 
 
 @dataclass
@@ -62,7 +77,14 @@ class ExperimentConfig:
         eval_config: the evaluation suite.
         eval_args: extra ``evaluate.py`` arguments.
         vis_args: extra ``evaluate.py visualize`` arguments.
+        controls: training configs of control models each run trains and evaluates beside the two
+            (``configs/baseline_blur.yaml``: the blur control).
+        accuracy_control: each run also evaluates the baseline's epoch whose validation accuracy is nearest the
+            top-down net's final one (its baseline must be trained keeping every epoch).
         results_md: the Markdown summary to write.
+        published: where each finished run's small result files are copied (``<published>/<dataset>/seed<k>``,
+            the same layout as the run's folder), so the summary can be rebuilt without ``out``; the summary
+            links them (``None``: ``runs`` beside ``results_md``, i.e. ``docs/runs``).
         stages: the pipeline stages to run: ``train`` goes through every dataset and seed first, then the
             others run, in order, one run at a time (``[train]``: train everything and stop).
         redo: finished stages to run again in every run, with every later stage (``[visualize]``: new
@@ -76,7 +98,10 @@ class ExperimentConfig:
     eval_config: str = "configs/eval/full.yaml"
     eval_args: list[str] = field(default_factory=list)
     vis_args: list[str] = field(default_factory=list)
+    controls: list[str] = field(default_factory=list)
+    accuracy_control: bool = False
     results_md: str = "docs/results.md"
+    published: str | None = None
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     redo: list[str] = field(default_factory=list)
     only: str = "all"
@@ -86,10 +111,49 @@ def run_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
     return Path(cfg.out) / dataset / f"seed{seed}"
 
 
+def _published_root(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.published) if cfg.published is not None else Path(cfg.results_md).parent / "runs"
+
+
+def published_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
+    return _published_root(cfg) / dataset / f"seed{seed}"
+
+
+#: A run's small result files, relative to its folder: what the summary is computed from (never checkpoints or
+#: images).
+PUBLISHED = ("eval/results.json", "vis/vis.json", "pipeline.json")
+
+
+def publish(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
+    """Copy a run's result files (``PUBLISHED``, those it has) into ``published_dir``, each atomically and only
+    when it changed; return the copies."""
+    src, dst = run_dir(cfg, dataset, seed), published_dir(cfg, dataset, seed)
+    copies = []
+    for rel in PUBLISHED:
+        if not (src / rel).is_file():
+            continue
+        data = (src / rel).read_bytes()
+        if not (dst / rel).is_file() or (dst / rel).read_bytes() != data:
+            atomic_write_bytes(dst / rel, data)
+        copies.append(dst / rel)
+    return copies
+
+
+def find_run(cfg: ExperimentConfig, dataset: str, seed: int) -> Path | None:
+    """The folder a finished run (one with ``eval/results.json``) is read from: ``run_dir`` where it is there,
+    else ``published_dir``; ``None`` where neither holds it."""
+    for d in (run_dir(cfg, dataset, seed), published_dir(cfg, dataset, seed)):
+        if (d / "eval" / "results.json").is_file():
+            return d
+    return None
+
+
 def run(cfg: ExperimentConfig) -> None:
     runs = [
         PipelineConfig(
             **({"models": list(ds.models)} if ds.models else {}),
+            **({"controls": list(cfg.controls)} if cfg.controls else {}),
+            **({"accuracy_control": True} if cfg.accuracy_control else {}),
             out=str(run_dir(cfg, ds.dataset, seed)),
             dataset=ds.dataset,
             data_root=cfg.data_root,
@@ -113,6 +177,7 @@ def run(cfg: ExperimentConfig) -> None:
     if rest:
         for pipeline_cfg in runs:
             Pipeline(replace(pipeline_cfg, stages=rest)).run()
+            publish(cfg, pipeline_cfg.dataset, pipeline_cfg.seed)
 
 
 def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -154,11 +219,24 @@ def _targets(ds: DatasetRuns, runs: list[dict[str, Any]], base: str, td: str) ->
 _NOT_RECIPE = {"num_classes", "mean", "std"}
 
 
+def _model_recipe(model: dict[str, Any]) -> tuple[str, str]:
+    """``(architecture with its options, epochs trained)`` from a model's checkpoint record."""
+    ck = model.get("checkpoint") or {}
+    arch = ck.get("arch") or {}
+    # An argument set to None is an option left off: a checkpoint from before the option existed
+    # (which lacks it) was trained the same way.
+    init = {k: v for k, v in (arch.get("init_args") or {}).items() if k not in _NOT_RECIPE and v is not None}
+    args = ", ".join(f"{k}={v}" for k, v in sorted(init.items()))
+    epochs = str(ck["epoch"] + 1) if isinstance(ck.get("epoch"), int) else "?"
+    return f"{str(arch.get('class_path', '?')).rsplit('.', 1)[-1]}({args})", epochs
+
+
 def recipe(run: dict[str, Any]) -> str:
     """How a run's models were trained, in words: architecture, epochs, training crops and test size.
 
     Seeds are averaged only when this is the same for all of them: a changed config leaves the runs made
-    before it out of the mean instead of mixing two recipes.
+    before it out of the mean instead of mixing two recipes. The controls are described apart
+    (``controls_text``): a run evaluated before they existed was trained the same way.
     """
     desc = _get(run, "data", "description") or {}
     size = desc.get("image_size")
@@ -167,87 +245,150 @@ def recipe(run: dict[str, Any]) -> str:
     if desc.get("trainval"):
         parts[0] += ", trained on train+val"
     for key in sorted(run.get("models", {})):
-        ck = _get(run, "models", key, "checkpoint") or {}
-        arch = ck.get("arch") or {}
-        # An argument set to None is an option left off: a checkpoint from before the option existed
-        # (which lacks it) was trained the same way.
-        init = {k: v for k, v in (arch.get("init_args") or {}).items() if k not in _NOT_RECIPE and v is not None}
-        args = ", ".join(f"{k}={v}" for k, v in sorted(init.items()))
-        epochs = ck["epoch"] + 1 if isinstance(ck.get("epoch"), int) else "?"
-        parts.append(f"{key}: {str(arch.get('class_path', '?')).rsplit('.', 1)[-1]}({args}), {epochs} epochs")
+        if key in CONTROLS:
+            continue
+        arch, epochs = _model_recipe(run["models"][key])
+        parts.append(f"{key}: {arch}, {epochs} epochs")
     return "; ".join(parts)
 
 
-def _vis_row(dirs: list[Path]) -> str | None:
-    """Visualization quality figures passed, per seed, baseline then top-down (from each run's vis.json; the
-    pipeline visualizes the checkpoints in that order)."""
+def controls_text(runs: list[dict[str, Any]]) -> str | None:
+    """The controls the runs hold, in words: what each is, its architecture and its epochs seed by seed."""
+    parts = []
+    for key, name in CONTROLS.items():
+        have = [_model_recipe(r["models"][key]) for r in runs if key in r.get("models", {})]
+        if have:
+            archs = " / ".join(dict.fromkeys(a for a, _ in have))
+            epochs = " · ".join(e for _, e in have)
+            parts.append(f"the {name} (`{key}`, {archs}, {epochs} epochs): {CONTROL_DESCRIPTIONS[key]}")
+    return "Controls: " + "; ".join(parts) if parts else None
+
+
+def _vis_row(dirs: list[Path], cols: list[str]) -> str | None:
+    """Visualization quality figures passed, per seed, one cell per model (from each run's vis.json, which
+    names the models as the evaluation does or, with other names, holds them in the same order)."""
     from .vis.cli import quality_figures
 
-    cells: list[list[str]] = [[], []]
+    cells: list[list[str]] = [[] for _ in cols]
     for d in dirs:
         p = d / "vis" / "vis.json"
         doc = json.loads(p.read_text()) if p.is_file() else {}
         names = list(doc.get("models", {}))
-        for i in range(2):
-            figures = quality_figures(doc, names[i]) if i < len(names) else []
+        for i, key in enumerate(cols):
+            name = key if key in names else (names[i] if i < len(names) and names[i] not in cols else None)
+            figures = quality_figures(doc, name) if name is not None else []
             cells[i].append(f"{sum(bool(f['passed']) for _, f in figures)}/{len(figures)}" if figures else "–")
     if all(c == "–" for cs in cells for c in cs):
         return None
-    return f"| visualization quality figures passed (each seed) | {' · '.join(cells[0])} | {' · '.join(cells[1])} |"
+    return _md_row("visualization quality figures passed (each seed)", [" · ".join(cs) for cs in cells])
+
+
+def _md_row(label: str, cells: list[str]) -> str:
+    return "| " + " | ".join([label, *cells]) + " |"
+
+
+def _autoattack_budgets(runs: list[dict[str, Any]], cols: list[str]) -> list[tuple[str, float]]:
+    """Every ``(norm, eps)`` AutoAttack ran at on any model of any run: L∞ first, then by eps."""
+    seen: dict[str, tuple[str, float]] = {}
+    for r in runs:
+        for k in cols:
+            for s in (_get(r, "models", k, "autoattack") or {}).values():
+                seen.setdefault(f"{s['norm']}:{s['eps']:.6g}", (s["norm"], s["eps"]))
+    return sorted(seen.values(), key=lambda b: (b[0] != "linf", b[1]))
+
+
+def _with_autoattack(runs: list[dict[str, Any]], cols: list[str], norm: str, eps: float) -> str:
+    """How a worst-case row's label says whether AutoAttack is in it."""
+    ran = [autoattack_at(r["models"][k], norm, eps) is not None for r in runs for k in cols if k in r["models"]]
+    if not any(ran):
+        return ""
+    if all(ran):
+        return ", AutoAttack included"
+    return f", AutoAttack included where it ran ({sum(ran)} of {len(ran)} model evaluations)"
+
+
+def _passed(check: dict[str, Any] | None) -> str | None:
+    if not check:
+        return None
+    return {True: "pass", False: "FAIL"}.get(check.get("passed"), "not run")
+
+
+def _link(path: Path, page: Path) -> str:
+    return Path(os.path.relpath(path, page.parent)).as_posix()
+
+
+PLOTS = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png")
 
 
 def aggregate(cfg: ExperimentConfig) -> str:
     """Markdown tables and conclusions over every finished run."""
+    page = Path(cfg.results_md)
     md = [
         "# Results: top-down vs baseline on real flowers",
         "",
         "Generated by `python -m topdown.experiment --config configs/experiment/headline.yaml --data_root <data>` "
         "(resumable: run it again to continue; `--only aggregate` rewrites this page) from the runs in "
-        f"`{cfg.out}`; every number is mean ± std over the seeds that have finished.",
+        f"`{cfg.out}`, or, where a run is not there, from its result files committed in "
+        f"`{_published_root(cfg)}`; every number is mean ± std over the seeds that have finished.",
         "",
     ]
+    any_run = False
     for ds in cfg.runs:
         found = []
         for seed in ds.seeds:
-            p = run_dir(cfg, ds.dataset, seed) / "eval" / "results.json"
-            if p.is_file():
-                res = json.loads(p.read_text())
-                found.append((recipe(res), res, p.parent.parent, p.stat().st_mtime))
+            d = find_run(cfg, ds.dataset, seed)
+            if d is None:
+                continue
+            if d == run_dir(cfg, ds.dataset, seed):
+                publish(cfg, ds.dataset, seed)  # the page links the copies: keep them current
+            p = d / "eval" / "results.json"
+            res = json.loads(p.read_text())
+            # newest: by the time the evaluation recorded (a copied file's own time is when it was copied)
+            found.append((recipe(res), res, d, (str(res.get("created") or ""), p.stat().st_mtime), seed))
         md += [f"## {ds.dataset}", ""]
+        any_run = any_run or bool(found)
         if not found or model_pair(found[0][1]) is None:
             md += [f"No finished run yet ({len(ds.seeds)} seed(s) planned).", ""]
             continue
         current = max(found, key=lambda f: f[3])[0]  # the newest run's recipe
-        stale = [str(d) for rec, _, d, _ in found if rec != current]
-        runs = [r for rec, r, _, _ in found if rec == current]
-        dirs = [d for rec, _, d, _ in found if rec == current]
+        stale = [str(d) for rec, _, d, _, _ in found if rec != current]
+        runs = [r for rec, r, _, _, _ in found if rec == current]
+        dirs = [d for rec, _, d, _, _ in found if rec == current]
+        seeds = [s for rec, _, _, _, s in found if rec == current]
         base, td = model_pair(runs[0])
+        present = [c for c in CONTROLS if any(c in r["models"] for r in runs)]
+        cols = [base, td, *present]
         md += [f"{len(runs)} of {len(ds.seeds)} seed(s) finished: {', '.join(str(d) for d in dirs)}.", ""]
         md += [f"Training: {current}.", ""]
+        if (ctrl := controls_text(runs)) is not None:
+            md += [f"{ctrl}.", ""]
         if stale:
             md += [
                 f"Left out, trained with another recipe: {', '.join(stale)} (delete a folder and run the "
                 "experiment again to redo it with the current configs).",
                 "",
             ]
-        md += ["| metric | baseline | top-down |", "|---|---|---|"]
+        headers = []
+        for k in cols:
+            have = sum(k in r["models"] for r in runs)
+            name = "top-down" if k == td else CONTROLS.get(k, "baseline")
+            headers.append(name if have == len(runs) else f"{name} ({have} of {len(runs)} seeds)")
+        md += [_md_row("metric", headers), "|---" * (len(cols) + 1) + "|"]
 
-        def values(get: Any, runs: list = runs, pair: tuple = (base, td)) -> list[list[Any]]:
-            return [[get(r["models"][k]) for r in runs] for k in pair]
+        def values(get: Any, runs: list = runs, cols: list = cols) -> list[list[Any]]:
+            return [[get(r["models"][k]) if k in r["models"] else None for r in runs] for k in cols]
 
         def row(label: str, get: Any, scale: float = 100.0, digits: int = 1) -> str | None:
             vals = [[v for v in vs if v is not None] for vs in values(get)]
             if not any(vals):
                 return None  # a metric no run recorded (an older results file, or a suite without it)
-            cells = [_mean_std(vs, scale, digits) for vs in vals]
-            return f"| {label} | {cells[0]} | {cells[1]} |"
+            return _md_row(label, [_mean_std(vs, scale, digits) for vs in vals])
 
         def per_seed(label: str, get: Any) -> str | None:
             vals = values(get)
             if all(v is None for vs in vals for v in vs):
                 return None
-            cells = [" · ".join("–" if v is None else v for v in vs) for vs in vals]
-            return f"| {label} | {cells[0]} | {cells[1]} |"
+            return _md_row(label, [" · ".join("–" if v is None else v for v in vs) for vs in vals])
 
         rows = [
             row("clean top-1 (%)", _clean("top1")),
@@ -264,8 +405,36 @@ def aggregate(cfg: ExperimentConfig) -> str:
             eps = _get(runs[0], "models", base, "worst_case", norm, "epsilons") or []
             for k, e in enumerate(eps[1:], 1):
                 label = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
+                aa = _with_autoattack(runs, cols, norm, e)
                 get = lambda m, norm=norm, k=k: _get(m, "worst_case", norm, "accuracy", k)  # noqa: E731
-                rows.append(row(f"worst-case {name} accuracy at ε = {label} (%)", get))
+                rows.append(row(f"worst-case {name} accuracy at ε = {label}{aa} (%)", get))
+        budgets = _autoattack_budgets(runs, cols)
+        for norm, e in budgets:
+            at = lambda m, norm=norm, e=e: autoattack_at(m, norm, e)  # noqa: E731
+            sizes = {s["n"] for r in runs for k in cols if k in r["models"] and (s := at(r["models"][k]))}
+            images = f"{sizes.pop()} images" if len(sizes) == 1 else "images"
+            rows += [
+                row(
+                    f"AutoAttack at {budget_text(norm, e)}: robust accuracy with it, on its {images} (%)",
+                    lambda m, at=at: _get(at(m), "accuracy_with"),
+                ),
+                row(
+                    f"AutoAttack at {budget_text(norm, e)}: robust accuracy without it (every other attack), "
+                    f"same {images} (%)",
+                    lambda m, at=at: _get(at(m), "accuracy_without"),
+                ),
+                per_seed(
+                    f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)",
+                    lambda m, at=at: None if (s := at(m)) is None else f"{s['extra_broken']} ({s['version']})",
+                ),
+            ]
+        if budgets:
+            rows.append(
+                per_seed(
+                    "sanity check: AutoAttack adds little (each seed)",
+                    lambda m: _passed(_get(m, "sanity", "autoattack_adds_little")),
+                )
+            )
         rows += [
             row(
                 "median minimal L∞ perturbation, FMN (/255)",
@@ -286,7 +455,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
             ),
             row("mCE (% of baseline)", lambda m: (m.get("corruptions") or {}).get("mce")),
         ]
-        for name in runs[0]["suite"].get("perturbations", {}).get("levels") or {}:
+        for name in _get(runs[0], "suite", "perturbations", "levels") or {}:
             rows.append(
                 row(
                     f"AUC {name.replace('_', ' ')} (×100)",
@@ -303,30 +472,65 @@ def aggregate(cfg: ExperimentConfig) -> str:
                 get = lambda m, kind=kind, i=i: _get(m, "scales", kind, "accuracy", i, -1)  # noqa: E731
                 rows.append(row(f"{what.format(strengths[-1])} on the {scale_name(factor)} scale only (%)", get))
         rows.append(per_seed("sanity checks passed (each seed)", _sanity))
-        rows.append(_vis_row(dirs))
+        rows.append(_vis_row(dirs, cols))
         md += [r for r in rows if r is not None]
         md += [
             "",
             "Attacks and perturbations use a seeded, stratified subset of the test images (the clean rows use "
-            "all of them); worst case is per image over every attack of that norm. On one scale only: the "
-            "top-down net's pyramid level, the baseline's same frequency band of the image.",
+            "all of them); worst case is per image over every attack of that norm"
+            + (", AutoAttack's included at the budgets it ran at" if budgets else "")
+            + ". On one scale only: the top-down net's pyramid level, the baseline's"
+            + (" (and a control's)" if present else "")
+            + " same frequency band of the image.",
         ]
-        md += ["", *_targets(ds, runs, base, td), "", "Conclusions (computed):", ""]
+        if budgets:
+            md[-1] += (
+                " AutoAttack runs on its own stratified part of the subset, only on the images every other attack "
+                "left robust; its rows compare robust accuracy on those images with and without it."
+            )
+        md += ["", *(t for t in _targets(ds, runs, base, td) for t in (t, "")), "Conclusions (computed):", ""]
         md += [f"- {c}" for c in conclusions(runs)]
-        reports = [f"`{d / 'report.html'}`" for d in dirs if (d / "report.html").is_file()]
+        for control, lines in control_conclusions(runs).items():
+            md += ["", f"Top-down against the {CONTROLS[control]} (computed):", ""]
+            md += [f"- {c}" for c in lines]
+        if surv := survival(runs):
+            md += [
+                "",
+                "Which of the top-down net's advantages over the baseline survive (computed; 'survives' only where "
+                "every seed agrees, 'does not survive' where none does, else 'mixed'):",
+                "",
+            ]
+            md += [f"- {c}" for c in surv]
+        files = []
+        for seed in seeds:
+            pub = published_dir(cfg, ds.dataset, seed)
+            links = [f"[{Path(rel).name}]({_link(pub / rel, page)})" for rel in PUBLISHED if (pub / rel).is_file()]
+            if links:
+                files.append(f"seed {seed}: {' · '.join(links)}")
+        if files:
+            md += ["", f"Every number above is computed from these committed result files: {'; '.join(files)}."]
+        reports = [f"`{r}`" for s in seeds if (r := run_dir(cfg, ds.dataset, s) / "report.html").is_file()]
         if reports:
-            md += ["", f"Each run's full report (every section, both models side by side): {', '.join(reports)}."]
-        figs = Path(cfg.results_md).parent / "figures" / ds.dataset
-        pngs = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png")
-        pngs = [p for p in pngs if (dirs[0] / "eval" / p).is_file()]
+            md += ["", f"Each run's full report (every section, all models side by side): {', '.join(reports)}."]
+        figs = page.parent / "figures" / ds.dataset
+        src = run_dir(cfg, ds.dataset, seeds[0]) / "eval"
+        pngs = [p for p in PLOTS if (src / p).is_file() or (figs / p).is_file()]
         if pngs:
-            md += ["", f"Plots of {dirs[0].name}:"]
+            md += ["", f"Plots of seed{seeds[0]}:"]
             figs.mkdir(parents=True, exist_ok=True)
         for png in pngs:
-            shutil.copyfile(dirs[0] / "eval" / png, figs / png)
+            if (src / png).is_file():
+                shutil.copyfile(src / png, figs / png)
             md += ["", f"![{png}](figures/{ds.dataset}/{png})"]
         md.append("")
     text = "\n".join(md) + "\n"
+    if not any_run and Path(cfg.results_md).is_file():
+        # a fresh machine with neither the runs nor their published copies: keep the page that exists
+        print(
+            f"no finished run under {cfg.out} or {_published_root(cfg)}: {cfg.results_md} left as it is",
+            file=sys.stderr,
+        )
+        return text
     atomic_write_text(cfg.results_md, text)
     return text
 

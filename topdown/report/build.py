@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
-from .conclusions import conclusions, model_pair
+from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, conclusions, control_conclusions, model_pair, survival
 from .html import badge, esc, figure, fmt, page, pct, table
 
 
@@ -372,8 +372,10 @@ def _vis_section(vis: dict[str, Any] | None, vdir: Path) -> str:
     models = vis.get("models", {})
     methods = list(dict.fromkeys(k for m in models.values() for k in (m.get("methods") or {})))
     body = ""
+    # one column per model (two by default)
+    columns = f' style="grid-template-columns: repeat({len(models)}, 1fr)"' if len(models) > 2 else ""
     for method in methods:
-        body += f'<h3>{esc(method.replace("_", " "))}</h3><div class="pair">'
+        body += f'<h3>{esc(method.replace("_", " "))}</h3><div class="pair"{columns}>'
         for name, m in models.items():
             entry = (m.get("methods") or {}).get(method) or {}
             imgs = "".join(figure(vdir / p, "", pixelated=True) for p in entry.get("images", []))
@@ -381,6 +383,23 @@ def _vis_section(vis: dict[str, Any] | None, vdir: Path) -> str:
             quality = _quality_table(entry.get("quality", {}))
             body += f'<div><h3>{esc(name)}</h3><p class="muted">{desc}</p>{imgs}{quality}</div>'
         body += "</div>"
+    return body
+
+
+def _items(lines: list[str]) -> str:
+    return '<ul class="conclusions">' + "".join(f"<li>{esc(c)}</li>" for c in lines) + "</ul>"
+
+
+def _conclusions_section(res: dict[str, Any]) -> str:
+    """Top-down against the baseline, against each control the run holds, and which of its advantages
+    survive AutoAttack and the controls."""
+    body = _items(conclusions([res]))
+    for control, lines in control_conclusions([res]).items():
+        body += f"<h3>Against the {esc(CONTROLS[control])}</h3>"
+        what = CONTROL_DESCRIPTIONS[control]
+        body += f'<p class="muted">{esc(what[0].upper() + what[1:])}.</p>' + _items(lines)
+    if surv := survival([res]):
+        body += "<h3>Which advantages over the baseline survive</h3>" + _items(surv)
     return body
 
 
@@ -394,8 +413,7 @@ def build_report(out: str | Path) -> Path:
     dataset = next(iter(models.values()))["data"].get("dataset") if models else pipeline["config"].get("dataset")
 
     if res and model_pair(res):
-        items = "".join(f"<li>{esc(c)}</li>" for c in conclusions([res]))
-        summary = f'<ul class="conclusions">{items}</ul>'
+        summary = _conclusions_section(res)
     else:
         summary = '<p class="muted">No evaluation of a baseline and a top-down model: no conclusions.</p>'
     sections = [
@@ -416,9 +434,11 @@ def build_report(out: str | Path) -> Path:
     else:
         sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
     sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
+    controls = [CONTROLS[c] for c in CONTROLS if c in ((res or {}).get("models") or {})]
+    against = f" (and the {' and the '.join(controls)})" if controls else ""
     subtitle = (
-        f"Top-down vs baseline on <b>{esc(dataset)}</b>. Every number and sentence here is computed "
-        f"from the files in <code>{esc(out)}</code>."
+        f"Top-down vs baseline{esc(against)} on <b>{esc(dataset)}</b>. Every number and sentence here is "
+        f"computed from the files in <code>{esc(out)}</code>."
     )
     path = out / "report.html"
     atomic_write_text(path, page("topdown report", subtitle, sections))

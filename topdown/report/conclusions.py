@@ -1,33 +1,83 @@
 """Conclusions in words, computed from the evaluation results (never written by hand).
 
-Every function takes a list of ``results.json`` dicts: one per seed (or one). Differences are
-top-down minus baseline; with several seeds they are reported as mean ± std, and a claim that one model
-is better is made only where the sign holds for every seed.
+Every function takes a list of ``results.json`` dicts: one per seed (or one). A comparison takes its pair of
+models explicitly, ``(reference, top-down)``: the baseline, or one of the controls (``CONTROLS``). Differences
+are top-down minus the reference; with several seeds they are reported as mean ± std, and a claim that one
+model is better is made only where the sign holds for every seed that has both models.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
 Results = dict[str, Any]
 
+#: ``(reference key, top-down key)``: the two models a comparison is between.
+Pair = tuple[str, str]
 
-def model_pair(results: Results) -> tuple[str, str] | None:
-    """``(baseline key, top-down key)`` in a results.json, or ``None`` without one of each."""
+#: Models a run may hold beside the baseline and the top-down net, in evaluation order, with their names in
+#: words: a baseline whose input first passes the top-down net's low-pass pyramid level (upsampled back), and
+#: the baseline's checkpoint from the epoch whose validation accuracy is nearest the top-down net's.
+CONTROLS = {"blur_control": "blur control", "accuracy_control": "accuracy control"}
+
+#: What each control is, in words.
+CONTROL_DESCRIPTIONS = {
+    "blur_control": "a baseline whose input first passes a fixed Gaussian low-pass (the top-down net's own pyramid "
+    "level, upsampled back), to test whether blurring alone explains the top-down net's robustness",
+    "accuracy_control": "the baseline's checkpoint from the epoch whose validation accuracy is nearest the top-down "
+    "net's final one, to test whether the top-down net is more robust only because it is less accurate",
+}
+
+
+def model_pair(results: Results) -> Pair | None:
+    """``(baseline key, top-down key)`` in a results.json, or ``None`` without one of each (controls are not
+    the baseline)."""
     models = results.get("models", {})
-    base = [k for k, v in models.items() if not v.get("is_topdown")]
+    base = [k for k, v in models.items() if not v.get("is_topdown") and k not in CONTROLS]
     td = [k for k, v in models.items() if v.get("is_topdown")]
     return (base[0], td[0]) if base and td else None
 
 
-def _diffs(runs: Sequence[Results], get: Callable[[dict[str, Any]], float | None]) -> list[float]:
+def controls(results: Results) -> list[str]:
+    """The controls a results.json holds, in ``CONTROLS`` order."""
+    models = results.get("models", {})
+    return [k for k in CONTROLS if k in models and not models[k].get("is_topdown")]
+
+
+def _base_pair(runs: Sequence[Results]) -> Pair | None:
+    return next((p for r in runs if (p := model_pair(r)) is not None), None)
+
+
+def control_pairs(runs: Sequence[Results]) -> list[Pair]:
+    """``(control, top-down key)`` for every control any of the runs holds."""
+    pair = _base_pair(runs)
+    if pair is None:
+        return []
+    present = {c for r in runs for c in controls(r)}
+    return [(c, pair[1]) for c in CONTROLS if c in present]
+
+
+def short_name(key: str) -> str:
+    """A reference model in words, without an article: ``baseline``, ``blur control``."""
+    return CONTROLS.get(key, "baseline")
+
+
+def _the(key: str) -> str:
+    return "the " + short_name(key)
+
+
+def _both(runs: Sequence[Results], pair: Pair) -> list[Results]:
+    """The runs holding both models of ``pair``."""
+    return [r for r in runs if all(k in r.get("models", {}) for k in pair)]
+
+
+def _diffs(runs: Sequence[Results], get: Callable[[dict[str, Any]], float | None], pair: Pair) -> list[float]:
+    """Per run holding both models: ``get(top-down) - get(reference)`` (where both are recorded)."""
     out = []
-    for r in runs:
-        pair = model_pair(r)
-        if pair is None:
-            continue
+    for r in _both(runs, pair):
         a, b = (get(r["models"][k]) for k in pair)
         if a is not None and b is not None:
             out.append(b - a)
@@ -76,14 +126,10 @@ def _get(d: dict[str, Any] | None, *keys: Any) -> Any:
     return d
 
 
-def clean_accuracy(runs: Sequence[Results]) -> str | None:
-    d = _diffs(runs, lambda m: _get(m, "clean", "top1"))
-    if not d:
-        return None
-    v = _verdict(d, "higher", "lower", "not consistently different")
-    if v == "not consistently different":
-        return f"Clean top-1 accuracy is not consistently different (top-down minus baseline: {_signed(d)})."
-    return f"The top-down net's clean top-1 accuracy is {_size(d)} {v} than the baseline's {_seeds(d)}."
+def _pm(values: Sequence[float], scale: float = 100.0) -> str:
+    """``+12.3`` or ``+12.3 ± 1.1`` (no unit, no count of seeds)."""
+    mean = f"{statistics.fmean(values) * scale:+.1f}"
+    return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values) * scale:.1f}"
 
 
 def _signed(values: Sequence[float], scale: float = 100.0) -> str:
@@ -93,23 +139,35 @@ def _signed(values: Sequence[float], scale: float = 100.0) -> str:
     return f"{mean:+.1f} ± {statistics.stdev(values) * scale:.1f} points over {len(values)} seeds"
 
 
-def perturbation_at_level(runs: Sequence[Results], name: str, label: str, unit: str = "") -> str | None:
+def clean_accuracy(runs: Sequence[Results], pair: Pair) -> str | None:
+    d = _diffs(runs, lambda m: _get(m, "clean", "top1"), pair)
+    if not d:
+        return None
+    v = _verdict(d, "higher", "lower", "not consistently different")
+    if v == "not consistently different":
+        return (
+            f"Clean top-1 accuracy is not consistently different (top-down minus {short_name(pair[0])}: {_signed(d)})."
+        )
+    return f"The top-down net's clean top-1 accuracy is {_size(d)} {v} than {_the(pair[0])}'s {_seeds(d)}."
+
+
+def perturbation_at_level(runs: Sequence[Results], name: str, label: str, pair: Pair, unit: str = "") -> str | None:
     """Accuracy kept under one of the paper's perturbations at the middle level of its sweep."""
     levels = _get(runs[0], "suite", "perturbations", "levels", name) if runs else None
     if not levels or len(levels) < 2:
         return None
     k = len(levels) // 2
-    d = _diffs(runs, lambda m: _get(m, "perturbations", name, "accuracy_per_level", k))
+    d = _diffs(runs, lambda m: _get(m, "perturbations", name, "accuracy_per_level", k), pair)
     if not d:
         return None
     level = f"{unit}={levels[k]:g}"
     # The drop from each model's own clean accuracy separates robustness from clean accuracy.
-    drop = _diffs(runs, lambda m: _drop(m, name, k))
+    drop = _diffs(runs, lambda m: _drop(m, name, k), pair)
     v = _verdict(d, "more", "less", "")
     if not v:
         text = f"Under {label} at {level}, neither model keeps consistently more accuracy ({_signed(d)})"
     else:
-        text = f"Top-down keeps {_size(d)} {v} accuracy than the baseline under {label} at {level} {_seeds(d)}"
+        text = f"Top-down keeps {_size(d)} {v} accuracy than {_the(pair[0])} under {label} at {level} {_seeds(d)}"
     if drop:
         w = _verdict(drop, "smaller", "larger", "")
         text += (
@@ -126,15 +184,15 @@ def _drop(m: dict[str, Any], name: str, k: int) -> float | None:
     return None if not acc else acc[k] - acc[0]
 
 
-def perturbation_auc(runs: Sequence[Results]) -> list[str]:
+def perturbation_auc(runs: Sequence[Results], pair: Pair) -> list[str]:
     names = list(_get(runs[0], "suite", "perturbations", "levels") or {}) if runs else []
     better, worse, tied = [], [], []
     for name in names:
-        d = _diffs(runs, lambda m, name=name: _get(m, "perturbations", name, "auc"))
+        d = _diffs(runs, lambda m, name=name: _get(m, "perturbations", name, "auc"), pair)
         if not d:
             continue
         {"higher": better, "lower": worse, "": tied}[_verdict(d, "higher", "lower", "")].append(name.replace("_", " "))
-    n = len(runs)
+    n = len(_both(runs, pair))
     seeds = f"on all {n} seeds" if n > 1 else "on 1 seed"
     out = []
     if better:
@@ -143,47 +201,92 @@ def perturbation_auc(runs: Sequence[Results]) -> list[str]:
         )
     if worse:
         out.append(
-            f"The area under the accuracy-vs-L2 curve is higher for the baseline {seeds} under: {', '.join(worse)}."
+            f"The area under the accuracy-vs-L2 curve is higher for {_the(pair[0])} {seeds} under: {', '.join(worse)}."
         )
     if tied:
         out.append(f"No consistent winner in area under the accuracy-vs-L2 curve under: {', '.join(tied)}.")
     return out
 
 
-def worst_case_attack(runs: Sequence[Results], norm: str = "linf") -> str | None:
-    eps = _get(runs[0], "models", (model_pair(runs[0]) or ("",))[0], "worst_case", norm, "epsilons") if runs else None
+def headline_budget(runs: Sequence[Results], norm: str, pair: Pair) -> tuple[int, float] | None:
+    """``(index, eps)`` of the budget a norm's worst case is quoted at: the middle of the sweep (its second
+    point with fewer than four), from the first run that holds the reference model."""
+    eps = next(
+        (e for r in _both(runs, pair) if (e := _get(r, "models", pair[0], "worst_case", norm, "epsilons"))), None
+    )
     if not eps or len(eps) < 2:
         return None
     k = 1 if len(eps) < 4 else len(eps) // 2
-    d = _diffs(runs, lambda m: _get(m, "worst_case", norm, "accuracy", k))
+    return k, eps[k]
+
+
+def budget_text(norm: str, eps: float) -> str:
+    """``L∞ ε = 2/255`` or ``L2 ε = 0.5``."""
+    return f"L∞ ε = {eps * 255:g}/255" if norm == "linf" else f"L2 ε = {eps:g}"
+
+
+def autoattack_at(model: dict[str, Any], norm: str, eps: float) -> dict[str, Any] | None:
+    """A model's AutoAttack summary at ``(norm, eps)``, or ``None`` where AutoAttack did not run there."""
+    for s in (model.get("autoattack") or {}).values():
+        if isinstance(s, dict) and s.get("norm") == norm and math.isclose(s.get("eps", -1.0), eps, rel_tol=1e-6):
+            return s
+    return None
+
+
+def worst_case_without_autoattack(model: dict[str, Any], norm: str, k: int) -> float | None:
+    """A model's worst-case accuracy at eps index ``k`` over every attack but AutoAttack: its worst case plus
+    the images that AutoAttack alone broke (``first_broken_by`` credits an image to the first attack that broke
+    it in running order, and AutoAttack runs after every other white-box attack). ``None`` where that is not
+    recorded."""
+    w = _get(model, "worst_case", norm) or {}
+    acc = _get(w, "accuracy", k)
+    first = _get(w, "first_broken_by", k)
+    if acc is None or first is None:
+        # a worst case recorded before AutoAttack joined the suite holds none of it
+        return acc if not any(str(a).startswith("autoattack:") for a in w.get("attacks") or []) else None
+    only_aa = sum(c for a, c in first.items() if str(a).startswith("autoattack:"))
+    n = len(_get(w, "first_broken_by_image", k) or []) or _get(model, "subset", "n")
+    return acc + only_aa / n if n else None
+
+
+def worst_case_attack(runs: Sequence[Results], pair: Pair, norm: str = "linf") -> str | None:
+    budget = headline_budget(runs, norm, pair)
+    if budget is None:
+        return None
+    k, e = budget
+    d = _diffs(runs, lambda m: _get(m, "worst_case", norm, "accuracy", k), pair)
     if not d:
         return None
-    e = eps[k]
     eps_txt = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
     name = "L∞" if norm == "linf" else "L2"
+    both = _both(runs, pair)
+    with_aa = all(autoattack_at(r["models"][key], norm, e) for r in both for key in pair)
+    strongest = f"the strongest {name} attack{' (AutoAttack included)' if with_aa else ''}"
     v = _verdict(d, "higher", "lower", "")
     if not v:
-        return (
-            f"Against the strongest {name} attack at ε = {eps_txt}, neither model is consistently more "
-            f"robust ({_signed(d)})."
-        )
+        return f"Against {strongest} at ε = {eps_txt}, neither model is consistently more robust ({_signed(d)})."
     return (
-        f"Against the strongest {name} attack at ε = {eps_txt}, top-down's robust accuracy is "
-        f"{_size(d)} {v} {_seeds(d)}."
+        f"Against {strongest} at ε = {eps_txt}, top-down's robust accuracy is {_size(d)} {v} than "
+        f"{_the(pair[0])}'s {_seeds(d)}."
     )
 
 
-def corruption_error(runs: Sequence[Results]) -> str | None:
-    vals = []
-    for r in runs:
-        pair = model_pair(r)
-        mce = _get(r, "models", pair[1], "corruptions", "mce") if pair else None
-        if mce is not None:
-            vals.append(mce)
+def corruption_error(runs: Sequence[Results], pair: Pair) -> str | None:
+    if any((r.get("reference_model") or (model_pair(r) or ("",))[0]) != pair[0] for r in _both(runs, pair)):
+        # both mCEs are relative to the baseline: compare them with each other
+        d = _diffs(runs, lambda m: _get(m, "corruptions", "mce"), pair)
+        if not d:
+            return None
+        td = [v for r in _both(runs, pair) if (v := _get(r, "models", pair[1], "corruptions", "mce")) is not None]
+        ref = [v for r in _both(runs, pair) if (v := _get(r, "models", pair[0], "corruptions", "mce")) is not None]
+        word = _verdict(d, "more errors than", "fewer errors than", "about as many errors as", tie=MCE_TIE)
+        return (
+            f"Under common corruptions, top-down's mean corruption error is {_pct_mean(td)} of the baseline's, "
+            f"{_the(pair[0])}'s {_pct_mean(ref)}: {word} {_the(pair[0])}."
+        )
+    vals = [v for r in _both(runs, pair) if (v := _get(r, "models", pair[1], "corruptions", "mce")) is not None]
     if not vals:
         return None
-    mean = statistics.fmean(vals) * 100
-    spread = "" if len(vals) == 1 else f" ± {statistics.stdev(vals) * 100:.1f} over {len(vals)} seeds"
     # within 2% of the baseline's errors: a tie (0.1 points of mean accuracy on the flowers already moves it 1%)
     if all(v < 1 - MCE_TIE for v in vals):
         word = "fewer errors than"
@@ -192,9 +295,15 @@ def corruption_error(runs: Sequence[Results]) -> str | None:
     else:
         word = "about as many errors as"
     return (
-        f"Under common corruptions, top-down's mean corruption error is {mean:.1f}%{spread} of the "
+        f"Under common corruptions, top-down's mean corruption error is {_pct_mean(vals)} of the "
         f"baseline's: {word} the baseline."
     )
+
+
+def _pct_mean(vals: Sequence[float]) -> str:
+    """``112.9%`` or ``112.9% ± 6.5 over 3 seeds``."""
+    spread = "" if len(vals) == 1 else f" ± {statistics.stdev(vals) * 100:.1f} over {len(vals)} seeds"
+    return f"{statistics.fmean(vals) * 100:.1f}%{spread}"
 
 
 def scale_name(factor: int) -> str:
@@ -202,13 +311,12 @@ def scale_name(factor: int) -> str:
     return "full resolution" if factor == 1 else f"1/{factor} resolution"
 
 
-def scale_ablation(runs: Sequence[Results]) -> list[str]:
+def scale_ablation(runs: Sequence[Results], topdown: str) -> list[str]:
     out = []
     for kind, what in (("noise", "Gaussian noise"), ("pgd", "A PGD attack")):
         hits = []
         for r in runs:
-            pair = model_pair(r)
-            lvl = _get(r, "models", pair[1], "scales", kind) if pair else None
+            lvl = _get(r, "models", topdown, "scales", kind)
             if lvl and lvl.get("most_harmful_factor") is not None:
                 hits.append(int(lvl["most_harmful_factor"]))
         if not hits:
@@ -231,22 +339,125 @@ def sanity(runs: Sequence[Results]) -> str:
     )
     if flagged:
         return "Sanity checks FAILED (possible gradient masking or a weak attack): " + "; ".join(flagged) + "."
-    return "Every robustness sanity check passed for both models."
+    n = len({name for r in runs for name in r.get("models", {})})
+    return f"Every robustness sanity check passed for {'both models' if n <= 2 else f'all {n} models'}."
+
+
+def comparisons(runs: Sequence[Results], pair: Pair) -> list[str]:
+    """What the results say about top-down against one reference model, in reading order."""
+    if not _both(runs, pair):
+        return []
+    lines = [
+        clean_accuracy(runs, pair),
+        perturbation_at_level(runs, "gaussian_noise", "Gaussian noise", pair, "σ"),
+        perturbation_at_level(runs, "gaussian_blur", "Gaussian blur", pair, "σ"),
+        *perturbation_auc(runs, pair),
+        worst_case_attack(runs, pair, "linf"),
+        worst_case_attack(runs, pair, "l2"),
+        corruption_error(runs, pair),
+    ]
+    return [x for x in lines if x]
 
 
 def conclusions(runs: Sequence[Results]) -> list[str]:
-    """All conclusions that the results support, in reading order."""
-    if not runs:
+    """Top-down against the baseline, where its levels break, and the sanity checks, in reading order."""
+    pair = _base_pair(runs)
+    if pair is None:
         return []
-    lines = [
-        clean_accuracy(runs),
-        perturbation_at_level(runs, "gaussian_noise", "Gaussian noise", "σ"),
-        perturbation_at_level(runs, "gaussian_blur", "Gaussian blur", "σ"),
-        *perturbation_auc(runs),
-        worst_case_attack(runs, "linf"),
-        worst_case_attack(runs, "l2"),
-        corruption_error(runs),
-        *scale_ablation(runs),
-        sanity(runs),
-    ]
-    return [x for x in lines if x]
+    return [*comparisons(runs, pair), *scale_ablation(runs, pair[1]), sanity(runs)]
+
+
+def control_conclusions(runs: Sequence[Results]) -> dict[str, list[str]]:
+    """``{control: comparisons of top-down against it}`` for every control the runs hold."""
+    return {pair[0]: lines for pair in control_pairs(runs) if (lines := comparisons(runs, pair))}
+
+
+# -- which advantages survive ------------------------------------------------------------------------------------
+def _survival_word(values: Sequence[float]) -> str:
+    """``survives`` where top-down stays ahead by more than a tie on every seed, ``does not survive`` where it
+    does on none, else ``mixed``."""
+    if values and all(v > TIE for v in values):
+        return "survives"
+    if values and all(v <= TIE for v in values):
+        return "does not survive"
+    return "mixed"
+
+
+def _autoattack_survival(runs: Sequence[Results], pair: Pair, norm: str, k: int, e: float) -> str:
+    both = _both(runs, pair)
+    tested = [r for r in both if all(autoattack_at(r["models"][key], norm, e) for key in pair)]
+    if not tested:
+        return "AutoAttack: not run at this budget, so not tested."
+    d = _diffs(tested, lambda m: _get(m, "worst_case", norm, "accuracy", k), pair)
+    some = "" if len(tested) == len(both) else f" on the {len(tested)} of {len(both)} seeds where it ran"
+    text = (
+        f"AutoAttack: {_survival_word(d)}{some} (with it in the worst case, top-down minus the baseline: {_signed(d)}"
+    )
+    without = _diffs(tested, lambda m: _get(autoattack_at(m, norm, e), "accuracy_without"), pair)
+    with_aa = _diffs(tested, lambda m: _get(autoattack_at(m, norm, e), "accuracy_with"), pair)
+    if without and with_aa:
+        sizes = {autoattack_at(r["models"][key], norm, e).get("n") for r in tested for key in pair}
+        where = f"its {sizes.pop()} images" if len(sizes) == 1 else "its images"
+        text += f"; on {where}, {_pm(without)} points without it and {_pm(with_aa)} with it"
+    failed = []
+    for key in pair:
+        checks = [_get(r, "models", key, "sanity", "autoattack_adds_little", "passed") for r in tested]
+        if bad := sum(c is False for c in checks):
+            failed.append(f"failed for {_the(key)} on {bad} of {len(checks)} seed(s)")
+        elif missing := sum(c is None for c in checks):
+            failed.append(f"was not recorded for {_the(key)} on {missing} of {len(checks)} seed(s)")
+    if failed:
+        text += (
+            "); its sanity check (AutoAttack adds little) "
+            + " and ".join(failed)
+            + ": there the rest of the suite overstated robustness, and only the worst case with AutoAttack counts"
+        )
+    else:
+        text += "); its sanity check (AutoAttack adds little) passed for both nets on every seed"
+    return text + "."
+
+
+def _control_survival(runs: Sequence[Results], control: str, topdown: str, norm: str, k: int) -> str | None:
+    pair = (control, topdown)
+    d = _diffs(runs, lambda m: _get(m, "worst_case", norm, "accuracy", k), pair)
+    if not d:
+        return None
+    n = len(_both(runs, _base_pair(runs) or pair))
+    some = "" if len(d) == n else f" on the {len(d)} of {n} seeds that have it"
+    text = f"The {short_name(control)}: {_survival_word(d)}{some} (worst case, top-down minus it: {_signed(d)}"
+    if control == "accuracy_control":
+        gap = _diffs(runs, lambda m: _get(m, "clean", "top1"), pair)
+        if gap:
+            text += f", at a clean top-1 accuracy {_pm(gap)} points from it"
+    return text + ")."
+
+
+def survival(runs: Sequence[Results]) -> list[str]:
+    """Which of the top-down net's worst-case advantages over the baseline (at each norm's headline budget,
+    measured by every attack but AutoAttack) survive AutoAttack, the blur control and the accuracy control (in
+    the worst case with AutoAttack): "survives" only where every seed agrees, "does not survive" where none
+    does, else "mixed"."""
+    pair = _base_pair(runs)
+    if pair is None:
+        return []
+    out = []
+    for norm in ("linf", "l2"):
+        budget = headline_budget(runs, norm, pair)
+        if budget is None:
+            continue
+        k, e = budget
+        adv = _diffs(runs, lambda m, norm=norm, k=k: worst_case_without_autoattack(m, norm, k), pair)
+        if not adv:
+            continue
+        aa = any(autoattack_at(r["models"][key], norm, e) for r in _both(runs, pair) for key in pair)
+        head = (
+            f"Worst-case accuracy at {budget_text(norm, e)}{' without AutoAttack' if aa else ''}: top-down minus "
+            f"the baseline is {_signed(adv)}"
+        )
+        if _verdict(adv, "ahead", "", "") != "ahead":
+            out.append(f"{head}, not ahead on every seed: no advantage over the baseline to test.")
+            continue
+        parts = [_autoattack_survival(runs, pair, norm, k, e)]
+        parts += [t for c, td in control_pairs(runs) if (t := _control_survival(runs, c, td, norm, k))]
+        out.append(f"{head}, ahead on every seed. " + " ".join(parts))
+    return out
