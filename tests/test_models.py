@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from topdown.models import (
     PYRAMID_METHODS,
+    ImageClassifierNet,
     ImagePyramid,
     ResNet,
     TopDownResNet,
@@ -15,6 +17,7 @@ from topdown.models import (
     count_macs,
     count_params,
     create_model,
+    is_topdown,
     list_models,
 )
 
@@ -79,6 +82,27 @@ def test_every_registered_model_gives_finite_logits_and_trains_every_parameter(n
     F.cross_entropy(logits, torch.arange(4) % 5).backward()
     no_grad = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not no_grad, f"parameters without gradient: {no_grad}"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_answers_the_one_interface(name: str) -> None:
+    """``stage_names()``, ``forward_features`` and ``pyramid`` (``None`` unless the net reads a pyramid; the blur
+    control's fixed low-pass is not one), asked the same way of every network."""
+    torch.manual_seed(0)
+    net = create_model(name, num_classes=5, **({} if name.startswith("tiny") else SMALL)).eval()
+    assert isinstance(net, ImageClassifierNet)
+    x = torch.rand(2, 3, 32, 32)
+    stages = net.stage_names()
+    assert stages == [f"layer{i + 1}" for i in range(len(stages))] and all(
+        isinstance(net.get_submodule(s), nn.Module) for s in stages
+    )
+    features = net.forward_features(x)
+    assert features.dim() == 4 and features.shape[:2] == (2, net.head.fc.in_features)
+    torch.testing.assert_close(net.head.fc(features.mean((2, 3))), net(x))
+    assert is_topdown(net) == name.startswith(("topdown", "tiny_topdown")) == (net.pyramid is not None)
+    if is_topdown(net):
+        torch.testing.assert_close(net(net.pyramid(x)), net(x), rtol=0, atol=0)
+    assert not is_topdown(None) and not is_topdown(nn.Sequential(net))
 
 
 @pytest.mark.parametrize("merge", ["add", "concat", "add_concat"])

@@ -532,29 +532,19 @@ def test_cli_end_to_end_and_resume(tiny_checkpoints, tmp_path, capsys):
 
 
 def test_quick_and_full_suites_parse():
-    from topdown.robustness.cli import _repeated_ckpt, build_parser
+    from topdown.robustness.cli import build_parser
 
-    parser = build_parser()
     for name in ("quick", "full"):
-        ns = parser.parse_args(
-            _repeated_ckpt(
-                [
-                    "--config",
-                    str(ROOT / "configs" / "eval" / f"{name}.yaml"),
-                    "--out",
-                    "x",
-                    "--ckpt",
-                    "a",
-                    "--ckpt",
-                    "b",
-                ]
-            )
-        )
+        parser = build_parser()
+        config = str(ROOT / "configs" / "eval" / f"{name}.yaml")
+        ns = parser.parse_args(["--config", config, "--out", "x", "--ckpt", "a", "--ckpt", "b"])
         init = parser.instantiate(ns)
         cfg = SuiteConfig(**{k: getattr(init, k) for k in SuiteConfig.__dataclass_fields__})
         cfg.validate()
         assert ns.ckpt == ["a", "b"]
-    assert _repeated_ckpt(["--ckpt", "a", "--ckpt=b", "--out", "x"]) == ["--ckpt+", "a", "--ckpt+=b", "--out", "x"]
+    # --ckpt repeated or given as a list, the same thing
+    assert build_parser().parse_args(["--ckpt", "[a, b]", "--out", "x"]).ckpt == ["a", "b"]
+    assert build_parser().parse_args(["--ckpt", "a", "--ckpt=b", "--out", "x"]).ckpt == ["a", "b"]
     with pytest.raises(ValueError, match="start at 0"):
         SuiteConfig(attacks=AttackSuite(linf_epsilons=[0.01, 0.02])).validate()
 

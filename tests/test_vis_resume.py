@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_vis_golden import QUICK, golden_checkpoints, normalized, pixel_hashes
 
+from topdown.models import is_topdown
 from topdown.vis import catalog
 from topdown.vis.cli import run
 
@@ -39,7 +40,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(ckpt_args, tmp_path: Path, 
     real_run = catalog.Inversion.run
 
     def fail_on_topdown(self, job):
-        if hasattr(job.net, "pyramid"):
+        if is_topdown(job.net):
             raise KeyboardInterrupt  # as if the run were stopped here
         return real_run(self, job)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
-
 from .base import ImageClassifierNet
 from .resnet import ResNet
 from .topdown import TopDownResNet
@@ -102,7 +100,3 @@ def tiny_baseline(**kw: Any) -> ResNet:
 @register_model("tiny_topdown")
 def tiny_topdown(**kw: Any) -> TopDownResNet:
     return TopDownResNet(**_tiny(**kw))
-
-
-def is_topdown(net: nn.Module) -> bool:
-    return isinstance(net, TopDownResNet)

@@ -27,7 +27,8 @@ class ResNet(ImageClassifierNet):
         input_lowpass: a fixed (not learned) low-pass in front of the network: the image's Gaussian pyramid
             level at 1/``input_lowpass`` resolution (as the top-down net makes it), upsampled back. ``None``
             (the default) for none; ``2`` for the blur control, a baseline that sees what a top-down net's
-            pyramid level sees but processes it fine to coarse.
+            pyramid level sees but processes it fine to coarse. It is a blur, not a pyramid: ``pyramid`` stays
+            ``None``.
     """
 
     def __init__(
@@ -61,12 +62,3 @@ class ResNet(ImageClassifierNet):
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)  # width widens, resolution halves
         return x
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.forward_features(self.trunk(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-    def stage_names(self) -> list[str]:
-        return [f"layer{i + 1}" for i in range(self.num_stages)]

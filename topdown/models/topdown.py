@@ -90,8 +90,7 @@ class TopDownResNet(ImageClassifierNet):
         width_schedule: ``mirror``, ``uniform`` or ``reverse``.
         merge: ``add``, ``concat`` or ``add_concat``.
         merge_kernel: 1 or 3, the fusion conv of ``concat``/``add_concat``.
-        merge_at: ``after_block`` (the reference; ``None`` means it, and is what checkpoints made before the
-            option existed amount to) or ``before_convs`` (see :class:`TopDownStage`).
+        merge_at: ``after_block`` (the reference) or ``before_convs`` (see :class:`TopDownStage`).
         pyramid_method: ``gaussian``, ``antialias``, ``noblur`` or ``pool``.
         pyramid_levels: levels of the image pyramid, ``None`` for one per stage. With fewer levels than
             stages, the coarsest level feeds the first ``num_stages - pyramid_levels + 1`` stages, each
@@ -114,7 +113,7 @@ class TopDownResNet(ImageClassifierNet):
         width_schedule: str = "mirror",
         merge: str = "add_concat",
         merge_kernel: int = 1,
-        merge_at: str | None = None,
+        merge_at: str = "after_block",
         pyramid_method: str = "gaussian",
         pyramid_levels: int | None = None,
         stem_pool: bool = True,
@@ -151,7 +150,7 @@ class TopDownResNet(ImageClassifierNet):
             # The coarsest stage has nothing to merge with.
             self.add_module(
                 f"layer{i + 1}",
-                TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel, merge_at or "after_block"),
+                TopDownStage(in_ch, w, d, merge if i > 0 else None, merge_kernel, merge_at),
             )
             in_ch = w
         self.head = ClassifierHead(in_ch, num_classes, width=head_width)
@@ -178,12 +177,3 @@ class TopDownResNet(ImageClassifierNet):
             lat = self.laterals[i](self.normalize(levels[k]))  # (N, C_i, h_i, w_i)
             out = getattr(self, f"layer{i + 1}")(out, lat)  # (N, C_i, h_i, w_i)
         return out
-
-    def forward_features(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.head.forward_features(self.trunk(x))
-
-    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-    def stage_names(self) -> list[str]:
-        return [f"layer{i + 1}" for i in range(self.num_stages)]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import env  # noqa: F401  (before albumentations and foolbox)
+from ..options import AppendAction, parse_args
 
 
 def build_parser() -> Any:
@@ -29,19 +30,21 @@ def build_parser() -> Any:
 
     from .config import SuiteConfig
 
-    parser = ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0], default_env=False)
+    parser = ArgumentParser(
+        prog="evaluate.py", description=__doc__.split("\n\n")[0], default_env=False, exit_on_error=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="a suite: configs/eval/quick.yaml or full.yaml")
     parser.add_argument(
         "--ckpt",
-        type=list[str],
+        action=AppendAction,
         default=[],
-        help="checkpoint to evaluate; repeat for each model (the first non-top-down one is the mCE reference)",
+        help="checkpoint to evaluate; repeat, or a list (the first non-top-down one is the mCE reference)",
     )
     parser.add_argument(
         "--names",
-        type=list[str] | None,
+        action=AppendAction,
         default=None,
-        help="result keys of the models (default: baseline/topdown from the architecture)",
+        help="result keys of the models, repeated or a list (default: baseline/topdown from the architecture)",
     )
     parser.add_argument("--out", type=str, required=True, help="output folder (results.json, results.csv, plots)")
     parser.add_argument(
@@ -54,113 +57,62 @@ def build_parser() -> Any:
     return parser
 
 
-def _repeated_ckpt(args: list[str]) -> list[str]:
-    """Let ``--ckpt a --ckpt b`` append (jsonargparse's own syntax is ``--ckpt+ a``)."""
-    out = []
-    for a in args:
-        if a == "--ckpt":
-            out.append("--ckpt+")
-        elif a.startswith("--ckpt=") and not a[7:].lstrip().startswith("["):
-            out.append("--ckpt+=" + a[7:])
-        else:
-            out.append(a)
-    return out
-
-
-DATA_KEYS = (
-    "dataset",
-    "image_size",
-    "classes",
-    "seed",
-    "val_fraction",
-    "test_fraction",
-    "synthetic_size",
-    "synthetic_classes",
-    "trainval",
-)
-
-
-def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
-    """Load every checkpoint safely and check that they were trained on the same data.
-
-    Returns ``(entries, data description)``; raises ``CheckpointError`` naming the file at fault.
-    """
-    from ..checkpoint import CheckpointError, load_model
-    from ..models import is_topdown
+def model_entries(models: dict[str, Any]) -> list[Any]:
+    """The suite's entries for loaded checkpoints (``{name: LoadedModel}``): each identified by its file's hash."""
     from .results import file_sha256
     from .suite import ModelEntry
 
-    if not paths:
-        raise ValueError("no checkpoint given: pass --ckpt <baseline.ckpt> --ckpt <topdown.ckpt>")
-    if names is not None and len(names) != len(paths):
-        raise ValueError(f"--names has {len(names)} entries for {len(paths)} checkpoints")
-    loaded = [load_model(p) for p in paths]
-    first = loaded[0]
-    for lm in loaded:
-        if not lm.data:
-            raise CheckpointError(
-                f"{lm.path}: the checkpoint does not record the data it was trained on "
-                "(train it with topdown's FlowerData)"
-            )
-        if lm.net.num_classes != lm.data.get("num_classes", lm.net.num_classes):
-            raise CheckpointError(
-                f"{lm.path}: the network has {lm.net.num_classes} classes but its data record says "
-                f"{lm.data.get('num_classes')}"
-            )
-        diff = [k for k in DATA_KEYS if lm.data.get(k) != first.data.get(k)]
-        if diff:
-            detail = ", ".join(f"{k}: {first.data.get(k)!r} vs {lm.data.get(k)!r}" for k in diff[:4])
-            raise CheckpointError(f"{lm.path} was trained on different data than {first.path} ({detail})")
-    entries, seen = [], {}
-    for i, lm in enumerate(loaded):
-        name = names[i] if names else ("topdown" if is_topdown(lm.net) else "baseline")
-        seen[name] = seen.get(name, 0) + 1
-        if not names and seen[name] > 1:
-            name = f"{name}_{seen[name]}"
-        info = {
-            "path": str(lm.path),
-            "sha256": file_sha256(lm.path),
-            "arch": lm.arch,
-            "epoch": lm.epoch,
-            "global_step": lm.global_step,
-        }
-        entries.append(ModelEntry(name, lm.net, info["sha256"], info))
-    return entries, dict(first.data)
+    entries = []
+    for name, lm in models.items():
+        sha = file_sha256(lm.path)
+        info = {"path": str(lm.path), "sha256": sha, "arch": lm.arch, "epoch": lm.epoch, "global_step": lm.global_step}
+        entries.append(ModelEntry(name, lm.net, sha, info))
+    return entries
+
+
+def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """The suite's entries for the checkpoints and the data description they share (the checks of
+    :func:`topdown.checkpoint.load_checkpoints`; :func:`topdown.checkpoint.load_run` also rebuilds the data)."""
+    from ..checkpoint import load_checkpoints
+
+    models, description = load_checkpoints(paths, names)
+    return model_entries(models), description
 
 
 def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, list[str]]:
     """The test split the checkpoints describe; an error if the data found there has other classes."""
-    from ..checkpoint import CheckpointError
-    from ..data import FlowerData
+    from ..checkpoint import rebuild_data
 
-    data = FlowerData.from_description(data_desc, root=root)
-    classes = data.classes
-    want = data_desc.get("classes")
-    if want is not None and list(want) != list(classes):
-        raise CheckpointError(
-            f"the checkpoints were trained on {len(want)} classes {list(want)[:6]}... but the {data.dataset} data "
-            f"under {data.root} has {len(classes)} classes {list(classes)[:6]}...: pass the right --data.root"
-        )
-    return data.subset("test"), classes
+    data = rebuild_data(data_desc, root)
+    return data.subset("test"), data.classes
 
 
 def main(args: list[str] | None = None) -> Any:
     """Parse ``args`` (default ``sys.argv[1:]``), evaluate, print a summary; returns the run report."""
+    from ..checkpoint import load_run
     from .config import SuiteConfig
     from .suite import evaluate_models
 
     parser = build_parser()
-    ns = parser.parse_args(_repeated_ckpt(list(sys.argv[1:] if args is None else args)))
+    ns = parse_args(parser, list(sys.argv[1:] if args is None else args))
     init = parser.instantiate(ns)
     cfg = SuiteConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(SuiteConfig)})
     cfg.validate()
-    models, data_desc = load_models(list(ns.ckpt), ns.names)
-    test_set, classes = load_test_split(data_desc, ns.data.root)
+    run = load_run(list(ns.ckpt), ns.names, ns.data.root)
+    data_desc = run.data_description
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(parser.dump(ns, skip_none=False), encoding="utf-8")
     report = evaluate_models(
-        models, test_set, classes, cfg, out, data_info=data_desc, progress=ns.progress, fresh=ns.fresh, plots=ns.plots
+        model_entries(run.models),
+        run.data_module.subset("test"),
+        run.data_module.classes,
+        cfg,
+        out,
+        data_info=data_desc,
+        progress=ns.progress,
+        fresh=ns.fresh,
+        plots=ns.plots,
     )
     print_summary(report.results)
     print(f"computed {len(report.computed)} parts, reused {len(report.reused)}; results in {out}")

@@ -99,7 +99,8 @@ class LevelInput(nn.Module):
 
 
 def num_levels_of(net: nn.Module, default: int) -> int:
-    return int(net.pyramid.num_levels) if is_topdown(net) else default
+    """The levels of ``net``'s image pyramid; ``default`` (the image bands to ablate) for a net without one."""
+    return net.pyramid.num_levels if is_topdown(net) else default
 
 
 def _noise(shape: Sequence[int], indices: np.ndarray, seed: int, level: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from captum.attr import (
 )
 from torch import nn
 
+from ..models.base import ImageClassifierNet, is_topdown
 from .hooks import frozen, resolve_module
 from .quality import completeness_error
 
@@ -39,10 +40,9 @@ METHODS = ("saliency", "smoothgrad", "integrated_gradients", "grad_cam", "deconv
 
 def default_cam_layer(model: nn.Module) -> str:
     """The last stage (``stage_names()[-1]``) of a topdown network; other networks must name a layer."""
-    names = getattr(model, "stage_names", None)
-    if names is None:
+    if not isinstance(model, ImageClassifierNet):
         raise ValueError("grad_cam needs layer= for a network without stage_names()")
-    return names()[-1]
+    return model.stage_names()[-1]
 
 
 def _targets(target: int | Sequence[int] | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
@@ -225,6 +225,14 @@ class PyramidAttribution:
         }
 
 
+def _pyramid_levels(net: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The levels of a top-down net's own pyramid of ``images``, coarse to fine, detached."""
+    if not is_topdown(net):
+        raise TypeError(f"{type(net).__name__} has no image pyramid; attribution to its levels needs a top-down net")
+    with torch.no_grad():
+        return tuple(lv.detach() for lv in net.pyramid(images))
+
+
 def pyramid_attribution(
     net: nn.Module,
     images: torch.Tensor,
@@ -237,10 +245,7 @@ def pyramid_attribution(
     """Integrated gradients with respect to every level of a top-down network's pyramid (which
     resolution drove the decision). The baseline of every level is the constant ``baseline``;
     ``tolerance`` and ``max_steps`` refine the steps as in :func:`integrated_gradients`."""
-    if not hasattr(net, "pyramid"):
-        raise TypeError(f"{type(net).__name__} has no image pyramid; pyramid attribution needs a top-down net")
-    with torch.no_grad():
-        levels = tuple(lv.detach() for lv in net.pyramid(images))
+    levels = _pyramid_levels(net, images)
     inputs = tuple(lv.clone().requires_grad_(True) for lv in levels)
     bases = tuple(torch.full_like(lv, baseline) for lv in levels)
     tgt = _targets(target, len(images), images.device)
@@ -268,8 +273,7 @@ def pyramid_attribution(
 def level_saliency(net: nn.Module, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
     """Gradient magnitude of the target with respect to each pyramid level, per pixel of that level,
     averaged: ``(N, L)`` (how sensitive the decision is to each resolution)."""
-    with torch.no_grad():
-        levels = tuple(lv.detach() for lv in net.pyramid(images))
+    levels = _pyramid_levels(net, images)
     inputs = tuple(lv.clone().requires_grad_(True) for lv in levels)
     tgt = _targets(target, len(images), images.device)
     with frozen(net):

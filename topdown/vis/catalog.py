@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.base import is_topdown
 from . import config as C
 from .method import Job, Method, Outcome, row, rows
 
@@ -46,8 +47,7 @@ class Classes(Method, name="classes", takes_layer=False, settings=C.ClassesSetti
         classes = list(range(min(job.net.num_classes, s.max_classes)))
         recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale))
         r = visualize_classes(job.net, classes, ctx.size, recipe, ctx.color, job.real, logprob_weight=s.logprob_weight)
-        data = ctx.data
-        names = [str(data.classes[c]) for c in classes] if hasattr(data, "classes") else list(map(str, classes))
+        names = [str(ctx.data.classes[c]) for c in classes]
         return Outcome(
             {**r.recipe, "logprob_weight": s.logprob_weight},
             {"classes": names, "logits": r.values.tolist()},
@@ -459,7 +459,7 @@ class Multifaceted(Method, name="multifaceted", takes_layer=False, settings=C.Mu
         from .facets import multifaceted
 
         s, ctx, net = job.settings, job.ctx, job.net
-        embed = net.stage_names()[0] if hasattr(net, "stage_names") else job.layer
+        embed = net.stage_names()[0]
         recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps))
         facets = [
             multifaceted(net, O.class_logit(c), ctx.test_set, embed, s.facets, s.top, recipe, ctx.color)
@@ -576,7 +576,7 @@ class PyramidAttribution(Method, name="pyramid_attribution", takes_layer=False, 
     """Integrated gradients with respect to every pyramid level of a top-down net."""
 
     def applies(self, job: Job) -> bool:
-        return hasattr(job.net, "pyramid")
+        return is_topdown(job.net)
 
     def run(self, job: Job) -> Outcome:
         from . import quality as Q
@@ -617,8 +617,10 @@ class Dissection(Method, name="dissection", settings=C.DissectionSettings):
     """Unit IoU with the procedural flowers' part masks."""
 
     def applies(self, job: Job) -> bool:
+        from ..data import SyntheticFlowers
+
         src, _ = job.ctx.data.splits()["test"]
-        return hasattr(src, "masks")  # only the procedural flowers have part masks
+        return isinstance(src, SyntheticFlowers)  # only the procedural flowers have part masks
 
     def run(self, job: Job) -> Outcome:
         from .dissection import dissect, synthetic_masks

@@ -14,37 +14,18 @@ where it stopped (``--fresh`` recomputes everything).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from typing import Any
 
 from .. import env  # noqa: F401  (before albumentations)
+from ..options import AppendAction
+from ..options import parse_args as _parse_args
 from .catalog import METHODS
 from .config import VisConfig
-from .runner import VisRun, default_layer, load_models, quality_figures, visualize
+from .runner import VisRun, default_layer, quality_figures, visualize
 
-__all__ = ["METHODS", "build_parser", "default_layer", "load_models", "main", "quality_figures", "run"]
-
-
-class AppendAction(argparse.Action):
-    """A list option that can be repeated: ``--ckpt a --ckpt b`` or ``--ckpt '[a, b]'``.
-
-    The first use on the command line replaces the default (or what a config file read before it set);
-    each further use appends. The parser remembers which options it has seen, so build one per parse.
-    """
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
-        import yaml
-
-        text = str(values)
-        new = yaml.safe_load(text) if text.lstrip().startswith("[") else [text]
-        if not isinstance(new, list) or not all(isinstance(v, str) for v in new):
-            raise argparse.ArgumentError(self, f"expected a value or a list of values, got {text!r}")
-        seen = parser.__dict__.setdefault("_appended_options", set())
-        before = (getattr(namespace, self.dest, None) or []) if self.dest in seen else []
-        seen.add(self.dest)
-        setattr(namespace, self.dest, [*before, *new])
+__all__ = ["METHODS", "build_parser", "default_layer", "main", "quality_figures", "run"]
 
 
 def build_parser() -> Any:
@@ -79,10 +60,7 @@ def build_parser() -> Any:
 def parse(argv: list[str]) -> tuple[Any, VisConfig]:
     """The parsed options and the validated ``VisConfig``; a ``ValueError`` of one line for any user error."""
     parser = build_parser()
-    try:
-        ns = parser.parse_args(argv)
-    except argparse.ArgumentError as err:  # jsonargparse spreads its messages over several lines
-        raise ValueError(" ".join(str(err).split())) from None
+    ns = _parse_args(parser, argv)
     init = parser.instantiate_classes(ns)
     cfg = VisConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(VisConfig)})
     cfg.validate()
@@ -94,19 +72,11 @@ def run(args: list[str] | None = None) -> VisRun:
     ``vis.json`` document and which results were computed or reused)."""
     argv = list(sys.argv[1:] if args is None else args)
     ns, cfg = parse(argv)
-    models, data_desc = load_models(list(ns.ckpt), ns.names)
+    from ..checkpoint import load_run
+
+    loaded = load_run(list(ns.ckpt), ns.names, ns.data.root)
     options = {k: v for k, v in ns.as_dict().items() if k not in ("config", "__path__")}
-    return visualize(
-        models,
-        data_desc,
-        cfg,
-        ns.out,
-        data_root=ns.data.root,
-        fresh=ns.fresh,
-        progress=ns.progress,
-        command=argv,
-        args=options,
-    )
+    return visualize(loaded, cfg, ns.out, fresh=ns.fresh, progress=ns.progress, command=argv, args=options)
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ part of the fingerprint that decides whether a saved result can be reused.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from .recipe import Recipe
@@ -251,13 +251,13 @@ class VisConfig:
 
     def shared(self) -> dict[str, Any]:
         """The settings every method reads (all but the method list, the layers and the methods' own sections)."""
-        own = {f.name for f in fields(self) if hasattr(getattr(self, f.name), "__dataclass_fields__")}
+        own = {f.name for f in fields(self) if is_dataclass(getattr(self, f.name))}
         return {k: v for k, v in asdict(self).items() if k not in own and k not in ("methods", "layers")}
 
     def settings(self, method: str) -> Any:
         """The section of ``method`` (``None`` for a method that only reads the shared settings)."""
         value = getattr(self, method, None)
-        return value if hasattr(value, "__dataclass_fields__") else None
+        return value if is_dataclass(value) else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..models.base import ImageClassifierNet
 from .recipe import Recipe
 
 
@@ -66,7 +67,7 @@ class Context:
 class Job:
     """One method on one network: what its three steps read."""
 
-    net: torch.nn.Module
+    net: ImageClassifierNet
     layer: str | None
     ctx: Context
     settings: Any = None

@@ -16,16 +16,21 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..io import atomic_write_json, jsonable
+from ..models.base import ImageClassifierNet
 from ..robustness.results import PartStore, fingerprint, weights_sha256
 from .catalog import METHODS
 from .config import VisConfig
 from .method import Context, Job
+
+if TYPE_CHECKING:
+    from ..checkpoint import LoadedModel, LoadedRun
+    from ..data import FlowerData
 
 #: Version of a stored (model, method) result; bump when an entry's layout changes.
 PARTS_VERSION = 1
@@ -42,14 +47,13 @@ class VisRun:
 
 def default_layer(net: torch.nn.Module) -> str:
     """The middle stage (``layer2`` of a 3- or 4-stage network); other networks must pass ``--layers``."""
-    names = getattr(net, "stage_names", None)
-    if names is None:
+    if not isinstance(net, ImageClassifierNet):
         raise ValueError(f"{type(net).__name__} has no stage_names(): pass --layers")
-    stages = names()
+    stages = net.stage_names()
     return stages[(len(stages) - 1) // 2]
 
 
-def model_layers(models: dict[str, Any], layers: list[str] | None) -> dict[str, list[str]]:
+def model_layers(models: dict[str, LoadedModel], layers: list[str] | None) -> dict[str, list[str]]:
     """``{model: layers}``: ``layers`` for every model, else each one's middle stage. A layer a network does not
     have is a ``ValueError`` naming it and the layers that exist."""
     from .hooks import split_key
@@ -59,8 +63,7 @@ def model_layers(models: dict[str, Any], layers: list[str] | None) -> dict[str, 
         modules = [n for n, _ in lm.net.named_modules() if n]
         for layer in layers or []:
             if split_key(layer)[0] not in modules:
-                top_level = [n for n in modules if "." not in n]
-                stages = lm.net.stage_names() if hasattr(lm.net, "stage_names") else top_level
+                stages = lm.net.stage_names()
                 deeper = next((n for n in modules if n.startswith(f"{stages[0]}.") and n.count(".") >= 2), None)
                 raise ValueError(
                     f"layers: {name} ({type(lm.net).__name__}) has no layer {layer!r}; its stages are "
@@ -70,42 +73,10 @@ def model_layers(models: dict[str, Any], layers: list[str] | None) -> dict[str, 
     return out
 
 
-def load_models(paths: list[str], names: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``{name: LoadedModel}`` and the shared data description (an error if they disagree)."""
-    from ..checkpoint import CheckpointError, load_model
-    from ..models import is_topdown
-
-    if not paths:
-        raise ValueError("ckpt: no checkpoint given: pass --ckpt <baseline.ckpt> [--ckpt <topdown.ckpt>]")
-    if names is not None and len(names) != len(paths):
-        raise ValueError(f"names: {len(names)} entries for {len(paths)} checkpoints")
-    out: dict[str, Any] = {}
-    first = None
-    for i, p in enumerate(paths):
-        lm = load_model(p)
-        if not lm.data:
-            raise CheckpointError(f"{p}: the checkpoint does not record the data it was trained on")
-        first = first or lm
-        for k in ("dataset", "image_size", "num_classes", "seed", "synthetic_size", "synthetic_classes"):
-            if lm.data.get(k) != first.data.get(k):
-                raise CheckpointError(
-                    f"{p} was trained on other data than {first.path} ({k}: "
-                    f"{lm.data.get(k)!r} vs {first.data.get(k)!r})"
-                )
-        name = names[i] if names else ("topdown" if is_topdown(lm.net) else "baseline")
-        if name in out:
-            name = f"{name}_{i + 1}"
-        out[name] = lm
-    assert first is not None
-    return out, dict(first.data)
-
-
-def build_context(cfg: VisConfig, data_desc: dict[str, Any], root: str | None, device: torch.device) -> Context:
+def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> Context:
     """The data, the seeded reference images (validation split) and the colour statistics (training split)."""
-    from ..data import FlowerData
     from .param import color_stats
 
-    data = FlowerData.from_description(data_desc, root=root, batch_size=cfg.batch_size)
     val = data.subset("val")
     n = min(cfg.reference, len(val))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -174,29 +145,28 @@ def _progress_line(name: str, key: str, entry: dict[str, Any], reused: bool) -> 
 
 
 def visualize(
-    models: dict[str, Any],
-    data_desc: dict[str, Any],
+    loaded: LoadedRun,
     cfg: VisConfig,
     out: str | Path,
-    data_root: str | None = None,
     fresh: bool = False,
     progress: bool = True,
     command: list[str] | None = None,
     args: dict[str, Any] | None = None,
 ) -> VisRun:
-    """Run ``cfg.methods`` on every model (``{name: LoadedModel}``); write PNGs, the stored results and
-    ``vis.json`` under ``out``. ``fresh`` recomputes results even where stored ones match."""
+    """Run ``cfg.methods`` on every model of a loaded run (:func:`topdown.checkpoint.load_run`); write PNGs, the
+    stored results and ``vis.json`` under ``out``. ``fresh`` recomputes results even where stored ones match."""
     from rich.console import Console
 
     from .plot import save_png, side_by_side
 
     cfg.validate()
     console = Console(stderr=True, quiet=not progress)
+    models, data_desc = loaded.models, loaded.data_description
     layers = model_layers(models, cfg.layers)
     device = torch.device(cfg.device)
     for lm in models.values():
         lm.net.to(device).eval()
-    ctx = build_context(cfg, data_desc, data_root, device)
+    ctx = build_context(cfg, loaded.data_module, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = PartStore(out)
