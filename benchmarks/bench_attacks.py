@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import foolbox as fb  # noqa: E402
-import torch  # noqa: E402
+import foolbox as fb
+import torch
 
-from topdown.models import create_model  # noqa: E402
-from topdown.robustness.attacks import AttackSpec, fool_model, prepare_model, run_attack  # noqa: E402
+from topdown.models import create_model
+from topdown.robustness.attacks import AttackSpec, fool_model, prepare_model, run_attack
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

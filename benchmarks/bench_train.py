@@ -14,15 +14,14 @@ import argparse
 import copy
 import time
 
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-import topdown.env  # noqa: F401
-from topdown.data import FlowerData  # noqa: E402
-from topdown.lit import ImageClassifier  # noqa: E402
-from topdown.models import count_macs, count_params, create_model  # noqa: E402
+from topdown.data import FlowerData
+from topdown.lit import ImageClassifier
+from topdown.models import count_macs, count_params, create_model
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -40,11 +39,11 @@ class _Timer(pl.Callback):
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.images = warmup, None, 0
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):  # noqa: ANN001
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if batch_idx == self.warmup:
             self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):  # noqa: ANN001
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if batch_idx >= self.warmup:
             self.images += len(batch[1])
 

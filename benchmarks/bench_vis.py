@@ -28,7 +28,6 @@ import time
 
 import torch
 
-import topdown.env  # noqa: F401
 from topdown.models import create_model
 from topdown.vis import objectives as O
 from topdown.vis import param as P
@@ -85,7 +84,7 @@ def lucent_renders(
         from lucent.optvis import objectives as lobj
         from lucent.optvis import param as lparam
         from lucent.optvis import render as lrender
-    except Exception as err:  # noqa: BLE001  (any import failure means: not available here)
+    except Exception as err:
         print(f"torch-lucent not available ({type(err).__name__}: {str(err)[:80]}); skipped")
         return None
     lname = layer.replace(".", "_")
@@ -96,7 +95,7 @@ def lucent_renders(
         objective = sum(lobj.channel(lname, c, batch=i) for i, c in enumerate(g))
         n = len(g)
 
-        def param_f(n: int = n):  # noqa: ANN202
+        def param_f(n: int = n):
             return lparam.image(size, batch=n)
 
         imgs = lrender.render_vis(

@@ -8,13 +8,13 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from topdown.data import FlowerData  # noqa: E402
-from topdown.models import create_model  # noqa: E402
+from topdown.data import FlowerData
+from topdown.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TOPDOWN_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -7,6 +7,3 @@ def quiet_third_party() -> None:
     """albumentations calls home on import; foolbox imports GitPython, which fails without ``git``."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-
-
-quiet_third_party()

@@ -16,19 +16,18 @@ the controls a run holds), and the conclusions, which claim "top-down better" on
 
 from __future__ import annotations
 
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import dataclass, field, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import os
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
-from . import env  # noqa: F401
-from .io import atomic_write_bytes, atomic_write_text  # noqa: E402
-from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages  # noqa: E402
-from .report.conclusions import (  # noqa: E402
+from .io import atomic_write_bytes, atomic_write_text
+from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages
+from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
     CONTROLS,
     _get,

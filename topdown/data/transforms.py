@@ -6,10 +6,10 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks for updates on import
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import albumentations as A
+import cv2
+import numpy as np
+import torch
 
 AUGMENTATIONS = ("standard", "light", "none")
 

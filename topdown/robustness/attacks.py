@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import env  # noqa: F401  (GitPython/albumentations quirks, before foolbox is imported)
 from ..seeds import derive_seed
 
 FIXED = ("fgsm", "linf_pgd", "l2_pgd")

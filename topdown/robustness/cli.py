@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import env  # noqa: F401  (before albumentations and foolbox)
 from ..options import AppendAction, parse_args
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import env  # noqa: F401  (NO_ALBUMENTATIONS_UPDATE before albumentations is imported)
 from .attacks import derive_seed
 
 SEVERITIES = (1, 2, 3, 4, 5)

@@ -18,7 +18,6 @@ import dataclasses
 import sys
 from typing import Any
 
-from .. import env  # noqa: F401  (before albumentations)
 from ..options import AppendAction
 from ..options import parse_args as _parse_args
 from .catalog import METHODS

@@ -101,7 +101,7 @@ class capture(contextlib.AbstractContextManager):  # noqa: N801  (used like a fu
             h.remove()
         self._handles.clear()
 
-    def _hook(self, key: str, use_input: bool):  # noqa: ANN202
+    def _hook(self, key: str, use_input: bool):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if self.stop_early and key in self.acts:
                 return
@@ -143,12 +143,12 @@ def activations(
 # --------------------------------------------------------------------------------------------------
 class _RedirectedReLUFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         return x.clamp_min(0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         relu_grad = grad * (x > 0)
         # Gradient descent moves x by -grad: grad < 0 pushes an inactive unit towards activity.

@@ -276,7 +276,7 @@ def invert(
     return r
 
 
-def _no_transforms():  # noqa: ANN202
+def _no_transforms():
     from .transforms import Compose
 
     return Compose(())
