@@ -250,6 +250,7 @@ def test_a_model_trained_on_train_and_val_shows_no_validation_accuracy() -> None
 
 def test_a_quality_figure_shows_what_it_is_computed_from() -> None:
     from topdown.report.build import _quality_table
+    from topdown.results_view import Check
 
     deletion = {
         "value": 0.07,
@@ -258,6 +259,6 @@ def test_a_quality_figure_shows_what_it_is_computed_from() -> None:
         "passed": True,
         "detail": {"salient_drop": 0.37, "least_salient_drop": 0.30, "random_drop": 0.44, "per_image": [0.1, 0.2]},
     }
-    html = _quality_table({"deletion_saliency": deletion})
+    html = _quality_table({"deletion_saliency": Check(deletion)})
     assert "salient drop 0.370, least salient drop 0.300, random drop 0.440" in html
     assert "per image" not in html  # lists stay in vis.json

@@ -30,15 +30,13 @@ from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages
 from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
     CONTROLS,
-    _get,
-    autoattack_at,
     budget_text,
     conclusions,
     control_conclusions,
-    model_pair,
     scale_name,
     survival,
 )
+from .results_view import Check, ModelResults, Results, Scale, VisResults, as_results, dig
 
 
 @dataclass
@@ -189,21 +187,21 @@ def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str
 
 def _clean(key: str) -> Any:
     """A getter of one clean-accuracy figure of a model's results."""
-    return lambda m: _get(m, "clean", key)
+    return lambda m: m.clean.get(key)
 
 
-def _sanity(model: dict[str, Any]) -> str | None:
-    checks = model.get("sanity") or {}
+def _sanity(model: ModelResults) -> str | None:
+    checks = model.sanity
     if not checks:
         return None
-    return f"{sum(bool(c.get('passed')) for c in checks.values())}/{len(checks)}"
+    return f"{sum(bool(c.passed) for c in checks.values())}/{len(checks)}"
 
 
-def _targets(ds: DatasetRuns, runs: list[dict[str, Any]], base: str, td: str) -> list[str]:
+def _targets(ds: DatasetRuns, runs: list[Results], base: str, td: str) -> list[str]:
     """Whether the mean clean accuracies meet the dataset's targets, in words."""
     if ds.target_top1 is None:
         return []
-    acc = {k: [a for r in runs if (a := _get(r, "models", k, "clean", "top1")) is not None] for k in (base, td)}
+    acc = {k: [a for r in runs if (m := r.model(k)) and (a := m.clean.top1) is not None] for k in (base, td)}
     if not acc[base] or not acc[td]:
         return []
     b, t = statistics.fmean(acc[base]), statistics.fmean(acc[td])
@@ -218,44 +216,45 @@ def _targets(ds: DatasetRuns, runs: list[dict[str, Any]], base: str, td: str) ->
 _NOT_RECIPE = {"num_classes", "mean", "std"}
 
 
-def _model_recipe(model: dict[str, Any]) -> tuple[str, str]:
+def _model_recipe(model: ModelResults) -> tuple[str, str]:
     """``(architecture with its options, epochs trained)`` from a model's checkpoint record."""
-    ck = model.get("checkpoint") or {}
-    arch = ck.get("arch") or {}
+    arch = model.arch
     # An argument set to None is an option left off: a checkpoint from before the option existed
     # (which lacks it) was trained the same way.
     init = {k: v for k, v in (arch.get("init_args") or {}).items() if k not in _NOT_RECIPE and v is not None}
     args = ", ".join(f"{k}={v}" for k, v in sorted(init.items()))
-    epochs = str(ck["epoch"] + 1) if isinstance(ck.get("epoch"), int) else "?"
+    epochs = str(model.epoch + 1) if model.epoch is not None else "?"
     return f"{str(arch.get('class_path', '?')).rsplit('.', 1)[-1]}({args})", epochs
 
 
-def recipe(run: dict[str, Any]) -> str:
+def recipe(run: Results | dict[str, Any]) -> str:
     """How a run's models were trained, in words: architecture, epochs, training crops and test size.
 
     Seeds are averaged only when this is the same for all of them: a changed config leaves the runs made
     before it out of the mean instead of mixing two recipes. The controls are described apart
     (``controls_text``): a run evaluated before they existed was trained the same way.
     """
-    desc = _get(run, "data", "description") or {}
+    res = as_results(run)
+    desc = res.data_description
     size = desc.get("image_size")
     crops = desc.get("train_image_size") or size
     parts = [f"{crops} px training crops, {size} px test images" if size else "image size not recorded"]
     if desc.get("trainval"):
         parts[0] += ", trained on train+val"
-    for key in sorted(run.get("models", {})):
+    models = res.models
+    for key in sorted(models):
         if key in CONTROLS:
             continue
-        arch, epochs = _model_recipe(run["models"][key])
+        arch, epochs = _model_recipe(models[key])
         parts.append(f"{key}: {arch}, {epochs} epochs")
     return "; ".join(parts)
 
 
-def controls_text(runs: list[dict[str, Any]]) -> str | None:
+def controls_text(runs: list[Results] | list[dict[str, Any]]) -> str | None:
     """The controls the runs hold, in words: what each is, its architecture and its epochs seed by seed."""
     parts = []
     for key, name in CONTROLS.items():
-        have = [_model_recipe(r["models"][key]) for r in runs if key in r.get("models", {})]
+        have = [_model_recipe(m) for r in runs if (m := as_results(r).model(key)) is not None]
         if have:
             archs = " / ".join(dict.fromkeys(a for a, _ in have))
             epochs = " · ".join(e for _, e in have)
@@ -266,17 +265,15 @@ def controls_text(runs: list[dict[str, Any]]) -> str | None:
 def _vis_row(dirs: list[Path], cols: list[str]) -> str | None:
     """Visualization quality figures passed, per seed, one cell per model (from each run's vis.json, which
     names the models as the evaluation does or, with other names, holds them in the same order)."""
-    from .vis.cli import quality_figures
-
     cells: list[list[str]] = [[] for _ in cols]
     for d in dirs:
         p = d / "vis" / "vis.json"
-        doc = json.loads(p.read_text()) if p.is_file() else {}
-        names = list(doc.get("models", {}))
+        vis = VisResults(json.loads(p.read_text()) if p.is_file() else {})
+        names = list(vis.models)
         for i, key in enumerate(cols):
             name = key if key in names else (names[i] if i < len(names) and names[i] not in cols else None)
-            figures = quality_figures(doc, name) if name is not None else []
-            cells[i].append(f"{sum(bool(f['passed']) for _, f in figures)}/{len(figures)}" if figures else "–")
+            figures = vis.quality_figures(name) if name is not None else []
+            cells[i].append(f"{sum(bool(f.passed) for _, f in figures)}/{len(figures)}" if figures else "–")
     if all(c == "–" for cs in cells for c in cs):
         return None
     return _md_row("visualization quality figures passed (each seed)", [" · ".join(cs) for cs in cells])
@@ -286,19 +283,19 @@ def _md_row(label: str, cells: list[str]) -> str:
     return "| " + " | ".join([label, *cells]) + " |"
 
 
-def _autoattack_budgets(runs: list[dict[str, Any]], cols: list[str]) -> list[tuple[str, float]]:
+def _autoattack_budgets(runs: list[Results], cols: list[str]) -> list[tuple[str, float]]:
     """Every ``(norm, eps)`` AutoAttack ran at on any model of any run: L∞ first, then by eps."""
     seen: dict[str, tuple[str, float]] = {}
     for r in runs:
         for k in cols:
-            for s in (_get(r, "models", k, "autoattack") or {}).values():
-                seen.setdefault(f"{s['norm']}:{s['eps']:.6g}", (s["norm"], s["eps"]))
+            for s in m.autoattacks.values() if (m := r.model(k)) is not None else ():
+                seen.setdefault(f"{s.norm}:{s.eps:.6g}", (s.norm, s.eps))
     return sorted(seen.values(), key=lambda b: (b[0] != "linf", b[1]))
 
 
-def _with_autoattack(runs: list[dict[str, Any]], cols: list[str], norm: str, eps: float) -> str:
+def _with_autoattack(runs: list[Results], cols: list[str], norm: str, eps: float) -> str:
     """How a worst-case row's label says whether AutoAttack is in it."""
-    ran = [autoattack_at(r["models"][k], norm, eps) is not None for r in runs for k in cols if k in r["models"]]
+    ran = [m.autoattack(norm, eps) is not None for r in runs for k in cols if (m := r.model(k)) is not None]
     if not any(ran):
         return ""
     if all(ran):
@@ -306,10 +303,16 @@ def _with_autoattack(runs: list[dict[str, Any]], cols: list[str], norm: str, eps
     return f", AutoAttack included where it ran ({sum(ran)} of {len(ran)} model evaluations)"
 
 
-def _passed(check: dict[str, Any] | None) -> str | None:
+def _scale_at(m: ModelResults, kind: str, level: int) -> float | None:
+    """Accuracy with one scale (pyramid level or image band) perturbed at the strongest strength."""
+    s = m.scale(kind)
+    return dig(s.accuracy, level, -1) if s is not None else None
+
+
+def _passed(check: Check | None) -> str | None:
     if not check:
         return None
-    return {True: "pass", False: "FAIL"}.get(check.get("passed"), "not run")
+    return {True: "pass", False: "FAIL"}.get(check.passed, "not run")
 
 
 def _link(path: Path, page: Path) -> str:
@@ -341,12 +344,12 @@ def aggregate(cfg: ExperimentConfig) -> str:
             if d == run_dir(cfg, ds.dataset, seed):
                 publish(cfg, ds.dataset, seed)  # the page links the copies: keep them current
             p = d / "eval" / "results.json"
-            res = json.loads(p.read_text())
+            res = Results(json.loads(p.read_text()))
             # newest: by the time the evaluation recorded (a copied file's own time is when it was copied)
-            found.append((recipe(res), res, d, (str(res.get("created") or ""), p.stat().st_mtime), seed))
+            found.append((recipe(res), res, d, (str(res.created or ""), p.stat().st_mtime), seed))
         md += [f"## {ds.dataset}", ""]
         any_run = any_run or bool(found)
-        if not found or model_pair(found[0][1]) is None:
+        if not found or found[0][1].pair() is None:
             md += [f"No finished run yet ({len(ds.seeds)} seed(s) planned).", ""]
             continue
         current = max(found, key=lambda f: f[3])[0]  # the newest run's recipe
@@ -354,8 +357,8 @@ def aggregate(cfg: ExperimentConfig) -> str:
         runs = [r for rec, r, _, _, _ in found if rec == current]
         dirs = [d for rec, _, d, _, _ in found if rec == current]
         seeds = [s for rec, _, _, _, s in found if rec == current]
-        base, td = model_pair(runs[0])
-        present = [c for c in CONTROLS if any(c in r["models"] for r in runs)]
+        base, td = runs[0].pair()
+        present = [c for c in CONTROLS if any(r.has(c) for r in runs)]
         cols = [base, td, *present]
         md += [f"{len(runs)} of {len(ds.seeds)} seed(s) finished: {', '.join(str(d) for d in dirs)}.", ""]
         md += [f"Training: {current}.", ""]
@@ -369,13 +372,13 @@ def aggregate(cfg: ExperimentConfig) -> str:
             ]
         headers = []
         for k in cols:
-            have = sum(k in r["models"] for r in runs)
+            have = sum(r.has(k) for r in runs)
             name = "top-down" if k == td else CONTROLS.get(k, "baseline")
             headers.append(name if have == len(runs) else f"{name} ({have} of {len(runs)} seeds)")
         md += [_md_row("metric", headers), "|---" * (len(cols) + 1) + "|"]
 
         def values(get: Any, runs: list = runs, cols: list = cols) -> list[list[Any]]:
-            return [[get(r["models"][k]) if k in r["models"] else None for r in runs] for k in cols]
+            return [[get(m) if (m := r.model(k)) is not None else None for r in runs] for k in cols]
 
         def row(label: str, get: Any, scale: float = 100.0, digits: int = 1) -> str | None:
             vals = [[v for v in vs if v is not None] for vs in values(get)]
@@ -401,74 +404,70 @@ def aggregate(cfg: ExperimentConfig) -> str:
             row("expected calibration error (×100)", _clean("ece")),
         ]
         for norm, name in (("linf", "L∞"), ("l2", "L2")):
-            eps = _get(runs[0], "models", base, "worst_case", norm, "epsilons") or []
+            w = runs[0].models[base].worst_case(norm)
+            eps = (w.epsilons if w else None) or []
             for k, e in enumerate(eps[1:], 1):
                 label = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
                 aa = _with_autoattack(runs, cols, norm, e)
-                get = lambda m, norm=norm, k=k: _get(m, "worst_case", norm, "accuracy", k)  # noqa: E731
+                get = lambda m, norm=norm, k=k: m.worst_accuracy(norm, k)  # noqa: E731
                 rows.append(row(f"worst-case {name} accuracy at ε = {label}{aa} (%)", get))
         budgets = _autoattack_budgets(runs, cols)
         for norm, e in budgets:
-            at = lambda m, norm=norm, e=e: autoattack_at(m, norm, e)  # noqa: E731
-            sizes = {s["n"] for r in runs for k in cols if k in r["models"] and (s := at(r["models"][k]))}
+            at = lambda m, norm=norm, e=e: m.autoattack(norm, e)  # noqa: E731
+            sizes = {s.n for r in runs for k in cols if (m := r.model(k)) is not None and (s := at(m))}
             images = f"{sizes.pop()} images" if len(sizes) == 1 else "images"
             rows += [
                 row(
                     f"AutoAttack at {budget_text(norm, e)}: robust accuracy with it, on its {images} (%)",
-                    lambda m, at=at: _get(at(m), "accuracy_with"),
+                    lambda m, at=at: None if (s := at(m)) is None else s.accuracy_with,
                 ),
                 row(
                     f"AutoAttack at {budget_text(norm, e)}: robust accuracy without it (every other attack), "
                     f"same {images} (%)",
-                    lambda m, at=at: _get(at(m), "accuracy_without"),
+                    lambda m, at=at: None if (s := at(m)) is None else s.accuracy_without,
                 ),
                 per_seed(
                     f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)",
-                    lambda m, at=at: None if (s := at(m)) is None else f"{s['extra_broken']} ({s['version']})",
+                    lambda m, at=at: None if (s := at(m)) is None else f"{s.extra_broken} ({s.version})",
                 ),
             ]
         if budgets:
             rows.append(
                 per_seed(
                     "sanity check: AutoAttack adds little (each seed)",
-                    lambda m: _passed(_get(m, "sanity", "autoattack_adds_little")),
+                    lambda m: _passed(m.check("autoattack_adds_little")),
                 )
             )
         rows += [
             row(
                 "median minimal L∞ perturbation, FMN (/255)",
-                lambda m: _get(m, "attacks", "fmn", "median_distance"),
+                lambda m: None if (a := m.attack("fmn")) is None else a.median_distance,
                 scale=255.0,
             ),
             row(
                 "median minimal L2 perturbation, DeepFool (an upper bound)",
-                lambda m: _get(m, "attacks", "deepfool", "median_distance"),
+                lambda m: None if (a := m.attack("deepfool")) is None else a.median_distance,
                 scale=1.0,
                 digits=2,
             ),
             row(
                 "median minimal L2 perturbation, HopSkipJump (decision-based)",
-                lambda m: _get(m, "decision", "median_distance"),
+                lambda m: None if (a := m.decision) is None else a.median_distance,
                 scale=1.0,
                 digits=2,
             ),
-            row("mCE (% of baseline)", lambda m: (m.get("corruptions") or {}).get("mce")),
+            row("mCE (% of baseline)", lambda m: m.corruptions.mce),
         ]
-        for name in _get(runs[0], "suite", "perturbations", "levels") or {}:
-            rows.append(
-                row(
-                    f"AUC {name.replace('_', ' ')} (×100)",
-                    lambda m, name=name: ((m.get("perturbations") or {}).get(name) or {}).get("auc"),
-                )
-            )
+        for name in runs[0].perturbation_levels:
+            rows.append(row(f"AUC {name.replace('_', ' ')} (×100)", lambda m, name=name: m.perturbation_auc(name)))
         # One scale at a time: the top-down net's pyramid level, the baseline's same frequency band of the image.
         for kind, what in (("noise", "Gaussian noise σ = {:g}"), ("pgd", "L∞ PGD ε = {:g}/255")):
-            sc = _get(runs[0], "models", td, "scales", kind) or {}
-            strengths = sc.get("sigmas") if kind == "noise" else [e * 255 for e in sc.get("epsilons") or []]
+            sc = runs[0].models[td].scale(kind) or Scale({})
+            strengths = sc.sigmas if kind == "noise" else [e * 255 for e in sc.epsilons or []]
             if not strengths:
                 continue
-            for i, factor in enumerate(sc.get("factors") or []):
-                get = lambda m, kind=kind, i=i: _get(m, "scales", kind, "accuracy", i, -1)  # noqa: E731
+            for i, factor in enumerate(sc.factors or []):
+                get = lambda m, kind=kind, i=i: _scale_at(m, kind, i)  # noqa: E731
                 rows.append(row(f"{what.format(strengths[-1])} on the {scale_name(factor)} scale only (%)", get))
         rows.append(per_seed("sanity checks passed (each seed)", _sanity))
         rows.append(_vis_row(dirs, cols))

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
-from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, conclusions, control_conclusions, model_pair, survival
+from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
+from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, conclusions, control_conclusions, survival
 from .html import badge, esc, figure, fmt, page, pct, table
 
 
@@ -115,12 +116,9 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _accuracy_section(res: dict[str, Any]) -> str:
-    models = res["models"]
-    has_top5 = (
-        any((m.get("clean") or {}).get("top5") is not None for m in models.values())
-        and len(res["data"]["description"].get("classes", [])) > 5
-    )
+def _accuracy_section(res: Results) -> str:
+    models = res.models
+    has_top5 = any(m.clean.top5 is not None for m in models.values()) and len(res.classes) > 5
     header = [
         "model",
         "top-1",
@@ -133,34 +131,31 @@ def _accuracy_section(res: dict[str, Any]) -> str:
     ]
     rows = []
     for n, m in models.items():
-        c = m.get("clean") or {}
+        c = m.clean
         rows.append(
             (
                 n,
-                pct(c.get("top1")),
-                *([pct(c.get("top5"))] if has_top5 else []),
-                pct(c.get("macro_acc")),
-                pct(c.get("confidence")),
-                fmt(c.get("ece")),
-                fmt(c.get("nll")),
-                fmt(c.get("n")),
+                pct(c.top1),
+                *([pct(c.top5)] if has_top5 else []),
+                pct(c.macro_acc),
+                pct(c.confidence),
+                fmt(c.ece),
+                fmt(c.nll),
+                fmt(c.n),
             )
         )
     body = table(header, rows) + (
         '<p class="muted">confidence: the mean top softmax probability; below top-1 the net is underconfident, '
         "above it overconfident (ECE measures the gap bin by bin).</p>"
     )
-    classes = res["data"]["description"].get("classes", [])
+    classes = res.classes
     if classes and len(classes) <= 20:
-        prow = [
-            (c, *[pct(((m.get("clean") or {}).get("per_class_acc") or {}).get(c)) for m in models.values()])
-            for c in classes
-        ]
+        prow = [(c, *[pct(m.clean.per_class_acc.get(c)) for m in models.values()]) for c in classes]
         body += "<h3>Per-class accuracy</h3>" + table(["class", *models], prow)
     return body
 
 
-def _attacks_section(res: dict[str, Any], ev: Path) -> str:
+def _attacks_section(res: Results, ev: Path) -> str:
     body = (
         '<div class="pair"><div>'
         + figure(ev / "attacks_linf.png", "L∞ attacks: robust accuracy vs ε")
@@ -168,66 +163,49 @@ def _attacks_section(res: dict[str, Any], ev: Path) -> str:
         + figure(ev / "attacks_l2.png", "L2 attacks: robust accuracy vs ε")
         + "</div></div>"
     )
-    models = res["models"]
+    models = res.models
     for norm in ("linf", "l2"):
         runs = [
             (a, n, r)
             for n, m in models.items()
-            for a, r in (m.get("attacks") or {}).items()
-            if r.get("norm") == norm and not a.endswith("_2x")
+            for a, r in m.attacks.items()
+            if r.norm == norm and not a.endswith("_2x")
         ]
         runs.sort(key=lambda t: t[0])
-        eps = sorted({float(e) for _, _, r in runs for e in r["epsilons"]})
+        eps = sorted({float(e) for _, _, r in runs for e in r.epsilons})
         if not eps:
             continue
         rows = []
         for a, n, r in runs:
-            acc = dict(zip(map(float, r["epsilons"]), r["accuracy"]))
-            rows.append((esc(a), esc(n), *[pct(acc.get(e)) for e in eps], fmt(r.get("median_distance"), 4)))
+            acc = dict(zip(map(float, r.epsilons), r.accuracy))
+            rows.append((esc(a), esc(n), *[pct(acc.get(e)) for e in eps], fmt(r.median_distance, 4)))
         for n, m in models.items():
-            w = (m.get("worst_case") or {}).get(norm)
+            w = m.worst_case(norm)
             if w:
-                acc = dict(zip(map(float, w["epsilons"]), w["accuracy"]))
+                acc = dict(zip(map(float, w.epsilons), w.accuracy))
                 rows.append(("<b>worst case</b>", esc(n), *[pct(acc.get(e)) for e in eps], "–"))
         label = [f"ε={e * 255:g}/255" if norm == "linf" else f"ε={e:g}" for e in eps]
         body += f"<h3>{'L∞' if norm == 'linf' else 'L2'}</h3>" + table(
             ["attack", "model", *label, "median min. perturbation"], rows, raw=True
         )
-    body += _autoattack_tables(models, float(((res.get("suite") or {}).get("sanity") or {}).get("tolerance", 0.01)))
-    dec = {n: m.get("decision") for n, m in models.items() if m.get("decision")}
+    tolerance = res.sanity_tolerance
+    body += _autoattack_tables(models, float(0.01 if tolerance is None else tolerance))
+    dec = {n: d for n, m in models.items() if (d := m.decision)}
     if dec:
-        rows = [(n, d.get("method"), fmt(d.get("n")), fmt(d.get("median_distance"), 4)) for n, d in dec.items()]
+        rows = [(n, d.method, fmt(d.n), fmt(d.median_distance, 4)) for n, d in dec.items()]
         body += "<h3>Decision-based attack (sanity)</h3>" + table(
             ["model", "method", "images", "median L2 distance"], rows
         )
     return body
 
 
-def _autoattack_tables(models: dict[str, Any], tolerance: float) -> str:
+def _autoattack_tables(models: dict[str, ModelResults], tolerance: float) -> str:
     """AutoAttack per budget: robust accuracy without and with it on its images, the sanity verdict beside the
     numbers, and which attack broke each image first (at every eps of the worst case)."""
     rows = []
     for n, m in models.items():
-        for s in (m.get("autoattack") or {}).values():
-            held = s["extra_broken"] <= max(tolerance * s["n"], 1)
-            verdict = (
-                "✓ the rest of the suite held"
-                if held
-                else f"✗ AutoAttack broke {s['extra_broken']} more: the rest of the suite overstated robustness"
-            )
-            attacks = ", ".join(f"{a} ({r['n_broken']}/{len(r['attacked'])})" for a, r in s["attacks"].items())
-            rows.append(
-                (
-                    n,
-                    _budget(s["norm"], s["eps"]),
-                    s["version"],
-                    fmt(s["n"]),
-                    pct(s["accuracy_without"]),
-                    pct(s["accuracy_with"]),
-                    attacks,
-                    verdict,
-                )
-            )
+        for s in m.autoattacks.values():
+            rows.append(_autoattack_row(n, s, tolerance))
     if not rows:
         return ""
     header = [
@@ -244,8 +222,8 @@ def _autoattack_tables(models: dict[str, Any], tolerance: float) -> str:
     first = [
         (n, _budget(norm, e), ", ".join(f"{a}: {c}" for a, c in counts.items()))
         for n, m in models.items()
-        for norm, w in (m.get("worst_case") or {}).items()
-        for e, counts in zip(w["epsilons"], w.get("first_broken_by") or [])
+        for norm, w in m.worst_cases.items()
+        for e, counts in zip(w.epsilons, w.first_broken_by or [])
         if e > 0 and counts
     ]
     if first:
@@ -254,20 +232,29 @@ def _autoattack_tables(models: dict[str, Any], tolerance: float) -> str:
     return body
 
 
+def _autoattack_row(name: str, s: AutoAttack, tolerance: float) -> tuple[Any, ...]:
+    held = s.extra_broken <= max(tolerance * s.n, 1)
+    verdict = (
+        "✓ the rest of the suite held"
+        if held
+        else f"✗ AutoAttack broke {s.extra_broken} more: the rest of the suite overstated robustness"
+    )
+    attacks = ", ".join(f"{a} ({r.n_broken}/{len(r.attacked)})" for a, r in s.attacks.items())
+    budget = _budget(s.norm, s.eps)
+    return name, budget, s.version, fmt(s.n), pct(s.accuracy_without), pct(s.accuracy_with), attacks, verdict
+
+
 def _budget(norm: str, eps: float) -> str:
     return f"L∞ {eps * 255:.3g}/255" if norm == "linf" else f"L2 {eps:g}"
 
 
-def _perturbation_section(res: dict[str, Any], ev: Path) -> str:
+def _perturbation_section(res: Results, ev: Path) -> str:
     body = figure(
         ev / "perturbations.png", "The reference paper's perturbations: accuracy vs the perturbation's L2 size"
     )
-    models = res["models"]
-    names = list(dict.fromkeys(p for m in models.values() for p in (m.get("perturbations") or {})))
-    rows = [
-        (p.replace("_", " "), *[fmt(((m.get("perturbations") or {}).get(p) or {}).get("auc")) for m in models.values()])
-        for p in names
-    ]
+    models = res.models
+    names = list(dict.fromkeys(p for m in models.values() for p in m.perturbations))
+    rows = [(p.replace("_", " "), *[fmt(m.perturbation_auc(p)) for m in models.values()]) for p in names]
     body += table(["perturbation", *[f"AUC {n}" for n in models]], rows)
     body += (
         '<p class="muted">AUC: area under accuracy vs L2 distance, normalised by the largest L2 of the sweep '
@@ -276,63 +263,58 @@ def _perturbation_section(res: dict[str, Any], ev: Path) -> str:
     return body
 
 
-def _corruption_section(res: dict[str, Any], ev: Path) -> str:
+def _corruption_section(res: Results, ev: Path) -> str:
     body = figure(ev / "corruptions.png", "Accuracy per corruption and severity")
-    models = res["models"]
-    names = list(
-        dict.fromkeys(c for m in models.values() for c in ((m.get("corruptions") or {}).get("per_corruption") or {}))
-    )
+    models = res.models
+    names = list(dict.fromkeys(c for m in models.values() for c in m.corruptions.per_corruption))
     rows = []
     for c in names:
         cells = []
         for m in models.values():
-            pc = ((m.get("corruptions") or {}).get("per_corruption") or {}).get(c) or {}
-            accs = pc.get("accuracy") or pc.get("accuracy_per_severity") or []
+            pc = m.corruptions.per_corruption.get(c)
+            accs = (pc.accuracy if pc else None) or []
             cells.append(" / ".join(pct(a, 0) for a in accs) if accs else "–")
-        ce = [fmt(((m.get("corruptions") or {}).get("ce") or {}).get(c), 2) for m in models.values()]
+        ce = [fmt(m.corruptions.ce.get(c), 2) for m in models.values()]
         rows.append((c.replace("_", " "), *cells, *ce))
     body += table(["corruption", *[f"{n} accuracy by severity" for n in models], *[f"CE {n}" for n in models]], rows)
-    mce = [
-        (n, pct((m.get("corruptions") or {}).get("mce")), pct((m.get("corruptions") or {}).get("mean_accuracy")))
-        for n, m in models.items()
-    ]
+    mce = [(n, pct(m.corruptions.mce), pct(m.corruptions.mean_accuracy)) for n, m in models.items()]
     body += table(["model", "mCE (vs baseline = 100%)", "mean accuracy under corruption"], mce)
     return body
 
 
-def _scales_section(res: dict[str, Any], ev: Path) -> str:
+def _scales_section(res: Results, ev: Path) -> str:
     body = figure(ev / "scales.png", "One pyramid level (top-down) or one image band (baseline) perturbed at a time")
     rows = []
-    for n, m in res["models"].items():
-        for kind, s in (m.get("scales") or {}).items():
-            for lvl, f, accs in zip(s.get("levels", []), s.get("factors", []), s.get("accuracy", [])):
+    for n, m in res.models.items():
+        for kind, s in m.scales.items():
+            for lvl, f, accs in zip(s.levels or [], s.factors or [], s.accuracy or []):
                 res_txt = "full" if f == 1 else f"1/{f}"
                 rows.append(
                     (
                         n,
                         kind,
-                        s.get("mode", "").replace("_", " "),
+                        (s.mode or "").replace("_", " "),
                         res_txt,
                         " / ".join(pct(a, 0) for a in accs),
-                        "◀ most harmful" if lvl == s.get("most_harmful_level") else "",
+                        "◀ most harmful" if lvl == s.most_harmful_level else "",
                     )
                 )
     return body + table(["model", "perturbation", "applied to", "resolution", "accuracy by strength", ""], rows)
 
 
-def _sanity_section(res: dict[str, Any]) -> str:
-    models = res["models"]
-    checks = list(dict.fromkeys(c for m in models.values() for c in (m.get("sanity") or {})))
+def _sanity_section(res: Results) -> str:
+    models = res.models
+    checks = list(dict.fromkeys(c for m in models.values() for c in m.sanity))
     rows = []
     for c in checks:
         cells = []
         for m in models.values():
-            s = (m.get("sanity") or {}).get(c)
+            s = m.check(c)
             cells.append(
                 "–"
                 if s is None
-                else f'{badge(s.get("passed"))} <span class="muted">'
-                f"{fmt(s.get('value'))} {esc(s.get('direction', ''))} {fmt(s.get('threshold'))}</span>"
+                else f'{badge(s.passed)} <span class="muted">'
+                f"{fmt(s.value)} {esc(s.direction or '')} {fmt(s.threshold)}</span>"
             )
         rows.append((esc(c.replace("_", " ")), *cells))
     return table(["check", *models], rows, raw=True) + (
@@ -349,38 +331,37 @@ def _figure_detail(detail: Any, most: int = 4) -> str:
     return esc(", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in items[:most]))
 
 
-def _quality_table(quality: dict[str, Any]) -> str:
+def _quality_table(quality: dict[str, Check]) -> str:
     if not quality:
         return ""
     rows = [
         (
             esc(k.replace("_", " ")),
-            f"{fmt(q.get('value'))}",
-            f"{esc(q.get('direction', ''))} {fmt(q.get('threshold'))}",
-            badge(q.get("passed")),
-            _figure_detail(q.get("detail")),
+            f"{fmt(q.value)}",
+            f"{esc(q.direction or '')} {fmt(q.threshold)}",
+            badge(q.passed),
+            _figure_detail(q.detail),
         )
         for k, q in quality.items()
-        if isinstance(q, dict)
     ]
     return table(["quality figure", "value", "target", "", "from"], rows, raw=True)
 
 
-def _vis_section(vis: dict[str, Any] | None, vdir: Path) -> str:
+def _vis_section(vis: VisResults | None, vdir: Path) -> str:
     if not vis:
         return '<p class="muted">No visualizations (vis/vis.json missing).</p>'
-    models = vis.get("models", {})
-    methods = list(dict.fromkeys(k for m in models.values() for k in (m.get("methods") or {})))
+    models = vis.models
+    methods = list(dict.fromkeys(k for m in models.values() for k in m.methods))
     body = ""
     # one column per model (two by default)
     columns = f' style="grid-template-columns: repeat({len(models)}, 1fr)"' if len(models) > 2 else ""
     for method in methods:
         body += f'<h3>{esc(method.replace("_", " "))}</h3><div class="pair"{columns}>'
         for name, m in models.items():
-            entry = (m.get("methods") or {}).get(method) or {}
-            imgs = "".join(figure(vdir / p, "", pixelated=True) for p in entry.get("images", []))
-            desc = esc(entry.get("description", ""))
-            quality = _quality_table(entry.get("quality", {}))
+            entry = m.methods.get(method) or VisMethod({})
+            imgs = "".join(figure(vdir / p, "", pixelated=True) for p in entry.images)
+            desc = esc(entry.description or "")
+            quality = _quality_table(entry.quality)
             body += f'<div><h3>{esc(name)}</h3><p class="muted">{desc}</p>{imgs}{quality}</div>'
         body += "</div>"
     return body
@@ -390,7 +371,7 @@ def _items(lines: list[str]) -> str:
     return '<ul class="conclusions">' + "".join(f"<li>{esc(c)}</li>" for c in lines) + "</ul>"
 
 
-def _conclusions_section(res: dict[str, Any]) -> str:
+def _conclusions_section(res: Results) -> str:
     """Top-down against the baseline, against each control the run holds, and which of its advantages
     survive AutoAttack and the controls."""
     body = _items(conclusions([res]))
@@ -407,12 +388,13 @@ def build_report(out: str | Path) -> Path:
     """Write ``<out>/report.html`` from what the pipeline's stages left in ``out``; return its path."""
     out = Path(out)
     pipeline = _read_json(out / "pipeline.json") or {"stages": {}, "config": {}}
-    res = _read_json(out / "eval" / "results.json")
-    vis = _read_json(out / "vis" / "vis.json")
+    doc, vis_doc = _read_json(out / "eval" / "results.json"), _read_json(out / "vis" / "vis.json")
+    res = Results(doc) if doc else None
+    vis = VisResults(vis_doc) if vis_doc else None
     models = _models_info(out, pipeline)
     dataset = next(iter(models.values()))["data"].get("dataset") if models else pipeline["config"].get("dataset")
 
-    if res and model_pair(res):
+    if res and res.pair():
         summary = _conclusions_section(res)
     else:
         summary = '<p class="muted">No evaluation of a baseline and a top-down model: no conclusions.</p>'
@@ -434,7 +416,7 @@ def build_report(out: str | Path) -> Path:
     else:
         sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
     sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
-    controls = [CONTROLS[c] for c in CONTROLS if c in ((res or {}).get("models") or {})]
+    controls = [CONTROLS[c] for c in CONTROLS if res is not None and res.has(c)]
     against = f" (and the {' and the '.join(controls)})" if controls else ""
     subtitle = (
         f"Top-down vs baseline{esc(against)} on <b>{esc(dataset)}</b>. Every number and sentence here is "

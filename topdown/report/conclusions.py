@@ -1,6 +1,7 @@
 """Conclusions in words, computed from the evaluation results (never written by hand).
 
-Every function takes a list of ``results.json`` dicts: one per seed (or one). A comparison takes its pair of
+Every function takes a list of ``results.json`` documents, as dicts or as ``Results`` views: one per seed (or
+one), read through ``topdown.results_view``. A comparison takes its pair of
 models explicitly, ``(reference, top-down)``: the baseline, or one of the controls (``CONTROLS``). Differences
 are top-down minus the reference; with several seeds they are reported as mean ± std, and a claim that one
 model is better is made only where the sign holds for every seed that has both models.
@@ -8,20 +9,17 @@ model is better is made only where the sign holds for every seed that has both m
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-Results = dict[str, Any]
+from ..results_view import CONTROLS, AutoAttack, ModelResults, Results, WorstCase, as_results, dig
+
+#: One results.json per seed: dicts as read from disk, or views of them.
+Runs = Sequence[Results | Mapping[str, Any]]
 
 #: ``(reference key, top-down key)``: the two models a comparison is between.
 Pair = tuple[str, str]
-
-#: Models a run may hold beside the baseline and the top-down net, in evaluation order, with their names in
-#: words: a baseline whose input first passes the top-down net's low-pass pyramid level (upsampled back), and
-#: the baseline's checkpoint from the epoch whose validation accuracy is nearest the top-down net's.
-CONTROLS = {"blur_control": "blur control", "accuracy_control": "accuracy control"}
 
 #: What each control is, in words.
 CONTROL_DESCRIPTIONS = {
@@ -32,31 +30,26 @@ CONTROL_DESCRIPTIONS = {
 }
 
 
-def model_pair(results: Results) -> Pair | None:
+def model_pair(results: Results | Mapping[str, Any]) -> Pair | None:
     """``(baseline key, top-down key)`` in a results.json, or ``None`` without one of each (controls are not
     the baseline)."""
-    models = results.get("models", {})
-    base = [k for k, v in models.items() if not v.get("is_topdown") and k not in CONTROLS]
-    td = [k for k, v in models.items() if v.get("is_topdown")]
-    return (base[0], td[0]) if base and td else None
+    return as_results(results).pair()
 
 
-def controls(results: Results) -> list[str]:
-    """The controls a results.json holds, in ``CONTROLS`` order."""
-    models = results.get("models", {})
-    return [k for k in CONTROLS if k in models and not models[k].get("is_topdown")]
+def _views(runs: Runs) -> list[Results]:
+    return [as_results(r) for r in runs]
 
 
-def _base_pair(runs: Sequence[Results]) -> Pair | None:
-    return next((p for r in runs if (p := model_pair(r)) is not None), None)
+def _base_pair(runs: Runs) -> Pair | None:
+    return next((p for r in _views(runs) if (p := r.pair()) is not None), None)
 
 
-def control_pairs(runs: Sequence[Results]) -> list[Pair]:
+def control_pairs(runs: Runs) -> list[Pair]:
     """``(control, top-down key)`` for every control any of the runs holds."""
     pair = _base_pair(runs)
     if pair is None:
         return []
-    present = {c for r in runs for c in controls(r)}
+    present = {c for r in _views(runs) for c in r.controls()}
     return [(c, pair[1]) for c in CONTROLS if c in present]
 
 
@@ -69,16 +62,16 @@ def _the(key: str) -> str:
     return "the " + short_name(key)
 
 
-def _both(runs: Sequence[Results], pair: Pair) -> list[Results]:
+def _both(runs: Runs, pair: Pair) -> list[Results]:
     """The runs holding both models of ``pair``."""
-    return [r for r in runs if all(k in r.get("models", {}) for k in pair)]
+    return [r for r in _views(runs) if r.has(*pair)]
 
 
-def _diffs(runs: Sequence[Results], get: Callable[[dict[str, Any]], float | None], pair: Pair) -> list[float]:
+def _diffs(runs: Runs, get: Callable[[ModelResults], float | None], pair: Pair) -> list[float]:
     """Per run holding both models: ``get(top-down) - get(reference)`` (where both are recorded)."""
     out = []
     for r in _both(runs, pair):
-        a, b = (get(r["models"][k]) for k in pair)
+        a, b = (get(r.models[k]) for k in pair)
         if a is not None and b is not None:
             out.append(b - a)
     return out
@@ -115,17 +108,6 @@ def _verdict(values: Sequence[float], more: str, less: str, same: str, tie: floa
     return same
 
 
-def _get(d: dict[str, Any] | None, *keys: Any) -> Any:
-    for k in keys:
-        if d is None:
-            return None
-        try:
-            d = d[k]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return d
-
-
 def _pm(values: Sequence[float], scale: float = 100.0) -> str:
     """``+12.3`` or ``+12.3 ± 1.1`` (no unit, no count of seeds)."""
     mean = f"{statistics.fmean(values) * scale:+.1f}"
@@ -139,8 +121,8 @@ def _signed(values: Sequence[float], scale: float = 100.0) -> str:
     return f"{mean:+.1f} ± {statistics.stdev(values) * scale:.1f} points over {len(values)} seeds"
 
 
-def clean_accuracy(runs: Sequence[Results], pair: Pair) -> str | None:
-    d = _diffs(runs, lambda m: _get(m, "clean", "top1"), pair)
+def clean_accuracy(runs: Runs, pair: Pair) -> str | None:
+    d = _diffs(runs, lambda m: m.clean.top1, pair)
     if not d:
         return None
     v = _verdict(d, "higher", "lower", "not consistently different")
@@ -151,13 +133,13 @@ def clean_accuracy(runs: Sequence[Results], pair: Pair) -> str | None:
     return f"The top-down net's clean top-1 accuracy is {_size(d)} {v} than {_the(pair[0])}'s {_seeds(d)}."
 
 
-def perturbation_at_level(runs: Sequence[Results], name: str, label: str, pair: Pair, unit: str = "") -> str | None:
+def perturbation_at_level(runs: Runs, name: str, label: str, pair: Pair, unit: str = "") -> str | None:
     """Accuracy kept under one of the paper's perturbations at the middle level of its sweep."""
-    levels = _get(runs[0], "suite", "perturbations", "levels", name) if runs else None
+    levels = as_results(runs[0]).perturbation_levels.get(name) if runs else None
     if not levels or len(levels) < 2:
         return None
     k = len(levels) // 2
-    d = _diffs(runs, lambda m: _get(m, "perturbations", name, "accuracy_per_level", k), pair)
+    d = _diffs(runs, lambda m: _level(m, name, k), pair)
     if not d:
         return None
     level = f"{unit}={levels[k]:g}"
@@ -178,17 +160,28 @@ def perturbation_at_level(runs: Sequence[Results], name: str, label: str, pair: 
     return text + "."
 
 
-def _drop(m: dict[str, Any], name: str, k: int) -> float | None:
+def _accuracy_per_level(m: ModelResults, name: str) -> list[float] | None:
+    p = m.perturbation(name)
+    return None if p is None else p.accuracy_per_level
+
+
+def _level(m: ModelResults, name: str, k: int) -> float | None:
+    """Accuracy under perturbation ``name`` at level ``k``."""
+    acc = _accuracy_per_level(m, name)
+    return acc[k] if acc and 0 <= k < len(acc) else None
+
+
+def _drop(m: ModelResults, name: str, k: int) -> float | None:
     """Accuracy lost at level ``k`` (negated, so that a smaller loss is a larger number)."""
-    acc = _get(m, "perturbations", name, "accuracy_per_level")
+    acc = _accuracy_per_level(m, name)
     return None if not acc else acc[k] - acc[0]
 
 
-def perturbation_auc(runs: Sequence[Results], pair: Pair) -> list[str]:
-    names = list(_get(runs[0], "suite", "perturbations", "levels") or {}) if runs else []
+def perturbation_auc(runs: Runs, pair: Pair) -> list[str]:
+    names = list(as_results(runs[0]).perturbation_levels) if runs else []
     better, worse, tied = [], [], []
     for name in names:
-        d = _diffs(runs, lambda m, name=name: _get(m, "perturbations", name, "auc"), pair)
+        d = _diffs(runs, lambda m, name=name: m.perturbation_auc(name), pair)
         if not d:
             continue
         {"higher": better, "lower": worse, "": tied}[_verdict(d, "higher", "lower", "")].append(name.replace("_", " "))
@@ -208,12 +201,15 @@ def perturbation_auc(runs: Sequence[Results], pair: Pair) -> list[str]:
     return out
 
 
-def headline_budget(runs: Sequence[Results], norm: str, pair: Pair) -> tuple[int, float] | None:
+def _epsilons(m: ModelResults, norm: str) -> list[float] | None:
+    w = m.worst_case(norm)
+    return None if w is None else w.epsilons
+
+
+def headline_budget(runs: Runs, norm: str, pair: Pair) -> tuple[int, float] | None:
     """``(index, eps)`` of the budget a norm's worst case is quoted at: the middle of the sweep (its second
     point with fewer than four), from the first run that holds the reference model."""
-    eps = next(
-        (e for r in _both(runs, pair) if (e := _get(r, "models", pair[0], "worst_case", norm, "epsilons"))), None
-    )
+    eps = next((e for r in _both(runs, pair) if (e := _epsilons(r.models[pair[0]], norm))), None)
     if not eps or len(eps) < 2:
         return None
     k = 1 if len(eps) < 4 else len(eps) // 2
@@ -225,42 +221,34 @@ def budget_text(norm: str, eps: float) -> str:
     return f"L∞ ε = {eps * 255:g}/255" if norm == "linf" else f"L2 ε = {eps:g}"
 
 
-def autoattack_at(model: dict[str, Any], norm: str, eps: float) -> dict[str, Any] | None:
-    """A model's AutoAttack summary at ``(norm, eps)``, or ``None`` where AutoAttack did not run there."""
-    for s in (model.get("autoattack") or {}).values():
-        if isinstance(s, dict) and s.get("norm") == norm and math.isclose(s.get("eps", -1.0), eps, rel_tol=1e-6):
-            return s
-    return None
-
-
-def worst_case_without_autoattack(model: dict[str, Any], norm: str, k: int) -> float | None:
+def worst_case_without_autoattack(model: ModelResults, norm: str, k: int) -> float | None:
     """A model's worst-case accuracy at eps index ``k`` over every attack but AutoAttack: its worst case plus
     the images that AutoAttack alone broke (``first_broken_by`` credits an image to the first attack that broke
     it in running order, and AutoAttack runs after every other white-box attack). ``None`` where that is not
     recorded."""
-    w = _get(model, "worst_case", norm) or {}
-    acc = _get(w, "accuracy", k)
-    first = _get(w, "first_broken_by", k)
+    w = model.worst_case(norm) or WorstCase({})
+    acc = w.accuracy_at(k)
+    first = dig(w.first_broken_by, k)
     if acc is None or first is None:
         # a worst case recorded before AutoAttack joined the suite holds none of it
-        return acc if not any(str(a).startswith("autoattack:") for a in w.get("attacks") or []) else None
+        return acc if not any(str(a).startswith("autoattack:") for a in w.attacks or []) else None
     only_aa = sum(c for a, c in first.items() if str(a).startswith("autoattack:"))
-    n = len(_get(w, "first_broken_by_image", k) or []) or _get(model, "subset", "n")
+    n = len(dig(w.first_broken_by_image, k) or []) or model.subset.n
     return acc + only_aa / n if n else None
 
 
-def worst_case_attack(runs: Sequence[Results], pair: Pair, norm: str = "linf") -> str | None:
+def worst_case_attack(runs: Runs, pair: Pair, norm: str = "linf") -> str | None:
     budget = headline_budget(runs, norm, pair)
     if budget is None:
         return None
     k, e = budget
-    d = _diffs(runs, lambda m: _get(m, "worst_case", norm, "accuracy", k), pair)
+    d = _diffs(runs, lambda m: m.worst_accuracy(norm, k), pair)
     if not d:
         return None
     eps_txt = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
     name = "L∞" if norm == "linf" else "L2"
     both = _both(runs, pair)
-    with_aa = all(autoattack_at(r["models"][key], norm, e) for r in both for key in pair)
+    with_aa = all(r.models[key].autoattack(norm, e) for r in both for key in pair)
     strongest = f"the strongest {name} attack{' (AutoAttack included)' if with_aa else ''}"
     v = _verdict(d, "higher", "lower", "")
     if not v:
@@ -271,20 +259,24 @@ def worst_case_attack(runs: Sequence[Results], pair: Pair, norm: str = "linf") -
     )
 
 
-def corruption_error(runs: Sequence[Results], pair: Pair) -> str | None:
-    if any((r.get("reference_model") or (model_pair(r) or ("",))[0]) != pair[0] for r in _both(runs, pair)):
+def _mces(runs: Runs, pair: Pair, key: str) -> list[float]:
+    """Model ``key``'s mCE in every run holding both models of ``pair`` (where recorded)."""
+    return [v for r in _both(runs, pair) if (v := r.models[key].corruptions.mce) is not None]
+
+
+def corruption_error(runs: Runs, pair: Pair) -> str | None:
+    if any((r.reference_model or (r.pair() or ("",))[0]) != pair[0] for r in _both(runs, pair)):
         # both mCEs are relative to the baseline: compare them with each other
-        d = _diffs(runs, lambda m: _get(m, "corruptions", "mce"), pair)
+        d = _diffs(runs, lambda m: m.corruptions.mce, pair)
         if not d:
             return None
-        td = [v for r in _both(runs, pair) if (v := _get(r, "models", pair[1], "corruptions", "mce")) is not None]
-        ref = [v for r in _both(runs, pair) if (v := _get(r, "models", pair[0], "corruptions", "mce")) is not None]
+        td, ref = _mces(runs, pair, pair[1]), _mces(runs, pair, pair[0])
         word = _verdict(d, "more errors than", "fewer errors than", "about as many errors as", tie=MCE_TIE)
         return (
             f"Under common corruptions, top-down's mean corruption error is {_pct_mean(td)} of the baseline's, "
             f"{_the(pair[0])}'s {_pct_mean(ref)}: {word} {_the(pair[0])}."
         )
-    vals = [v for r in _both(runs, pair) if (v := _get(r, "models", pair[1], "corruptions", "mce")) is not None]
+    vals = _mces(runs, pair, pair[1])
     if not vals:
         return None
     # within 2% of the baseline's errors: a tie (0.1 points of mean accuracy on the flowers already moves it 1%)
@@ -311,14 +303,15 @@ def scale_name(factor: int) -> str:
     return "full resolution" if factor == 1 else f"1/{factor} resolution"
 
 
-def scale_ablation(runs: Sequence[Results], topdown: str) -> list[str]:
+def scale_ablation(runs: Runs, topdown: str) -> list[str]:
     out = []
     for kind, what in (("noise", "Gaussian noise"), ("pgd", "A PGD attack")):
         hits = []
-        for r in runs:
-            lvl = _get(r, "models", topdown, "scales", kind)
-            if lvl and lvl.get("most_harmful_factor") is not None:
-                hits.append(int(lvl["most_harmful_factor"]))
+        for r in _views(runs):
+            m = r.model(topdown)
+            lvl = m.scale(kind) if m is not None else None
+            if lvl and lvl.most_harmful_factor is not None:
+                hits.append(int(lvl.most_harmful_factor))
         if not hits:
             continue
         common = max(set(hits), key=hits.count)
@@ -328,22 +321,18 @@ def scale_ablation(runs: Sequence[Results], topdown: str) -> list[str]:
     return out
 
 
-def sanity(runs: Sequence[Results]) -> str:
+def sanity(runs: Runs) -> str:
+    views = _views(runs)
     flagged = sorted(
-        {
-            f"{name}: {', '.join(m.get('failed_checks', []))}"
-            for r in runs
-            for name, m in r.get("models", {}).items()
-            if m.get("flagged")
-        }
+        {f"{name}: {', '.join(m.failed_checks)}" for r in views for name, m in r.models.items() if m.flagged}
     )
     if flagged:
         return "Sanity checks FAILED (possible gradient masking or a weak attack): " + "; ".join(flagged) + "."
-    n = len({name for r in runs for name in r.get("models", {})})
+    n = len({name for r in views for name in r.models})
     return f"Every robustness sanity check passed for {'both models' if n <= 2 else f'all {n} models'}."
 
 
-def comparisons(runs: Sequence[Results], pair: Pair) -> list[str]:
+def comparisons(runs: Runs, pair: Pair) -> list[str]:
     """What the results say about top-down against one reference model, in reading order."""
     if not _both(runs, pair):
         return []
@@ -359,7 +348,7 @@ def comparisons(runs: Sequence[Results], pair: Pair) -> list[str]:
     return [x for x in lines if x]
 
 
-def conclusions(runs: Sequence[Results]) -> list[str]:
+def conclusions(runs: Runs) -> list[str]:
     """Top-down against the baseline, where its levels break, and the sanity checks, in reading order."""
     pair = _base_pair(runs)
     if pair is None:
@@ -367,7 +356,7 @@ def conclusions(runs: Sequence[Results]) -> list[str]:
     return [*comparisons(runs, pair), *scale_ablation(runs, pair[1]), sanity(runs)]
 
 
-def control_conclusions(runs: Sequence[Results]) -> dict[str, list[str]]:
+def control_conclusions(runs: Runs) -> dict[str, list[str]]:
     """``{control: comparisons of top-down against it}`` for every control the runs hold."""
     return {pair[0]: lines for pair in control_pairs(runs) if (lines := comparisons(runs, pair))}
 
@@ -383,25 +372,25 @@ def _survival_word(values: Sequence[float]) -> str:
     return "mixed"
 
 
-def _autoattack_survival(runs: Sequence[Results], pair: Pair, norm: str, k: int, e: float) -> str:
+def _autoattack_survival(runs: Runs, pair: Pair, norm: str, k: int, e: float) -> str:
     both = _both(runs, pair)
-    tested = [r for r in both if all(autoattack_at(r["models"][key], norm, e) for key in pair)]
+    tested = [r for r in both if all(r.models[key].autoattack(norm, e) for key in pair)]
     if not tested:
         return "AutoAttack: not run at this budget, so not tested."
-    d = _diffs(tested, lambda m: _get(m, "worst_case", norm, "accuracy", k), pair)
+    d = _diffs(tested, lambda m: m.worst_accuracy(norm, k), pair)
     some = "" if len(tested) == len(both) else f" on the {len(tested)} of {len(both)} seeds where it ran"
     text = (
         f"AutoAttack: {_survival_word(d)}{some} (with it in the worst case, top-down minus the baseline: {_signed(d)}"
     )
-    without = _diffs(tested, lambda m: _get(autoattack_at(m, norm, e), "accuracy_without"), pair)
-    with_aa = _diffs(tested, lambda m: _get(autoattack_at(m, norm, e), "accuracy_with"), pair)
+    without = _diffs(tested, lambda m: (m.autoattack(norm, e) or AutoAttack(None)).accuracy_without, pair)
+    with_aa = _diffs(tested, lambda m: (m.autoattack(norm, e) or AutoAttack(None)).accuracy_with, pair)
     if without and with_aa:
-        sizes = {autoattack_at(r["models"][key], norm, e).get("n") for r in tested for key in pair}
+        sizes = {r.models[key].autoattack(norm, e).n for r in tested for key in pair}
         where = f"its {sizes.pop()} images" if len(sizes) == 1 else "its images"
         text += f"; on {where}, {_pm(without)} points without it and {_pm(with_aa)} with it"
     failed = []
     for key in pair:
-        checks = [_get(r, "models", key, "sanity", "autoattack_adds_little", "passed") for r in tested]
+        checks = [_passed(r.models[key], "autoattack_adds_little") for r in tested]
         if bad := sum(c is False for c in checks):
             failed.append(f"failed for {_the(key)} on {bad} of {len(checks)} seed(s)")
         elif missing := sum(c is None for c in checks):
@@ -417,22 +406,28 @@ def _autoattack_survival(runs: Sequence[Results], pair: Pair, norm: str, k: int,
     return text + "."
 
 
-def _control_survival(runs: Sequence[Results], control: str, topdown: str, norm: str, k: int) -> str | None:
+def _passed(m: ModelResults, check: str) -> bool | None:
+    """Whether a sanity check passed (``None``: not run, or not recorded)."""
+    c = m.check(check)
+    return None if c is None else c.passed
+
+
+def _control_survival(runs: Runs, control: str, topdown: str, norm: str, k: int) -> str | None:
     pair = (control, topdown)
-    d = _diffs(runs, lambda m: _get(m, "worst_case", norm, "accuracy", k), pair)
+    d = _diffs(runs, lambda m: m.worst_accuracy(norm, k), pair)
     if not d:
         return None
     n = len(_both(runs, _base_pair(runs) or pair))
     some = "" if len(d) == n else f" on the {len(d)} of {n} seeds that have it"
     text = f"The {short_name(control)}: {_survival_word(d)}{some} (worst case, top-down minus it: {_signed(d)}"
     if control == "accuracy_control":
-        gap = _diffs(runs, lambda m: _get(m, "clean", "top1"), pair)
+        gap = _diffs(runs, lambda m: m.clean.top1, pair)
         if gap:
             text += f", at a clean top-1 accuracy {_pm(gap)} points from it"
     return text + ")."
 
 
-def survival(runs: Sequence[Results]) -> list[str]:
+def survival(runs: Runs) -> list[str]:
     """Which of the top-down net's worst-case advantages over the baseline (at each norm's headline budget,
     measured by every attack but AutoAttack) survive AutoAttack, the blur control and the accuracy control (in
     the worst case with AutoAttack): "survives" only where every seed agrees, "does not survive" where none
@@ -449,7 +444,7 @@ def survival(runs: Sequence[Results]) -> list[str]:
         adv = _diffs(runs, lambda m, norm=norm, k=k: worst_case_without_autoattack(m, norm, k), pair)
         if not adv:
             continue
-        aa = any(autoattack_at(r["models"][key], norm, e) for r in _both(runs, pair) for key in pair)
+        aa = any(r.models[key].autoattack(norm, e) for r in _both(runs, pair) for key in pair)
         head = (
             f"Worst-case accuracy at {budget_text(norm, e)}{' without AutoAttack' if aa else ''}: top-down minus "
             f"the baseline is {_signed(adv)}"

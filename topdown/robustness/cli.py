@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..options import AppendAction, parse_args
+from ..results_view import ModelResults, Results
 
 
 def build_parser() -> Any:
@@ -123,13 +125,14 @@ def print_summary(results: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    models = results["models"]
+    res = Results(results)
+    models = res.models
     table = Table(title="topdown evaluation", show_lines=False)
     table.add_column("")
     for name, m in models.items():
-        table.add_column(name + (" [FLAGGED]" if m["flagged"] else ""), justify="right")
+        table.add_column(name + (" [FLAGGED]" if m.flagged else ""), justify="right")
 
-    def row(label: str, fn: Any) -> None:
+    def row(label: str, fn: Callable[[ModelResults], Any]) -> None:
         vals = []
         for m in models.values():
             try:
@@ -140,27 +143,27 @@ def print_summary(results: dict[str, Any]) -> None:
         if any(v != "-" for v in vals):
             table.add_row(label, *vals)
 
-    row("clean top-1 (test)", lambda m: m["clean"]["top1"])
-    row("clean top-1 (subset)", lambda m: m["subset"]["accuracy"])
+    row("clean top-1 (test)", lambda m: m.clean.top1)
+    row("clean top-1 (subset)", lambda m: m.subset.accuracy)
     for norm in ("linf", "l2"):
-        for k, e in enumerate(results["suite"]["attacks"][f"{norm}_epsilons"] if results["suite"]["attacks"] else []):
+        for k, e in enumerate(res.epsilons(norm)):
             if e > 0:
-                row(f"worst case {norm} eps={e:.4g}", lambda m, k=k, norm=norm: m["worst_case"][norm]["accuracy"][k])
-    for key in dict.fromkeys(k for m in models.values() for k in m.get("autoattack") or {}):
-        row(f"AutoAttack {key}: rest of suite", lambda m, key=key: m["autoattack"][key]["accuracy_without"])
-        row(f"AutoAttack {key}: with it", lambda m, key=key: m["autoattack"][key]["accuracy_with"])
-    for name in sorted({p for m in models.values() for p in m["perturbations"]}):
-        row(f"{name} AUC", lambda m, name=name: m["perturbations"][name]["auc"])
-    row("corruption mean accuracy", lambda m: m["corruptions"].get("mean_accuracy"))
-    row("mCE", lambda m: m["corruptions"].get("mce"))
-    row("most harmful level (noise)", lambda m: m["scales"]["noise"]["most_harmful_level"])
-    row("most harmful level (pgd)", lambda m: m["scales"]["pgd"]["most_harmful_level"])
-    for check in next(iter(models.values()))["sanity"]:
+                row(f"worst case {norm} eps={e:.4g}", lambda m, k=k, norm=norm: m.worst_accuracy(norm, k))
+    for key in dict.fromkeys(k for m in models.values() for k in m.autoattacks):
+        row(f"AutoAttack {key}: rest of suite", lambda m, key=key: m.autoattacks[key].accuracy_without)
+        row(f"AutoAttack {key}: with it", lambda m, key=key: m.autoattacks[key].accuracy_with)
+    for name in sorted({p for m in models.values() for p in m.perturbations}):
+        row(f"{name} AUC", lambda m, name=name: m.perturbation_auc(name))
+    row("corruption mean accuracy", lambda m: m.corruptions.mean_accuracy)
+    row("mCE", lambda m: m.corruptions.mce)
+    for kind in ("noise", "pgd"):
+        row(f"most harmful level ({kind})", lambda m, kind=kind: (s := m.scale(kind)) and s.most_harmful_level)
+    for check in next(iter(models.values())).sanity:
 
-        def fmt(m: dict[str, Any], check: str = check) -> str:
-            c = m["sanity"][check]
-            status = {True: "PASS", False: "FAIL", None: "skip"}[c["passed"]]
-            value = "" if c["value"] is None else f" {c['value']:.3g}{c['direction']}{c['threshold']:.3g}"
+        def fmt(m: ModelResults, check: str = check) -> str:
+            c = m.sanity[check]
+            status = {True: "PASS", False: "FAIL", None: "skip"}[c.passed]
+            value = "" if c.value is None else f" {c.value:.3g}{c.direction}{c.threshold:.3g}"
             return status + value
 
         row(f"sanity: {check}", fmt)

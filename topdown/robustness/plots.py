@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..results_view import Results
+
 STYLES = ("-", "--", ":", "-.")
 
 
@@ -58,8 +60,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def _attack_plot(results: dict[str, Any], norm: str, path: Path) -> Path | None:
-    models = results["models"]
-    names = sorted({a for m in models.values() for a, r in m.get("attacks", {}).items() if r["norm"] == norm})
+    models = Results(results).models
+    names = sorted({a for m in models.values() for a, r in m.attacks.items() if r.norm == norm})
     if not names:
         return None
     plt = _plt()
@@ -68,19 +70,19 @@ def _attack_plot(results: dict[str, Any], norm: str, path: Path) -> Path | None:
     for mi, (model, m) in enumerate(models.items()):
         ls = STYLES[mi % len(STYLES)]
         for a in names:
-            r = m.get("attacks", {}).get(a)
+            r = m.attack(a)
             if r is None:
                 continue
-            if r.get("distances") is not None and r["kind"] != "fixed":
+            if r.distances is not None and r.kind != "fixed":
                 # a minimum-norm attack gives the whole curve: draw it as a step function
-                d = np.array([np.inf if v is None else v for v in r["distances"]])
-                grid = np.linspace(0, max(r["epsilons"][-1], 1e-9), 200)
+                d = np.array([np.inf if v is None else v for v in r.distances])
+                grid = np.linspace(0, max(r.epsilons[-1], 1e-9), 200)
                 ax.plot(grid, [(d > g).mean() for g in grid], ls, color=colors[a], label=f"{model}: {a}")
             else:
-                ax.plot(r["epsilons"], r["accuracy"], ls, marker="o", ms=3, color=colors[a], label=f"{model}: {a}")
-        w = m.get("worst_case", {}).get(norm)
+                ax.plot(r.epsilons, r.accuracy, ls, marker="o", ms=3, color=colors[a], label=f"{model}: {a}")
+        w = m.worst_case(norm)
         if w:
-            ax.plot(w["epsilons"], w["accuracy"], ls, color="black", lw=2, label=f"{model}: worst case")
+            ax.plot(w.epsilons, w.accuracy, ls, color="black", lw=2, label=f"{model}: worst case")
     ax.set_xlabel(f"epsilon ({'L-inf' if norm == 'linf' else 'L2'}, pixels in [0, 1])")
     ax.set_ylabel("robust accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -91,8 +93,8 @@ def _attack_plot(results: dict[str, Any], norm: str, path: Path) -> Path | None:
 
 
 def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
-    models = results["models"]
-    names = sorted({p for m in models.values() for p in m.get("perturbations", {})})
+    models = Results(results).models
+    names = sorted({p for m in models.values() for p in m.perturbations})
     if not names:
         return None
     plt = _plt()
@@ -101,14 +103,14 @@ def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         for mi, (model, m) in enumerate(models.items()):
-            p = m.get("perturbations", {}).get(name)
+            p = m.perturbation(name)
             if p:
                 ax.plot(
-                    p["l2_grid"],
-                    p["accuracy_vs_l2"],
+                    p.l2_grid,
+                    p.accuracy_vs_l2,
                     STYLES[mi % len(STYLES)],
                     color=f"C{mi}",
-                    label=f"{model} (AUC {p['auc']:.2f})" if p["auc"] is not None else model,
+                    label=f"{model} (AUC {p.auc:.2f})" if p.auc is not None else model,
                 )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("L2 size of the perturbation", fontsize=8)
@@ -122,31 +124,30 @@ def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
 
 
 def _corruption_plot(results: dict[str, Any], path: Path) -> Path | None:
-    models = {
-        k: m["corruptions"] for k, m in results["models"].items() if m.get("corruptions", {}).get("per_corruption")
-    }
+    models = {k: m.corruptions for k, m in Results(results).models.items() if m.corruptions.per_corruption}
     if not models:
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.2), squeeze=False)
     for ax, (model, c) in zip(axes.flat, models.items()):
-        names = list(c["per_corruption"])
-        sev = c["per_corruption"][names[0]]["severities"]
-        grid = np.array([c["per_corruption"][n]["accuracy"] for n in names])
+        per = c.per_corruption
+        names = list(per)
+        sev = per[names[0]].severities
+        grid = np.array([per[n].accuracy for n in names])
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
         ax.set_xticks(range(len(sev)), [str(s) for s in sev])
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_xlabel("severity")
-        mce = c.get("mce")
+        mce = c.mce
         ax.set_title(f"{model}" + (f" (mCE {100 * mce:.0f}%)" if mce is not None else ""), fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
 
 
 def _scale_plot(results: dict[str, Any], path: Path) -> Path | None:
-    models = {k: m["scales"] for k, m in results["models"].items() if m.get("scales")}
+    models = {k: m.scales for k, m in Results(results).models.items() if m.scales}
     kinds = sorted({kind for s in models.values() for kind in s})
     if not kinds:
         return None
@@ -158,19 +159,17 @@ def _scale_plot(results: dict[str, Any], path: Path) -> Path | None:
             r = s.get(kind)
             if not r:
                 continue
-            acc = np.asarray(r["accuracy"]).mean(axis=1)  # averaged over the strengths
+            acc = np.asarray(r.accuracy).mean(axis=1)  # averaged over the strengths
             x = np.arange(len(acc)) + mi * width
-            ax.bar(x, acc, width, color=f"C{mi}", label=f"{model} ({r['mode'].replace('_', ' ')})")
+            ax.bar(x, acc, width, color=f"C{mi}", label=f"{model} ({r.mode.replace('_', ' ')})")
         levels = next(s[kind] for s in models.values() if s.get(kind))
         ax.set_xticks(
-            np.arange(len(levels["factors"])) + width * (len(models) - 1) / 2,
-            [f"level {i}\n1/{f}" for i, f in zip(levels["levels"], levels["factors"])],
+            np.arange(len(levels.factors)) + width * (len(models) - 1) / 2,
+            [f"level {i}\n1/{f}" for i, f in zip(levels.levels, levels.factors)],
             fontsize=8,
         )
-        strengths = levels[levels["strength"] + "s"]
-        ax.set_title(
-            f"{kind}: one scale perturbed ({levels['strength']} {', '.join(f'{v:.3g}' for v in strengths)})", fontsize=9
-        )
+        strengths = ", ".join(f"{v:.3g}" for v in levels.strengths)
+        ax.set_title(f"{kind}: one scale perturbed ({levels.strength} {strengths})", fontsize=9)
         ax.set_ylabel("accuracy (mean over strengths)")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)

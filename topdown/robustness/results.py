@@ -24,6 +24,7 @@ import numpy as np
 from torch import nn
 
 from ..io import atomic_write_json, atomic_write_text, jsonable
+from ..results_view import Results
 
 SCHEMA_VERSION = 1
 
@@ -199,43 +200,39 @@ CSV_COLUMNS = ("model", "section", "name", "x_name", "x", "metric", "value")
 
 def csv_rows(results: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
     """Long-format rows: one number per row, so any plotting tool can pivot them."""
-    for model, m in results["models"].items():
-        c = m.get("clean", {})
+    for model, m in Results(results).models.items():
         for metric in ("top1", "top5", "macro_acc", "ece", "nll"):
-            if c.get(metric) is not None:
-                yield model, "clean", "test", "", "", metric, c[metric]
-        for cls, acc in (c.get("per_class_acc") or {}).items():
+            if (v := m.clean.get(metric)) is not None:
+                yield model, "clean", "test", "", "", metric, v
+        for cls, acc in m.clean.per_class_acc.items():
             yield model, "clean", "per_class", "class", cls, "accuracy", acc
-        for name, a in m.get("attacks", {}).items():
-            for e, acc in zip(a["epsilons"], a["accuracy"]):
-                yield model, "attack", name, f"eps_{a['norm']}", e, "accuracy", acc
-            if a.get("median_distance", "absent") != "absent":
-                yield model, "attack", name, "", "", f"median_{a['norm']}_distance", a["median_distance"]
-        for norm, w in m.get("worst_case", {}).items():
-            for e, acc in zip(w["epsilons"], w["accuracy"]):
+        for name, a in m.attacks.items():
+            for e, acc in zip(a.epsilons, a.accuracy):
+                yield model, "attack", name, f"eps_{a.norm}", e, "accuracy", acc
+            if a.distances is not None:  # minimal attacks: the median of their per-image distances
+                yield model, "attack", name, "", "", f"median_{a.norm}_distance", a.median_distance
+        for norm, w in m.worst_cases.items():
+            for e, acc in zip(w.epsilons, w.accuracy):
                 yield model, "worst_case", norm, f"eps_{norm}", e, "accuracy", acc
-        for name, p in m.get("perturbations", {}).items():
-            for lv, acc, l2 in zip(p["levels"], p["accuracy_per_level"], p["mean_l2_per_level"]):
+        for name, p in m.perturbations.items():
+            for lv, acc, l2 in zip(p.levels, p.accuracy_per_level, p.mean_l2_per_level):
                 yield model, "perturbation", name, "level", lv, "accuracy", acc
                 yield model, "perturbation", name, "level", lv, "mean_l2", l2
-            yield model, "perturbation", name, "", "", "auc", p["auc"]
-            yield model, "perturbation", name, "", "", "median_min_l2", p["median_min_l2"]
-        for kind, s in m.get("scales", {}).items():
-            strengths = s[s["strength"] + "s"]
-            for lvl, accs in zip(s["levels"], s["accuracy"]):
-                for st, acc in zip(strengths, accs):
-                    yield model, f"scale_{kind}", f"level_{lvl}", s["strength"], st, "accuracy", acc
-        corr = m.get("corruptions", {})
-        for name, cr in corr.get("per_corruption", {}).items():
-            for sev, acc in zip(cr["severities"], cr["accuracy"]):
+            yield model, "perturbation", name, "", "", "auc", p.auc
+            yield model, "perturbation", name, "", "", "median_min_l2", p.median_min_l2
+        for kind, s in m.scales.items():
+            for lvl, accs in zip(s.levels, s.accuracy):
+                for st, acc in zip(s.strengths, accs):
+                    yield model, f"scale_{kind}", f"level_{lvl}", s.strength, st, "accuracy", acc
+        for name, cr in m.corruptions.per_corruption.items():
+            for sev, acc in zip(cr.severities, cr.accuracy):
                 yield model, "corruption", name, "severity", sev, "accuracy", acc
         for metric in ("mce", "relative_mce", "mean_accuracy"):
-            if corr.get(metric) is not None:
-                yield model, "corruption", "all", "", "", metric, corr[metric]
-        for name, chk in m.get("sanity", {}).items():
-            passed = chk["passed"]
-            yield model, "sanity", name, "", "", "passed", "" if passed is None else int(passed)
-            yield model, "sanity", name, "", "", "value", chk["value"]
+            if (v := m.corruptions.get(metric)) is not None:
+                yield model, "corruption", "all", "", "", metric, v
+        for name, chk in m.sanity.items():
+            yield model, "sanity", name, "", "", "passed", "" if chk.passed is None else int(chk.passed)
+            yield model, "sanity", name, "", "", "value", chk.value
 
 
 def write_csv(path: str | os.PathLike[str], results: dict[str, Any]) -> None:

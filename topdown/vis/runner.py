@@ -23,6 +23,7 @@ import torch
 
 from ..io import atomic_write_json, jsonable
 from ..models.base import ImageClassifierNet
+from ..results_view import VisResults
 from ..robustness.results import PartStore, fingerprint, weights_sha256
 from .catalog import METHODS
 from .config import VisConfig
@@ -110,14 +111,9 @@ def code_fingerprint() -> str:
 
 
 def quality_figures(doc: dict[str, Any], model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """``("model/method/figure", figure)`` for every quality figure of a ``vis.json`` document (of one model)."""
-    return [
-        (f"{mname}/{meth}/{fname}", f)
-        for mname, m in doc.get("models", {}).items()
-        if model is None or mname == model
-        for meth, entry in m.get("methods", {}).items()
-        for fname, f in entry.get("quality", {}).items()
-    ]
+    """``("model/method/figure", figure)`` for every quality figure of a ``vis.json`` document (of one model),
+    each figure as its dict (``VisResults.quality_figures`` gives them as views)."""
+    return [(key, dict(f.raw)) for key, f in VisResults(doc).quality_figures(model)]
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
