@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,11 @@ TINY_SUITE = {
         "l2_pgd": None,
         "deepfool": {"steps": 5},
         "fmn": None,
+    },
+    "autoattack": {
+        "budgets": [{"norm": "linf", "eps": 0.03, "attacks": ["apgd-ce", "square"]}],
+        "apgd_steps": 3,
+        "square_queries": 20,
     },
     "decision": None,
     "perturbations": {"levels": {"gaussian_noise": [0.0, 0.2]}},
@@ -153,3 +159,114 @@ def test_main_job_refuses_a_folder_of_another_dataset(tmp_path: Path, capsys) ->
     else:
         raise AssertionError("expected the pipeline to refuse the folder")
     assert "flower_photos" in capsys.readouterr().err
+
+
+def test_a_cut_down_main_job_learns_and_ends_with_what_it_found(tmp_path: Path, capsys) -> None:
+    """The default main job cut down to tiny nets on 1200 procedural flowers at 32 px (about a minute).
+
+    At 32 px the fine patterns are nearly gone (see ``topdown.data.synthetic``), so the nets can tell the
+    3 coarse forms apart and little more: 50% is the ceiling of this size, chance is 1/6. Both nets must
+    reach 30% (the tiny nets reach 43% and 47% here). The full-sized job's ≥ 95% is measured by
+    ``benchmarks/bench_main_job.py``.
+    """
+    cfg = yaml.safe_load((ROOT / "configs" / "pipeline.yaml").read_text())
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(TINY_SUITE))
+    train = [*TINY_TRAIN_ARGS, "--data.synthetic_size", "1200"]
+    vis = [*TINY_VIS[: TINY_VIS.index("--methods")], "--methods", "[classes]"]
+    cfg.update(out=str(tmp_path / "run"), epochs=8, train_args=train, eval_config=str(suite), vis_args=vis)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    report = main(["--config", str(path)])
+    printed = capsys.readouterr()
+
+    results = json.loads((tmp_path / "run" / "eval" / "results.json").read_text())["models"]
+    for name in ("baseline", "topdown"):
+        assert results[name]["clean"]["n"] == 180
+        assert results[name]["clean"]["top1"] >= 0.30, (name, results[name]["clean"])
+
+    # A stage bar line as each of the 5 units starts, with the time elapsed and, from the estimates, left.
+    lines = printed.err.splitlines()
+    for k, unit in enumerate(["train baseline", "train topdown", "evaluate", "visualize", "report"], start=1):
+        line = next(x for x in lines if f"[{k}/5] {unit}" in x)
+        assert "elapsed, about" in line and "left" in line, line
+    # The closing table: what results.json and vis.json hold, per net, then the report's path.
+    table = printed.err[printed.err.index("what the job found") :]
+    row = next(x for x in table.splitlines() if "clean accuracy" in x)
+    assert all(f"{100 * results[n]['clean']['top1']:.1f}%" in row for n in ("baseline", "topdown")), row
+    for label in ("weakest class", "worst-case L∞", "mCE", "sanity checks", "quality figures", "180 test images"):
+        assert label in table, label
+    assert printed.out.strip().splitlines()[-1] == str(report.resolve())
+    assert "report:" in printed.err.splitlines()[-1]
+
+
+def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path) -> None:
+    """The blur control is trained with the same recipe; the accuracy control is the baseline's epoch whose
+    validation accuracy is nearest the top-down net's final one; both are evaluated with the same suite."""
+    from topdown.checkpoint import load_model
+    from topdown.pipeline import epoch_val_acc
+
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg.update(epochs=3, stages=["train", "evaluate"], controls=["configs/baseline_blur.yaml"], accuracy_control=True)
+    path = tmp_path / "controls.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    main(["--config", str(path)])
+    out = tmp_path / "run"
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert list(results["models"]) == ["baseline", "topdown", "blur_control", "accuracy_control"]
+    blur = results["models"]["blur_control"]["checkpoint"]["arch"]["init_args"]
+    assert blur["input_lowpass"] == 2 and blur["widths"] == [8, 16, 32]  # the tiny recipe, like the others
+
+    chosen = json.loads((out / "pipeline.json").read_text())["accuracy_control"]
+    curve = epoch_val_acc(out / "train" / "baseline")
+    target = epoch_val_acc(out / "train" / "topdown")[2]
+    assert sorted(curve) == [0, 1, 2] and chosen["target_val_acc"] == pytest.approx(target)
+    assert abs(chosen["val_acc"] - target) == pytest.approx(min(abs(v - target) for v in curve.values()))
+    kept = sorted(p.name for p in (out / "train" / "baseline" / "checkpoints" / "epochs").glob("*.ckpt"))
+    assert kept == ["epoch000.ckpt", "epoch001.ckpt", "epoch002.ckpt"]
+    assert not (out / "train" / "topdown" / "checkpoints" / "epochs").exists()  # only the baseline keeps them
+    control = load_model(chosen["checkpoint"])
+    assert control.epoch == chosen["epoch"]
+    assert results["models"]["accuracy_control"]["checkpoint"]["epoch"] == chosen["epoch"]
+
+
+def test_the_stage_bar_scales_its_estimates_by_how_fast_the_finished_stages_went() -> None:
+    from rich.console import Console
+
+    from topdown.stages import StageBar
+
+    bar = StageBar(
+        ["train/baseline", "train/topdown", "evaluate", "report"],
+        {"train": 100.0, "evaluate": 50.0, "report": 10.0},
+        Console(width=120, file=io.StringIO()),
+    )
+    assert bar.left() == pytest.approx(260.0) and bar.fraction() == 0.0
+    bar.finish("train/baseline", 200.0)  # twice as slow as estimated: the rest will be too
+    assert bar.left() == pytest.approx(2 * 160.0)
+    assert bar.fraction() == pytest.approx(100 / 260)
+    bar.skip("train/topdown")  # finished by an earlier run: neither work left nor work done
+    assert bar.left() == pytest.approx(2 * 60.0)
+    assert bar.fraction() == pytest.approx(100 / 160)
+    # A stage without an estimate makes the time left unknown, not wrong; the bar then counts stages.
+    unknown = StageBar(["train/baseline", "evaluate"], {"train": 100.0}, Console(file=io.StringIO()))
+    assert unknown.left() is None
+    unknown.finish("train/baseline", 80.0)
+    assert unknown.fraction() == 0.5
+
+
+def test_the_closing_table_quotes_the_suites_headline_epsilon() -> None:
+    from topdown.report.summary import headline_eps
+
+    sweep = {"linf_epsilons": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
+    assert headline_eps({"suite": {"attacks": sweep}}) == pytest.approx(2 / 255)
+    budgets = {"budgets": [{"norm": "l2", "eps": 0.5}, {"norm": "linf", "eps": 4 / 255}]}
+    assert headline_eps({"suite": {"attacks": sweep, "autoattack": budgets}}) == pytest.approx(4 / 255)
+    assert headline_eps({"suite": {"attacks": {"linf_epsilons": [0.0, 0.01, 0.03, 0.05]}}}) == 0.03
+    assert headline_eps({"suite": {"attacks": None}}) is None
+
+
+def test_a_wrong_per_dataset_key_is_named(tmp_path: Path, capsys) -> None:
+    cfg = _config(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--config", str(cfg), "--per_dataset", '{"synthetic": {"eval_confg": "x.yaml"}}'])
+    assert "per_dataset.synthetic: unknown key(s) ['eval_confg']" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os  # noqa: E402
 import sys  # noqa: E402
+import warnings
 from typing import Any  # noqa: E402
 
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar  # noqa: E402
@@ -16,6 +18,29 @@ from .clock import TrainingClock  # noqa: E402
 from .data.datamodule import FlowerData  # noqa: E402
 from .data.sources import ImageLoadError  # noqa: E402
 from .lit import ImageClassifier, NonFiniteLossError  # noqa: E402
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's tips that advertise its cloud services (they say nothing about the run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's own messages about the run, without the advertisements among them, and without two
+    warnings a user cannot act on: a deprecation Lightning 2.6 triggers inside torch on every fit, and the
+    notice that ``args=`` was given while ``sys.argv`` holds other arguments (the pipeline's)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdverts) for f in logger.filters):
+            logger.addFilter(_NoAdverts())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # The pipeline calls the training CLI with its own arguments while sys.argv holds the pipeline's.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+
+
+quiet_lightning()
 
 #: Errors a user can act on: printed as one line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -10,24 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics.classification import MulticlassAccuracy
 
+from .metrics import classification_metrics
 from .models.base import ImageClassifierNet
 
 CHECKPOINT_SCHEMA = 1
 CHECKPOINT_KEY = "topdown"
-
-
-def classification_metrics(num_classes: int) -> MetricCollection:
-    """top-1, macro accuracy, ECE, and top-5 where there are more than 5 classes."""
-    metrics: dict[str, Any] = {
-        "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-        "macro_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
-        "ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1"),
-    }
-    if num_classes > 5:
-        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,6 +63,13 @@ class ImageClassifier(pl.LightningModule):
         self.train_metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, top_k=1)}, prefix="train/")
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
+
+    def setup(self, stage: str) -> None:
+        # One image at the size the data module tests on: Lightning's model summary then counts the
+        # network's real FLOPs (per image) and shows each module's input and output sizes.
+        size = getattr(getattr(self.trainer, "datamodule", None), "image_size", None)
+        if isinstance(size, int) and self.example_input_array is None:
+            self.example_input_array = torch.zeros(1, 3, size, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -23,8 +23,11 @@ from rich.console import Console  # noqa: E402
 
 from . import env  # noqa: F401
 from .io import atomic_write_json  # noqa: E402
+from .stages import StageBar  # noqa: E402
 
 STAGES = ("train", "evaluate", "visualize", "report")
+#: The name in results.json of a control model trained from ``configs/<stem>.yaml``.
+CONTROL_NAMES = {"baseline_blur": "blur_control"}
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(stderr=True)
 
@@ -35,20 +38,31 @@ class PipelineConfig:
 
     Args:
         out: output folder (checkpoints, evaluation, visualizations, report).
-        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (adds ``configs/data/<dataset>.yaml``).
+        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (adds ``configs/data/<dataset>.yaml``: the
+            data and its recipe; for the procedural flowers, demo-sized nets on a short schedule).
         data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
         models: training configs, baseline first (it is the reference for relative figures).
         epochs: training epochs (``None``: the configs' own).
         seed: training seed (``seed_everything``).
         train_args: extra ``train.py fit`` arguments for both models.
-        eval_config: the evaluation suite.
+        eval_config: the evaluation suite (``None``: the dataset's, from ``per_dataset``, else
+            ``configs/eval/quick.yaml``).
         eval_args: extra ``evaluate.py`` arguments.
-        vis_args: extra ``evaluate.py visualize`` arguments.
+        vis_args: extra ``evaluate.py visualize`` arguments (``None``: the dataset's, from ``per_dataset``, else
+            none).
         stages: which stages to run, in order.
         redo: finished stages to run again, with every later one (e.g. ``[visualize]`` after a change to the
             visualizations: it reruns them and rebuilds the report). ``evaluate`` reuses each saved part of
             the suite whose settings are unchanged. ``train`` cannot be redone in place: delete
             ``<out>/train/<model>`` to retrain a model.
+        controls: training configs of control models, trained with the same recipe and evaluated with the same
+            suite beside the two (``configs/baseline_blur.yaml``: the blur control); not visualized.
+        accuracy_control: keep every epoch of the baseline (``configs/keep_epochs.yaml``) and evaluate, as
+            ``accuracy_control``, its epoch whose validation accuracy is nearest the top-down net's final one.
+        per_dataset: per dataset, ``eval_config`` and ``vis_args`` for where those are ``None``, and
+            ``estimates``: the seconds each stage (``train``, per model; ``evaluate``, ``visualize``,
+            ``report``) took on a reference machine, for the stage bar's time left (scaled by how fast the
+            stages that ran went; without them it shows the time elapsed only).
     """
 
     out: str = "outputs/synthetic"
@@ -58,11 +72,23 @@ class PipelineConfig:
     epochs: int | None = None
     seed: int = 0
     train_args: list[str] = field(default_factory=list)
-    eval_config: str = "configs/eval/quick.yaml"
+    eval_config: str | None = None
     eval_args: list[str] = field(default_factory=list)
-    vis_args: list[str] = field(default_factory=list)
+    vis_args: list[str] | None = None
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     redo: list[str] = field(default_factory=list)
+    controls: list[str] = field(default_factory=list)
+    accuracy_control: bool = False
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_dataset(self) -> dict[str, Any]:
+        """This dataset's ``per_dataset`` entry, checked: a one-line ``ValueError`` names an unknown key."""
+        entry = self.per_dataset.get(self.dataset) or {}
+        if bad := sorted(set(entry) - {"eval_config", "vis_args", "estimates"}):
+            raise ValueError(
+                f"per_dataset.{self.dataset}: unknown key(s) {bad}; choose from eval_config, vis_args, estimates"
+            )
+        return entry
 
 
 def check_redo(redo: list[str]) -> None:
@@ -93,6 +119,20 @@ def _checkpoint_val_acc(path: Path) -> float | None:
     return None
 
 
+def epoch_val_acc(run: Path) -> dict[int, float]:
+    """``{epoch: val/acc}`` from a training run's CSV logs (every version: a resumed run logs in a new one; the
+    latest value of an epoch wins)."""
+    import csv
+
+    out: dict[int, float] = {}
+    for path in sorted((run / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("val/acc") not in (None, "") and row.get("epoch") not in (None, ""):
+                    out[int(float(row["epoch"]))] = float(row["val/acc"])
+    return out
+
+
 class Pipeline:
     def __init__(self, cfg: PipelineConfig) -> None:
         check_stages(cfg.stages)
@@ -103,6 +143,10 @@ class Pipeline:
         self.out = Path(cfg.out)
         self.state_path = self.out / "pipeline.json"
         self.state: dict[str, Any] = self._load_state()
+        own = cfg.for_dataset()
+        self.eval_config = cfg.eval_config or own.get("eval_config") or "configs/eval/quick.yaml"
+        self.vis_args = list(own.get("vis_args") or [] if cfg.vis_args is None else cfg.vis_args)
+        self.bar = StageBar(self.units(), own.get("estimates"), console)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _load_state(self) -> dict[str, Any]:
@@ -129,9 +173,68 @@ class Pipeline:
     def _finish(self, key: str, started: float, **info: Any) -> None:
         self.state["stages"][key] = {"done": True, "seconds": round(time.time() - started, 1), **info}
         self._save()
+        self.bar.finish(key, time.time() - started)
+
+    def units(self) -> list[str]:
+        """The job's units of work, in order: ``train/<model>`` for each model, then the other stages."""
+        units: list[str] = []
+        for stage in self.cfg.stages:
+            units += [f"train/{n}" for n in self.arch_names()] if stage == "train" else [stage]
+        return units
+
+    def _begin(self, key: str, label: str) -> None:
+        self.bar.show(key, label)
+
+    def _skip(self, key: str, label: str) -> None:
+        self.bar.skip(key)
+        self.bar.show(key, label)
 
     def arch_names(self) -> list[str]:
-        return [Path(m).stem for m in self.cfg.models]
+        """Every trained model's folder name: the two models', then the controls'."""
+        return [Path(m).stem for m in self.training_configs()]
+
+    def training_configs(self) -> list[str]:
+        return [*self.cfg.models, *self.cfg.controls]
+
+    def eval_models(self) -> tuple[list[Path], list[str]]:
+        """The checkpoints the suite evaluates and their names in results.json: ``baseline``, ``topdown``, then
+        ``blur_control`` (``baseline_blur``) or the control's own name, then ``accuracy_control``."""
+        stems = self.arch_names()
+        names = [CONTROL_NAMES.get(s, s) for s in stems]
+        names[: len(self.cfg.models)] = ["baseline", "topdown"][: len(self.cfg.models)]
+        ckpts = [self.checkpoint(s) for s in stems]
+        if self.cfg.accuracy_control:
+            ckpts.append(Path(self.accuracy_control()["checkpoint"]))
+            names.append("accuracy_control")
+        return ckpts, names
+
+    def accuracy_control(self) -> dict[str, Any]:
+        """The baseline's epoch whose validation accuracy is nearest the top-down net's final one (the later
+        epoch on a tie), recorded in pipeline.json."""
+        if "accuracy_control" in self.state:
+            return self.state["accuracy_control"]
+        base, td = self.arch_names()[:2]
+        target = epoch_val_acc(self.out / "train" / td)
+        curve = epoch_val_acc(self.out / "train" / base)
+        if not target or not curve:
+            raise ValueError(f"{self.out}/train: no validation accuracy logged to choose the accuracy control from")
+        goal = target[max(target)]
+        epoch = min(curve, key=lambda e: (abs(curve[e] - goal), -e))
+        path = self.out / "train" / base / "checkpoints" / "epochs" / f"epoch{epoch:03d}.ckpt"
+        if not path.is_file():
+            raise ValueError(
+                f"{path}: the baseline's epoch {epoch} was not kept; train it with configs/keep_epochs.yaml "
+                "(accuracy_control: true does so for new runs)"
+            )
+        self.state["accuracy_control"] = {
+            "checkpoint": str(path),
+            "epoch": epoch,
+            "val_acc": curve[epoch],
+            "target_val_acc": goal,
+            "baseline_final_val_acc": curve[max(curve)],
+        }
+        self._save()
+        return self.state["accuracy_control"]
 
     def checkpoint(self, name: str) -> Path:
         return self.out / "train" / name / "checkpoints" / "last.ckpt"
@@ -141,15 +244,15 @@ class Pipeline:
         from .cli import train_main
         from .clock import training_clock
 
-        for config, name in zip(self.cfg.models, self.arch_names()):
+        for config, name in zip(self.training_configs(), self.arch_names()):
             key = f"train/{name}"
             if self.done(key):
-                console.print(f"[{i}/{n}] train {name}: done ({self.checkpoint(name)})")
+                self._skip(key, f"train {name}: done ({self.checkpoint(name)})")
                 continue
             root = self.out / "train" / name
-            args = ["fit", "--config", _resolve(config)]
-            if self.cfg.dataset != "synthetic":
-                args += ["--config", _resolve(f"configs/data/{self.cfg.dataset}.yaml")]
+            args = ["fit", "--config", _resolve(config), "--config", _resolve(f"configs/data/{self.cfg.dataset}.yaml")]
+            if self.cfg.accuracy_control and name == self.arch_names()[0]:
+                args += ["--config", _resolve("configs/keep_epochs.yaml")]
             if self.cfg.data_root:
                 args += ["--data.root", self.cfg.data_root]
             if self.cfg.epochs is not None:
@@ -164,7 +267,7 @@ class Pipeline:
             resume = self.checkpoint(name).exists()
             if resume:
                 args += ["--ckpt_path", "last"]
-            console.print(f"[{i}/{n}] train {name}{' (resuming from last.ckpt)' if resume else ''}")
+            self._begin(key, f"train {name}{' (resuming from last.ckpt)' if resume else ''}")
             started = time.time()
             trainer = train_main(args).trainer
             val_acc = trainer.callback_metrics.get("val/acc")  # none for a finished run found again
@@ -186,12 +289,14 @@ class Pipeline:
         from .robustness.cli import main as evaluate_main
 
         if self.done("evaluate"):
-            console.print(f"[{i}/{n}] evaluate: done ({self.out / 'eval' / 'results.json'})")
+            self._skip("evaluate", f"evaluate: done ({self.out / 'eval' / 'results.json'})")
             return
-        console.print(f"[{i}/{n}] evaluate ({self.cfg.eval_config})")
+        self._begin("evaluate", f"evaluate ({self.eval_config})")
         started = time.time()
-        args = [x for name in self.arch_names() for x in ("--ckpt", str(self.checkpoint(name)))]
-        args += ["--config", _resolve(self.cfg.eval_config), "--out", str(self.out / "eval")]
+        ckpts, names = self.eval_models()
+        args = [x for path in ckpts for x in ("--ckpt", str(path))]
+        args += ["--names", json.dumps(names)]
+        args += ["--config", _resolve(self.eval_config), "--out", str(self.out / "eval")]
         if self.cfg.data_root:
             args += ["--data.root", self.cfg.data_root]
         evaluate_main(args + list(self.cfg.eval_args))
@@ -201,21 +306,22 @@ class Pipeline:
         from .vis.cli import main as vis_main
 
         if self.done("visualize"):
-            console.print(f"[{i}/{n}] visualize: done ({self.out / 'vis' / 'vis.json'})")
+            self._skip("visualize", f"visualize: done ({self.out / 'vis' / 'vis.json'})")
             return
-        console.print(f"[{i}/{n}] visualize")
+        self._begin("visualize", "visualize")
         started = time.time()
-        args = [x for name in self.arch_names() for x in ("--ckpt", str(self.checkpoint(name)))]
+        models = self.arch_names()[: len(self.cfg.models)]  # the controls are evaluated, not visualized
+        args = [x for name in models for x in ("--ckpt", str(self.checkpoint(name)))]
         args += ["--out", str(self.out / "vis")]
         if self.cfg.data_root:
             args += ["--data.root", self.cfg.data_root]
-        vis_main(args + list(self.cfg.vis_args))
+        vis_main(args + self.vis_args)
         self._finish("visualize", started, results=str(self.out / "vis" / "vis.json"))
 
     def report(self, i: int, n: int) -> Path:
         from .report import build_report
 
-        console.print(f"[{i}/{n}] report")
+        self._begin("report", "report")
         started = time.time()
         path = build_report(self.out)
         self._finish("report", started, path=str(path))
@@ -243,7 +349,12 @@ class Pipeline:
             result = getattr(self, stage)(i, n)
             if stage == "report":
                 report = result
+        self.bar.show(None, "finished")
         if report is not None:
+            from .report.summary import summary_table
+
+            if (table := summary_table(self.out)) is not None:
+                console.print(table)
             console.print(f"report: {report.resolve()}")
             print(report.resolve())
         return report

@@ -243,7 +243,9 @@ class FlowerData(pl.LightningDataModule):
             sizes = {"train": n - n_val - n_test, "val": n_val, "test": n_test}
             self._splits = {}
             for k, (name, size) in enumerate(sizes.items()):
-                src = SyntheticFlowers(max(size, 1), self.image_size, self.seed * 1000 + k, self.synthetic_classes)
+                src = SyntheticFlowers(
+                    max(size, 1), self.image_size, self.seed * 1000 + k, self.synthetic_classes, cache=True
+                )
                 self._splits[name] = (src, list(range(size)))
         elif self.dataset == "flowers102":
             srcs = {s: flowers102_source(self.root, s, self.download) for s in ("train", "val", "test")}

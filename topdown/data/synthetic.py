@@ -442,6 +442,8 @@ class SyntheticFlowers(torch.utils.data.Dataset):
             more (full strength from 64 px); below that only the coarse form tells classes apart.
         seed: non-negative seed; each seed is its own dataset.
         num_classes: 2..18; see :func:`class_table` and :attr:`classes`.
+        cache: keep every image in memory once drawn (``image_size**2 * 3`` bytes each), so later epochs
+            read it back instead of drawing it again; :meth:`render` always draws.
 
     Attributes:
         classes: readable class names, ``"<form>/<pattern>"``.
@@ -453,7 +455,9 @@ class SyntheticFlowers(torch.utils.data.Dataset):
 
     PARTS = ("background", "petals", "centre")
 
-    def __init__(self, num_samples: int = 1200, image_size: int = 64, seed: int = 0, num_classes: int = 6) -> None:
+    def __init__(
+        self, num_samples: int = 1200, image_size: int = 64, seed: int = 0, num_classes: int = 6, cache: bool = False
+    ) -> None:
         self.num_samples = _check_int("num_samples", num_samples, 1)
         self.image_size = _check_int("image_size", image_size, 16)
         self.seed = _check_int("seed", seed, 0)
@@ -468,13 +472,21 @@ class SyntheticFlowers(torch.utils.data.Dataset):
         combos = np.argsort(keys, axis=1, kind="stable").reshape(-1)[: self.num_samples]
         self.targets: list[int] = (combos % self.num_classes).tolist()
         self.subtypes: list[int] = (combos // self.num_classes).tolist()
+        self._images: list[np.ndarray | None] | None = [None] * self.num_samples if cache else None
 
     def __len__(self) -> int:
         return self.num_samples
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        out = self.render(index)
-        return out["image"], out["label"]
+        if self._images is None:
+            out = self.render(index)
+            return out["image"], out["label"]
+        i = self._index(index)
+        image = self._images[i]
+        if image is None:
+            image = self._images[i] = self.render(i)["image"]
+            image.setflags(write=False)  # shared by every epoch: a transform must not paint on it
+        return image, self.targets[i]
 
     def _index(self, index: int) -> int:
         i = operator.index(index)

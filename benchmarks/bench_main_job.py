@@ -1,0 +1,89 @@
+"""Wall time of the main job, stage by stage, from a fresh output folder.
+
+    python benchmarks/bench_main_job.py                      # the default job (scripts/run.sh), ~10 min
+    python benchmarks/bench_main_job.py --out /tmp/job -- --epochs 2   # anything after -- goes to the pipeline
+
+It runs ``python -m topdown.pipeline --config configs/pipeline.yaml`` in a new process, as ``scripts/run.sh``
+does once ``.venv`` exists, into an output folder that must not hold a run yet (nothing is resumed), and
+prints the wall time of the whole command and of each stage (from ``pipeline.json``), each net's training
+throughput, what the nets reached (test accuracy, weakest class) and the machine's load average before and
+after: a busy machine inflates every figure, so compare runs made at the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: a new temporary one)")
+    parser.add_argument("--config", default="configs/pipeline.yaml", help="the pipeline config")
+    args = parser.parse_args(own)
+    out = args.out or Path(tempfile.mkdtemp(prefix="topdown-main-job-"))
+    if (out / "pipeline.json").exists():
+        print(f"error: --out {out} already holds a run (pipeline.json); give a fresh folder", file=sys.stderr)
+        return 2
+
+    cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.config, "--out", str(out), *extra]
+    load_before = os.getloadavg()
+    print(f"$ {' '.join(cmd)}", flush=True)
+    started = time.perf_counter()
+    rc = subprocess.run(cmd, cwd=ROOT).returncode
+    wall = time.perf_counter() - started
+    load_after = os.getloadavg()
+    if rc != 0:
+        print(f"error: the main job exited with status {rc}", file=sys.stderr)
+        return rc
+
+    state = json.loads((out / "pipeline.json").read_text())
+    stages = state["stages"]
+    print(f"\nmain job wall time: {_clock(wall)} ({wall:.0f} s) on {os.cpu_count()} CPU cores")
+    print(f"load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, ", end="")
+    print(f"after: {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}")
+    print(f"\n{'stage':<18}{'wall':>8}{'share':>8}  detail")
+    accounted = 0.0
+    for key, stage in stages.items():
+        seconds = float(stage.get("seconds") or 0.0)
+        accounted += seconds
+        detail = ""
+        if key.startswith("train/"):
+            detail = f"{stage.get('epochs')} epochs, {stage.get('train_images_per_s')} training images/s"
+            if stage.get("val_acc") is not None:
+                detail += f", validation accuracy {100 * stage['val_acc']:.1f}%"
+        print(f"{key:<18}{_clock(seconds):>8}{seconds / wall:>8.0%}  {detail}")
+    rest = wall - accounted
+    print(f"{'start-up, other':<18}{_clock(rest):>8}{rest / wall:>8.0%}  imports, loading, the closing table")
+
+    results = out / "eval" / "results.json"
+    if results.exists():
+        models = json.loads(results.read_text())["models"]
+        print("\ntest accuracy (whole test split), per class:")
+        for name, m in models.items():
+            clean = m.get("clean") or {}
+            per_class = clean.get("per_class_acc") or {}
+            classes = ", ".join(f"{c} {100 * a:.1f}" for c, a in per_class.items())
+            print(f"  {name}: {100 * clean.get('top1', float('nan')):.1f}% ({classes})")
+    print(f"\nreport: {out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
