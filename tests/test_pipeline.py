@@ -270,3 +270,17 @@ def test_a_wrong_per_dataset_key_is_named(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--config", str(cfg), "--per_dataset", '{"synthetic": {"eval_confg": "x.yaml"}}'])
     assert "per_dataset.synthetic: unknown key(s) ['eval_confg']" in capsys.readouterr().err
+
+
+def test_data_options_are_spelled_as_everywhere_else(tmp_path: Path, capsys) -> None:
+    """``--data.dataset`` / ``--data.root`` as in train.py and evaluate.py; the old flat flags still work for one
+    release and say what replaced them."""
+    for argv, note in (
+        (["--data.dataset", "nope"], False),
+        (["--dataset", "nope"], True),
+    ):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "x"), *argv])
+        err = capsys.readouterr().err
+        assert "unknown dataset 'nope'" in err and "Traceback" not in err
+        assert ("--dataset is deprecated and will be removed; use --data.dataset" in err) is note

@@ -33,3 +33,30 @@ def parse_args(parser: Any, argv: list[str]) -> Any:
         return parser.parse_args(argv)
     except argparse.ArgumentError as err:
         raise ValueError(" ".join(str(err).split())) from None
+
+
+class DataOptions:
+    """``--data.dataset`` and ``--data.root``, spelled as in ``train.py`` and ``evaluate.py``, for the commands
+    whose own config holds them flat (the pipeline's ``dataset``/``data_root``, the experiment's ``data_root``).
+
+    Args:
+        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (where the command takes one).
+        root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+    """
+
+    def __init__(self, dataset: str | None = None, root: str | None = None) -> None:
+        self.dataset = dataset
+        self.root = root
+
+
+#: Flat options kept for one release, and what replaced them.
+DEPRECATED = {"--dataset": "--data.dataset", "--data_root": "--data.root"}
+
+
+def warn_deprecated(argv: list[str]) -> None:
+    """One line on stderr for each deprecated option given on the command line."""
+    import sys
+
+    for old, new in DEPRECATED.items():
+        if any(a == old or a.startswith(old + "=") for a in argv):
+            print(f"note: {old} is deprecated and will be removed; use {new}", file=sys.stderr)

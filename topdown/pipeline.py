@@ -1,7 +1,7 @@
 """The main job: train both networks, evaluate them, visualize them and write the report.
 
     python -m topdown.pipeline                           # procedural flowers, short schedule
-    python -m topdown.pipeline --dataset flower_photos   # or flowers102; --data_root says where
+    python -m topdown.pipeline --data.dataset flower_photos   # or flowers102; --data.root says where
     python -m topdown.pipeline --config configs/pipeline.yaml --epochs 2
 
 Every stage records itself in ``<out>/pipeline.json`` (written atomically) when it finishes; running the
@@ -22,7 +22,8 @@ from typing import Any  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from . import env  # noqa: F401
-from .io import atomic_write_json  # noqa: E402
+from .io import atomic_write_json
+from .options import DataOptions, warn_deprecated  # noqa: E402
 from .stages import StageBar  # noqa: E402
 
 STAGES = ("train", "evaluate", "visualize", "report")
@@ -366,8 +367,13 @@ def main(args: list[str] | None = None) -> Path | None:
     parser = ArgumentParser(prog="python -m topdown.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
     parser.add_class_arguments(PipelineConfig, nested_key=None)
-    ns = parser.parse_args(args)
+    parser.add_class_arguments(DataOptions, "data")
+    argv = list(sys.argv[1:] if args is None else args)
+    warn_deprecated(argv)
+    ns = parser.parse_args(argv)
     cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
+    cfg.dataset = ns.data.dataset or cfg.dataset
+    cfg.data_root = ns.data.root or cfg.data_root
     if cfg.out == PipelineConfig.out and cfg.dataset != "synthetic":
         cfg.out = f"outputs/{cfg.dataset}"
     from .cli import USER_ERRORS
