@@ -193,38 +193,19 @@ class FlowerData(pl.LightningDataModule):
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint records about its data (enough to rebuild the same splits)."""
-        return {
-            "dataset": self.dataset,
-            "image_size": self.image_size,
-            "train_image_size": self.train_image_size,
-            "num_classes": self.num_classes,
-            "classes": self.classes,
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction,
-            "synthetic_size": self.synthetic_size,
-            "synthetic_classes": self.synthetic_classes,
-            "trainval": self.trainval,
-        }
+        from .description import DESCRIPTION_KEYS
+
+        return {k: getattr(self, k) for k in DESCRIPTION_KEYS}
 
     @classmethod
     def from_description(cls, desc: dict[str, Any], root: str | None = None, **overrides: Any) -> FlowerData:
         """Rebuild the data a checkpoint was trained on (same dataset, size and splits)."""
-        keys = (
-            "dataset",
-            "image_size",
-            "train_image_size",
-            "seed",
-            "val_fraction",
-            "test_fraction",
-            "synthetic_size",
-            "synthetic_classes",
-            "trainval",
-        )
-        missing = [k for k in ("dataset", "image_size") if k not in desc]
+        from .description import REBUILD_KEYS, REQUIRED_KEYS
+
+        missing = [k for k in REQUIRED_KEYS if k not in desc]
         if missing:
             raise ValueError(f"data description lacks {missing}: {desc}")
-        args = {k: desc[k] for k in keys if k in desc}
+        args = {k: desc[k] for k in REBUILD_KEYS if k in desc}
         args.update(overrides)
         return cls(root=root, **args)
 
