@@ -356,7 +356,7 @@ class Pipeline:
 
             if (table := summary_table(self.out)) is not None:
                 console.print(table)
-            console.print(f"report: {report.resolve()}")
+            console.print(f"report: {report.resolve()}", soft_wrap=True)  # a path to copy: never wrapped
             print(report.resolve())
         return report
 
