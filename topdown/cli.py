@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os  # noqa: E402
-import sys  # noqa: E402
+import os
+import sys
 import warnings
-from typing import Any  # noqa: E402
+from typing import Any
 
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar  # noqa: E402
-from pytorch_lightning.cli import LightningCLI  # noqa: E402
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from . import env  # noqa: F401  (sets environment before third-party imports)
-from .checkpoint import CheckpointError  # noqa: E402
-from .clock import TrainingClock  # noqa: E402
-from .data.datamodule import FlowerData  # noqa: E402
-from .data.sources import ImageLoadError  # noqa: E402
-from .lit import ImageClassifier, NonFiniteLossError  # noqa: E402
+from .checkpoint import CheckpointError
+from .clock import TrainingClock
+from .data.datamodule import FlowerData
+from .data.sources import ImageLoadError
+from .lit import ImageClassifier, NonFiniteLossError
 
 
 class _NoAdverts(logging.Filter):

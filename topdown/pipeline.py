@@ -12,19 +12,19 @@ on their own: the pipeline calls exactly them.
 
 from __future__ import annotations
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
 from . import env  # noqa: F401
 from .io import atomic_write_json
-from .options import DataOptions, warn_deprecated  # noqa: E402
-from .stages import StageBar  # noqa: E402
+from .options import DataOptions, parse_args, warn_deprecated
+from .stages import StageBar
 
 STAGES = ("train", "evaluate", "visualize", "report")
 #: The name in results.json of a control model trained from ``configs/<stem>.yaml``.
@@ -364,13 +364,19 @@ class Pipeline:
 def main(args: list[str] | None = None) -> Path | None:
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog="python -m topdown.pipeline", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(
+        prog="python -m topdown.pipeline", description=__doc__.split("\n\n")[0], exit_on_error=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
     parser.add_class_arguments(PipelineConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data")
     argv = list(sys.argv[1:] if args is None else args)
     warn_deprecated(argv)
-    ns = parser.parse_args(argv)
+    try:
+        ns = parse_args(parser, argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
     cfg.dataset = ns.data.dataset or cfg.dataset
     cfg.data_root = ns.data.root or cfg.data_root
