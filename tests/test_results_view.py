@@ -159,6 +159,44 @@ def test_a_view_reads_the_document_without_copying_or_changing_it() -> None:
     assert json.dumps(doc, sort_keys=True) == before
 
 
+def test_a_sweep_or_budget_the_suite_lacks_reads_empty() -> None:
+    """A suite that swept only L2 has no L∞ epsilons; an AutoAttack budget without its norm or eps is left out."""
+    res = Results({"suite": {"attacks": {"l2_epsilons": [0.0, 0.5]}, "autoattack": {"budgets": [{"eps": 0.5}]}}})
+    assert res.epsilons("linf") == [] and res.epsilons("l2") == [0.0, 0.5] and res.autoattack_budgets == []
+    res = Results({"suite": {"attacks": {"linf_epsilons": None}, "autoattack": {"budgets": [{"norm": "l2"}]}}})
+    assert res.epsilons("linf") == [] and res.autoattack_budgets == []
+
+
+def test_the_closing_table_reads_both_documents_through_the_views(tmp_path: Path) -> None:
+    from topdown.report.summary import headline_eps, job_summary
+
+    doc = json.loads(GOLDEN.read_text())
+    assert headline_eps(Results(doc)) == headline_eps(doc) == EPS
+    vis = {
+        "models": {
+            "baseline": {"methods": {"classes": {"quality": {"a": {"passed": True}, "b": {"passed": False}}}}},
+            "topdown": {"methods": {"classes": {"quality": {"a": {"passed": None}}}}},
+            "blur_control": {"methods": {}},
+        }
+    }
+    for folder, d in (("eval/results.json", doc), ("vis/vis.json", vis)):
+        (tmp_path / folder).parent.mkdir()
+        (tmp_path / folder).write_text(json.dumps(d))
+    rows = {r.label: r for r in job_summary(tmp_path)}
+    base = doc["models"]["baseline"]
+    assert rows["clean accuracy"].values["baseline"] == f"{100 * base['clean']['top1']:.1f}%"
+    assert rows["clean accuracy"].note == f"clean accuracy: top-1 on the {base['clean']['n']} test images"
+    weakest = min(base["clean"]["per_class_acc"], key=base["clean"]["per_class_acc"].get)
+    assert rows["weakest class"].values["baseline"].endswith(f"({weakest})")
+    worst = Results(doc).models["topdown"].worst_case("linf").accuracy_at_eps(EPS)
+    assert rows["worst-case L∞, ε = 2/255"].values["topdown"] == f"{100 * worst:.1f}%"
+    assert rows["worst-case L∞, ε = 2/255"].note.endswith(f", on {doc['data']['subset_size']} attacked images")
+    assert rows["mCE"].note.startswith(f"mCE: mean corruption error relative to {doc['reference_model']}'s")
+    n_checks = sum(c.get("passed") is not None for c in base["sanity"].values())
+    assert rows["sanity checks"].values["baseline"] == f"{n_checks}/{n_checks}"
+    assert rows["quality figures"].values == {"baseline": "1/2", "topdown": "0/1", "blur_control": "–"}
+
+
 def test_a_corruption_from_the_earliest_documents_reads_its_accuracy_per_severity() -> None:
     res = Results({"models": {"b": {"corruptions": {"per_corruption": {"fog": {"accuracy_per_severity": [0.5]}}}}}})
     assert res.models["b"].corruptions.per_corruption["fog"].accuracy == [0.5]

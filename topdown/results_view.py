@@ -403,9 +403,9 @@ class Results(_View):
         return [k for k in CONTROLS if k in models and not models[k].is_topdown]
 
     def epsilons(self, norm: str) -> list[float]:
-        """The suite's eps sweep of ``norm`` (``[]`` when it ran no attacks)."""
-        attacks = self._at("suite", "attacks")
-        return list(attacks[f"{norm}_epsilons"]) if attacks else []
+        """The suite's eps sweep of ``norm`` (``[]`` when it ran no attacks, or none of that norm)."""
+        sweep = self._at("suite", "attacks", f"{norm}_epsilons")
+        return list(sweep) if isinstance(sweep, list) else []
 
     @property
     def perturbation_levels(self) -> dict[str, list[float]]:
@@ -414,9 +414,10 @@ class Results(_View):
 
     @property
     def autoattack_budgets(self) -> list[tuple[str, float]]:
-        """``(norm, eps)`` of every AutoAttack budget the suite set (``[]`` without AutoAttack)."""
+        """``(norm, eps)`` of every AutoAttack budget the suite set (``[]`` without AutoAttack; a budget lacking
+        its norm or eps is left out)."""
         budgets = self._at("suite", "autoattack", "budgets") or []
-        return [(b["norm"], float(b["eps"])) for b in budgets if isinstance(b, Mapping) and "eps" in b]
+        return [(b["norm"], float(b["eps"])) for b in budgets if isinstance(b, Mapping) and "norm" in b and "eps" in b]
 
     @property
     def subset_size(self) -> int | None:

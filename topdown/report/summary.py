@@ -8,9 +8,12 @@ passed and how many visualization quality figures passed. A stage that did not r
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..results_view import Check, ModelResults, Results, VisResults, as_results
 
 #: The L∞ budget the summary quotes when the suite names none (AutoAttack's): 2/255, the headline of the
 #: flower results, where the two nets differ most.
@@ -35,63 +38,61 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def headline_eps(results: dict[str, Any]) -> float | None:
+def headline_eps(results: Results | Mapping[str, Any]) -> float | None:
     """The suite's headline L∞ ε: its first L∞ AutoAttack budget, else 2/255, else the middle of the sweep.
 
     ``None`` when the suite ran no L∞ sweep.
     """
-    suite = results.get("suite") or {}
-    sweep = [float(e) for e in ((suite.get("attacks") or {}).get("linf_epsilons") or []) if e > 0]
+    res = as_results(results)
+    sweep = [float(e) for e in res.epsilons("linf") if e > 0]
     if not sweep:
         return None
-    for budget in (suite.get("autoattack") or {}).get("budgets") or []:
-        if budget.get("norm") == "linf" and any(abs(float(budget["eps"]) - e) < 1e-9 for e in sweep):
-            return float(budget["eps"])
+    for norm, eps in res.autoattack_budgets:
+        if norm == "linf" and any(abs(eps - e) < 1e-9 for e in sweep):
+            return eps
     if any(abs(e - DEFAULT_HEADLINE_EPS) < 1e-9 for e in sweep):
         return DEFAULT_HEADLINE_EPS
     return sweep[(len(sweep) - 1) // 2]
 
 
-def _worst_case(model: dict[str, Any], eps: float) -> float | None:
-    w = (model.get("worst_case") or {}).get("linf") or {}
-    for e, acc in zip(w.get("epsilons") or [], w.get("accuracy") or []):
-        if abs(float(e) - eps) < 1e-9:
-            return acc
-    return None
+def _worst_case(model: ModelResults, eps: float) -> float | None:
+    w = model.worst_case("linf")
+    return w.accuracy_at_eps(eps) if w is not None else None
 
 
-def _weakest_class(model: dict[str, Any]) -> str:
-    per_class = (model.get("clean") or {}).get("per_class_acc") or {}
+def _weakest_class(model: ModelResults) -> str:
+    per_class = model.clean.per_class_acc
     if not per_class:
         return "–"
     name, acc = min(per_class.items(), key=lambda kv: kv[1])
     return f"{_pct(acc)} ({name})"
 
 
-def _count(checks: dict[str, Any]) -> str:
-    ran = [c for c in checks.values() if isinstance(c, dict) and c.get("passed") is not None]
-    return f"{sum(bool(c['passed']) for c in ran)}/{len(ran)}" if ran else "–"
+def _count(checks: dict[str, Check]) -> str:
+    """``passed/ran`` of the sanity checks (one whose ``passed`` is ``None`` did not run), ``–`` when none ran."""
+    ran = [c for c in checks.values() if c.passed is not None]
+    return f"{sum(bool(c.passed) for c in ran)}/{len(ran)}" if ran else "–"
 
 
 def job_summary(out: str | Path) -> list[SummaryRow]:
     """The rows of the main job's closing table, from ``<out>/eval/results.json`` and ``<out>/vis/vis.json``."""
     out = Path(out)
     rows: list[SummaryRow] = []
-    results = _read(out / "eval" / "results.json")
-    if results and results.get("models"):
-        models = results["models"]
-        n_test = next(iter(models.values())).get("clean", {}).get("n")
+    res = Results(_read(out / "eval" / "results.json"))
+    models = res.models
+    if models:
+        n_test = next(iter(models.values())).clean.n
         rows.append(
             SummaryRow(
                 "clean accuracy",
-                {k: _pct((m.get("clean") or {}).get("top1")) for k, m in models.items()},
+                {k: _pct(m.clean.top1) for k, m in models.items()},
                 f"clean accuracy: top-1 on the {n_test} test images",
             )
         )
         rows.append(SummaryRow("weakest class", {k: _weakest_class(m) for k, m in models.items()}))
-        eps = headline_eps(results)
+        eps = headline_eps(res)
         if eps is not None:
-            n = (results.get("data") or {}).get("subset_size")
+            n = res.subset_size
             rows.append(
                 SummaryRow(
                     f"worst-case L∞, ε = {eps * 255:g}/255",
@@ -100,24 +101,22 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
                     + (f", on {n} attacked images" if n else ""),
                 )
             )
-        if any((m.get("corruptions") or {}).get("mce") is not None for m in models.values()):
-            reference = results.get("reference_model") or "the baseline"
+        if any(m.corruptions.mce is not None for m in models.values()):
+            reference = res.reference_model or "the baseline"
             rows.append(
                 SummaryRow(
                     "mCE",
-                    {k: _pct((m.get("corruptions") or {}).get("mce")) for k, m in models.items()},
+                    {k: _pct(m.corruptions.mce) for k, m in models.items()},
                     f"mCE: mean corruption error relative to {reference}'s (100%; lower is better)",
                 )
             )
-        rows.append(SummaryRow("sanity checks", {k: _count(m.get("sanity") or {}) for k, m in models.items()}))
-    vis = _read(out / "vis" / "vis.json")
-    if vis and vis.get("models"):
-        from ..vis.cli import quality_figures
-
+        rows.append(SummaryRow("sanity checks", {k: _count(m.sanity) for k, m in models.items()}))
+    vis = VisResults(_read(out / "vis" / "vis.json"))
+    if vis.models:
         values = {}
-        for name in vis["models"]:
-            figures = quality_figures(vis, name)
-            values[name] = f"{sum(bool(f.get('passed')) for _, f in figures)}/{len(figures)}" if figures else "–"
+        for name in vis.models:
+            figures = vis.quality_figures(name)
+            values[name] = f"{sum(bool(f.passed) for _, f in figures)}/{len(figures)}" if figures else "–"
         rows.append(SummaryRow("quality figures", values, "quality figures: of the visualizations, passed / computed"))
     return rows
 
