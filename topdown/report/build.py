@@ -26,7 +26,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per trained model: checkpoint metadata, hyper-parameters, params and MACs."""
-    from ..checkpoint import CheckpointError, load_model, read_checkpoint
+    from ..checkpoint import CheckpointError, load_checkpoints, read_checkpoint
     from ..models import count_macs, count_params
 
     info: dict[str, dict[str, Any]] = {}
@@ -35,7 +35,8 @@ def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any
             continue
         name = key.split("/", 1)[1]
         try:
-            loaded = load_model(stage["checkpoint"])
+            # the one loader, one checkpoint at a time: a missing file leaves only its own row out
+            loaded = load_checkpoints([stage["checkpoint"]], [name])[0][name]
             hparams = read_checkpoint(stage["checkpoint"]).get("hyper_parameters", {})
         except (CheckpointError, KeyError):
             continue
