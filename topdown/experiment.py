@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import atomic_write_bytes, atomic_write_text
-from .options import DataOptions, parse_args, warn_deprecated
+from .options import DataOptions, parse_command
 from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages
 from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
@@ -543,13 +543,7 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(ExperimentConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data", skip={"dataset"})
-    argv = list(sys.argv[1:] if args is None else args)
-    warn_deprecated(argv)
-    try:
-        ns = parse_args(parser, argv)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    ns = parse_command(parser, args)
     init = parser.instantiate(ns)
     cfg = ExperimentConfig(**{k: init[k] for k in ExperimentConfig.__dataclass_fields__ if k in init})
     cfg.data_root = ns.data.root or cfg.data_root

@@ -60,3 +60,17 @@ def warn_deprecated(argv: list[str]) -> None:
     for old, new in DEPRECATED.items():
         if any(a == old or a.startswith(old + "=") for a in argv):
             print(f"note: {old} is deprecated and will be removed; use {new}", file=sys.stderr)
+
+
+def parse_command(parser: Any, args: list[str] | None) -> Any:
+    """A command's options from ``args`` (default ``sys.argv[1:]``): deprecated options noted, and a bad option
+    printed as one ``error:`` line with exit status 1."""
+    import sys
+
+    argv = list(sys.argv[1:] if args is None else args)
+    warn_deprecated(argv)
+    try:
+        return parse_args(parser, argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

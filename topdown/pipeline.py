@@ -23,7 +23,7 @@ from rich.console import Console
 
 from . import env  # noqa: F401
 from .io import atomic_write_json
-from .options import DataOptions, parse_args, warn_deprecated
+from .options import DataOptions, parse_command
 from .stages import StageBar
 
 STAGES = ("train", "evaluate", "visualize", "report")
@@ -370,13 +370,7 @@ def main(args: list[str] | None = None) -> Path | None:
     parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
     parser.add_class_arguments(PipelineConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data")
-    argv = list(sys.argv[1:] if args is None else args)
-    warn_deprecated(argv)
-    try:
-        ns = parse_args(parser, argv)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    ns = parse_command(parser, args)
     cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
     cfg.dataset = ns.data.dataset or cfg.dataset
     cfg.data_root = ns.data.root or cfg.data_root
