@@ -91,6 +91,7 @@ def test_print_config_lists_every_setting(capsys) -> None:
         (["--config", "missing.yaml"], "missing.yaml"),
         (["--channels", "1"], "channels"),
         (["--names", "[one]"], "names: 1 entries for 2 checkpoints"),
+        (["--classes.starts", "[mean, blue]"], "classes.starts"),
     ],
 )
 def test_user_errors_are_one_line(argv: list[str], named: str, tmp_path: Path, capsys) -> None:

@@ -143,6 +143,40 @@ def test_class_visualizations_are_classified_as_their_class(arch, nets, real, co
     assert conf.passed and conf.value >= 0.8
 
 
+def test_classes_keep_the_best_of_their_flat_starts(nets, real, color) -> None:
+    """Rendered from the data's mean colour and from grey, each class keeps the render whose objective, in
+    expectation over the transforms it was optimized under, is higher; and says which it kept."""
+    net, x = nets["baseline"], real[0]
+    recipe = Recipe(steps=24)
+    both = visualize_classes(net, range(3), 32, recipe.with_(starts=("mean", "gray")), color, x, logprob_weight=1.0)
+    single = {
+        s: visualize_classes(net, range(3), 32, recipe.with_(starts=(s,)), color, x, logprob_weight=1.0)
+        for s in ("mean", "gray")
+    }
+    kept = both.recipe["started_from"]
+    assert len(kept) == 3 and set(kept) <= {"mean", "gray"}
+    with torch.no_grad():
+        scale = net(x).abs().max(0).values.clamp_min(1e-3)[:3]  # as visualize_classes normalizes the logits
+    obj = O.classes(range(3), scale=scale) + O.classes(range(3), logprob=True)
+    obj = obj - recipe.tv_weight * O.total_variation()
+    tf = recipe.tf()
+
+    def expected(images: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(recipe.seed)
+        return sum(evaluate(net, obj, images, tf, gen) for _ in range(8)) / 8
+
+    for i, s in enumerate(kept):
+        assert torch.equal(both.images[i], single[s].images[i])  # the same render, not a new one
+    other = {"mean": "gray", "gray": "mean"}
+    for i, s in enumerate(kept):
+        mine = expected(single[s].images)[i]
+        theirs = expected(single[other[s]].images)[i]
+        assert mine >= theirs - 1e-5
+    assert "started_from" not in single["mean"].recipe
+    with pytest.raises(ValueError, match="starts"):
+        Recipe(starts=("blue",))
+
+
 def test_neurons_and_pre_activation_targets(nets, real, color) -> None:
     net, x = nets["baseline"], real[0]
     r = visualize_neurons(net, MIDDLE, range(8), 32, Recipe(steps=64), color)

@@ -45,7 +45,7 @@ class Classes(Method, name="classes", takes_layer=False, settings=C.ClassesSetti
 
         s, ctx = job.settings, job.ctx
         classes = list(range(min(job.net.num_classes, s.max_classes)))
-        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale))
+        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale), starts=tuple(s.starts))
         r = visualize_classes(job.net, classes, ctx.size, recipe, ctx.color, job.real, logprob_weight=s.logprob_weight)
         names = [str(ctx.data.classes[c]) for c in classes]
         return Outcome(

@@ -29,11 +29,14 @@ class ClassesSettings:
         steps_scale: render steps as a multiple of ``steps`` (logits sit at the end of the network: they
             need more steps than a middle layer's channels).
         logprob_weight: weight of the class's log-probability added to its logit.
+        starts: the flat colours each class is rendered from (``mean``: the data's mean colour; ``gray``);
+            the render whose objective ends highest is kept, and vis.json records which (``started_from``).
     """
 
     max_classes: int = 24
     steps_scale: float = 1.5
     logprob_weight: float = 1.0
+    starts: list[str] = field(default_factory=lambda: ["mean", "gray"])
 
 
 @dataclass
@@ -313,5 +316,10 @@ class VisConfig:
                 f"multifaceted.top ({self.multifaceted.top}) must be at least multifaceted.facets "
                 f"({self.multifaceted.facets})"
             )
+        from .recipe import STARTS
+
+        starts = self.classes.starts
+        if not isinstance(starts, list) or not starts or any(v not in STARTS for v in starts):
+            raise ValueError(f"classes.starts must be a non-empty list of {list(STARTS)}, got {starts!r}")
         if not 0 < self.dissection.quantile < 1:
             raise ValueError(f"dissection.quantile must be in (0, 1), got {self.dissection.quantile}")

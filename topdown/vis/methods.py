@@ -72,16 +72,21 @@ def _batched_units(
 ) -> RenderResult:
     device = _device(model)
     results = []
+    started: list[str] = []
     for start in range(0, len(units), recipe.batch_size):
         chunk = list(units[start : start + recipe.batch_size])
         obj = make_objective(chunk, scale[start : start + len(chunk)])
         if recipe.tv_weight:
             obj = obj - recipe.tv_weight * O.total_variation()
-        param = recipe.param(size, len(chunk), color, device, seed_offset=start)
-        r = recipe.render(model, obj, param, seed_offset=start)
+        tries = []
+        for colour in recipe.starts:
+            param = recipe.param(size, len(chunk), color, device, seed_offset=start, start=colour)
+            tries.append(recipe.render(model, obj, param, seed_offset=start))
+        r, won = _best_start(model, obj, tries, recipe)
         r.values = evaluate(model, raw_objective(chunk), r.images)
         results.append(r)
-    return _concat(
+        started.extend(won)
+    out = _concat(
         results,
         {
             "method": name,
@@ -90,6 +95,33 @@ def _batched_units(
             "objective": results[0].recipe.get("objective") if results else None,
         },
     )
+    if len(recipe.starts) > 1:
+        out.recipe["started_from"] = started
+    return out
+
+
+def _best_start(
+    model: nn.Module, objective: O.Objective, tries: list[RenderResult], recipe: Recipe, draws: int = 8
+) -> tuple[RenderResult, list[str]]:
+    """Per image, the render (of the same objective from each of ``recipe.starts``) whose objective is highest
+    in expectation over the recipe's transforms (what the render maximized; ``draws`` seeded draws), and the
+    start each image came from."""
+    if len(tries) == 1:
+        return tries[0], [recipe.starts[0]] * len(tries[0].images)
+    tf = recipe.tf()
+    n = draws if len(tf) else 1
+
+    def expected(images: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(recipe.seed)
+        return sum(evaluate(model, objective, images, tf, gen).cpu() for _ in range(n)) / n
+
+    scores = torch.stack([expected(t.images) for t in tries])
+    pick = scores.argmax(0)
+    rows = torch.arange(len(pick))
+    images = torch.stack([t.images for t in tries])[pick.to(tries[0].images.device), rows.to(tries[0].images.device)]
+    history = torch.stack([t.history.cpu() for t in tries])[pick, :, rows].T  # (steps, B)
+    best = RenderResult(images, scores[pick, rows], history, {}, tries[0].recipe, sum(t.seconds for t in tries))
+    return best, [recipe.starts[i] for i in pick.tolist()]
 
 
 def visualize_channels(
