@@ -108,8 +108,8 @@ ADDED = {"config", "settings"}
 
 
 def differences(golden: Any, new: Any, exact: bool, path: str = "vis") -> list[str]:
-    """Where ``new`` differs from ``golden`` (keys in :data:`ADDED` aside where the record lacks them). Numbers must be equal when
-    ``exact``, else within a relative 1e-3 (absolute 1e-5)."""
+    """Where ``new`` differs from ``golden`` (keys in :data:`ADDED` aside where the record lacks them). Numbers
+    must be equal when ``exact``, else within a relative 1e-3 (absolute 1e-5)."""
     if isinstance(golden, dict) and isinstance(new, dict):
         kept = set(new) - (ADDED - set(golden))
         out = [f"{path}.{k}: only in the record" for k in sorted(set(golden) - kept)]

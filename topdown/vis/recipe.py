@@ -13,7 +13,6 @@ from .param import ColorStats, ImageParam, from_image, image
 from .render import RenderResult, render
 from .transforms import Compose, describe, standard_transforms
 
-
 STARTS = ("mean", "gray")
 
 
