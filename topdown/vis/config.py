@@ -30,7 +30,8 @@ class ClassesSettings:
             need more steps than a middle layer's channels).
         logprob_weight: weight of the class's log-probability added to its logit.
         starts: the flat colours each class is rendered from (``mean``: the data's mean colour; ``gray``);
-            the render whose objective ends highest is kept, and vis.json records which (``started_from``).
+            per class the render with the higher objective in expectation over the transforms is kept, and
+            vis.json records which (``started_from``).
     """
 
     max_classes: int = 24
@@ -316,10 +317,8 @@ class VisConfig:
                 f"multifaceted.top ({self.multifaceted.top}) must be at least multifaceted.facets "
                 f"({self.multifaceted.facets})"
             )
-        from .recipe import STARTS
+        from .recipe import check_starts
 
-        starts = self.classes.starts
-        if not isinstance(starts, list) or not starts or any(v not in STARTS for v in starts):
-            raise ValueError(f"classes.starts must be a non-empty list of {list(STARTS)}, got {starts!r}")
+        check_starts(self.classes.starts, "classes.starts")
         if not 0 < self.dissection.quantile < 1:
             raise ValueError(f"dissection.quantile must be in (0, 1), got {self.dissection.quantile}")

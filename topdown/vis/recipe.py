@@ -16,6 +16,12 @@ from .transforms import Compose, describe, standard_transforms
 STARTS = ("mean", "gray")
 
 
+def check_starts(starts: object, key: str = "starts") -> None:
+    """A one-line ``ValueError`` naming ``key`` unless ``starts`` is a non-empty list or tuple of :data:`STARTS`."""
+    if not isinstance(starts, list | tuple) or not starts or any(v not in STARTS for v in starts):
+        raise ValueError(f"{key} must be a non-empty list of {list(STARTS)}, got {starts!r}")
+
+
 def start_color(color: ColorStats | None, start: str) -> ColorStats | None:
     """``color`` with its mean replaced by the flat colour ``start`` names (``"mean"``: unchanged)."""
     if start == "mean":
@@ -63,9 +69,7 @@ class Recipe:
     starts: tuple[str, ...] = ("mean",)
 
     def __post_init__(self) -> None:
-        bad = [s for s in self.starts if s not in STARTS]
-        if bad or not self.starts:
-            raise ValueError(f"starts must be a non-empty list of {list(STARTS)}, got {list(self.starts)}")
+        check_starts(self.starts)
 
     def tf(self) -> Compose:
         return standard_transforms() if self.transforms is None else self.transforms
