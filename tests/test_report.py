@@ -111,9 +111,15 @@ def test_a_flagged_model_is_reported_not_hidden() -> None:
 EPS = 2 / 255
 
 
-def _controlled(worst: dict[str, float], with_aa: dict[str, float] | None = None, adds_little: bool = True) -> dict:
+def _controlled(
+    worst: dict[str, float],
+    with_aa: dict[str, float] | None = None,
+    adds_little: bool = True,
+    failing: tuple[str, ...] = ("baseline",),
+) -> dict:
     """A run with both controls; ``worst``: each model's worst-case L∞ accuracy at 2/255 over every attack but
-    AutoAttack; ``with_aa``: AutoAttack ran there on 100 images of 100 and left each model this much."""
+    AutoAttack; ``with_aa``: AutoAttack ran there on 100 images of 100 and left each model this much; without
+    ``adds_little``, its sanity check fails for the ``failing`` models."""
     r = _results(0.80, 0.78, [0.8] * 4, [0.8] * 4)
     r["models"]["blur_control"] = copy.deepcopy(r["models"]["baseline"])
     r["models"]["accuracy_control"] = copy.deepcopy(r["models"]["baseline"])
@@ -132,7 +138,7 @@ def _controlled(worst: dict[str, float], with_aa: dict[str, float] | None = None
                     **{"accuracy_without": worst[name], "accuracy_with": with_aa[name], "attacks": {}},
                 }
             }
-            m["sanity"] = {"autoattack_adds_little": {"passed": adds_little or name != "baseline"}}
+            m["sanity"] = {"autoattack_adds_little": {"passed": adds_little or name not in failing}}
     return r
 
 
@@ -176,6 +182,9 @@ def test_a_verdict_on_autoattack_compares_the_worst_case_without_and_with_it() -
     assert _verdict(runs, "AutoAttack") == "does not survive"
     assert "on its 100 images, +10.0 ± 0.0 points without it and +0.0 ± 0.0 with it" in line
     assert "(AutoAttack adds little) failed for the baseline on 2 of 2 seed(s)" in line
+    # failing for both nets: each is named
+    both = survival([_controlled(worst, gone, adds_little=False, failing=("baseline", "topdown"))])[0]
+    assert "failed for the baseline on 1 of 1 seed(s) and failed for the top-down net on 1 of 1 seed(s)" in both
     # it survives where it holds on every seed, and is mixed where it holds on one
     held = dict(gone, topdown=0.38)
     assert _verdict([_controlled(worst, held) for _ in range(2)], "AutoAttack") == "survives"

@@ -391,10 +391,11 @@ def _autoattack_survival(runs: Runs, pair: Pair, norm: str, k: int, e: float) ->
     failed = []
     for key in pair:
         checks = [_passed(r.models[key], "autoattack_adds_little") for r in tested]
+        name = "the top-down net" if key == pair[1] else _the(key)
         if bad := sum(c is False for c in checks):
-            failed.append(f"failed for {_the(key)} on {bad} of {len(checks)} seed(s)")
+            failed.append(f"failed for {name} on {bad} of {len(checks)} seed(s)")
         elif missing := sum(c is None for c in checks):
-            failed.append(f"was not recorded for {_the(key)} on {missing} of {len(checks)} seed(s)")
+            failed.append(f"was not recorded for {name} on {missing} of {len(checks)} seed(s)")
     if failed:
         text += (
             "); its sanity check (AutoAttack adds little) "
