@@ -221,7 +221,8 @@ def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_w
     assert f"| {aa} with it, on its 100 images (%) {values}" in text
     without = "| 32.0 ± 1.4 | 43.0 ± 1.4 | 36.0 ± 2.8 | 41.0 ± 8.5 |"
     assert f"| {aa} without it (every other attack), same 100 images (%) {without}" in text
-    assert "| AutoAttack at L∞ ε = 2/255: images only it broke (each seed) | 3 (standard) · 3 (standard) | 2" in text
+    row = "| AutoAttack at L∞ ε = 2/255: images only it broke (each seed) |"
+    assert f"{row} 3 (standard: apgd-ce 3) · 3 (standard: apgd-ce 3) | 2 (standard: apgd-ce 2) ·" in text
     assert "| sanity check: AutoAttack adds little (each seed) | pass · pass | pass · pass | pass · pass |" in text
     assert "| sanity checks passed (each seed) | 2/3 · 2/3 | 3/3 · 3/3 | 2/3 · 2/3 | 2/3 · 2/3 |" in text
     assert "the blur control (`blur_control`, BlurResNet(), 40 · 40 epochs)" in text

@@ -37,7 +37,7 @@ from .report.conclusions import (
     scale_name,
     survival,
 )
-from .results_view import Check, ModelResults, Results, Scale, VisResults, as_results, dig
+from .results_view import AutoAttack, Check, ModelResults, Results, Scale, VisResults, as_results, dig
 
 
 @dataclass
@@ -310,6 +310,13 @@ def _scale_at(m: ModelResults, kind: str, level: int) -> float | None:
     return dig(s.accuracy, level, -1) if s is not None else None
 
 
+def _broke(s: AutoAttack) -> str:
+    """AutoAttack's extra broken images at one budget, and how many each of its attacks broke: ``9 (custom:
+    apgd-ce 6, apgd-t 3)``."""
+    each = ", ".join(f"{name} {a.n_broken}" for name, a in s.attacks.items() if a.n_broken is not None)
+    return f"{s.extra_broken} ({s.version}{': ' + each if each else ''})"
+
+
 def _passed(check: Check | None) -> str | None:
     if not check:
         return None
@@ -429,7 +436,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
                 ),
                 per_seed(
                     f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)",
-                    lambda m, at=at: None if (s := at(m)) is None else f"{s.extra_broken} ({s.version})",
+                    lambda m, at=at: None if (s := at(m)) is None else _broke(s),
                 ),
             ]
         if budgets:
