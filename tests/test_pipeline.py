@@ -228,6 +228,49 @@ def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path)
     control = load_model(chosen["checkpoint"])
     assert control.epoch == chosen["epoch"]
     assert results["models"]["accuracy_control"]["checkpoint"]["epoch"] == chosen["epoch"]
+    assert chosen["chosen_on"] == "val"
+
+    # Nets trained on the validation images too (Flowers102's trainval): the epoch is chosen on test top-1, each
+    # measured once and kept in pipeline.json.
+    import torch
+
+    from topdown.checkpoint import rebuild_data
+    from topdown.metrics import clean_metrics
+    from topdown.pipeline import Pipeline, PipelineConfig
+
+    fields = {k: v for k, v in cfg.items() if k in PipelineConfig.__dataclass_fields__}
+    pipe = Pipeline(PipelineConfig(**fields))
+    del pipe.state["accuracy_control"]
+    pipe._trained_on_validation = lambda name: True  # type: ignore[method-assign]
+    on_test = pipe.accuracy_control()
+    data = rebuild_data(control.data)
+
+    def top1(path: Path | str) -> float:
+        return clean_metrics(load_model(path).net, data.subset("test"), data.classes, 64, torch.device("cpu"))["top1"]
+
+    goal = top1(out / "train" / "topdown" / "checkpoints" / "last.ckpt")
+    accs = {e: top1(out / "train" / "baseline" / "checkpoints" / "epochs" / f"epoch{e:03d}.ckpt") for e in range(3)}
+    assert on_test["chosen_on"] == "test" and on_test["target_test_top1"] == pytest.approx(goal)
+    assert on_test["epoch"] == min(accs, key=lambda e: (abs(accs[e] - goal), -e))
+    assert on_test["test_top1"] == pytest.approx(accs[on_test["epoch"]])
+    saved = json.loads((out / "pipeline.json").read_text())
+    assert saved["accuracy_control"] == on_test and len(saved["accuracy_control_test_top1"]) == 4
+
+
+def test_the_accuracy_control_search_finds_the_nearest_epoch_measuring_few() -> None:
+    from topdown.pipeline import nearest_epoch
+
+    rising = {e: 0.3 + 0.5 * (1 - 0.97**e) for e in range(90)}  # a one-cycle run's accuracy, rising
+    for goal in (0.2, 0.45, 0.5537, 0.71, 0.79, 0.9):
+        calls: list[int] = []
+        got = nearest_epoch(list(rising), goal, lambda e, calls=calls: calls.append(e) or rising[e])
+        assert got == min(rising, key=lambda e: (abs(rising[e] - goal), -e)), goal
+        assert len(calls) == len(set(calls)) <= 19 + 8  # each once: every 5th and the last, then 8 beside
+    # on a tie, the later epoch; a single epoch; none is an error
+    assert nearest_epoch([0, 1, 2, 3], 0.5, {0: 0.4, 1: 0.55, 2: 0.55, 3: 0.3}.__getitem__, stride=1) == 2
+    assert nearest_epoch([7], 0.5, lambda e: 0.1) == 7
+    with pytest.raises(ValueError, match="no epochs"):
+        nearest_epoch([], 0.5, lambda e: 0.1)
 
 
 def test_the_stage_bar_scales_its_estimates_by_how_fast_the_finished_stages_went() -> None:

@@ -78,7 +78,8 @@ class ExperimentConfig:
         controls: training configs of control models each run trains and evaluates beside the two
             (``configs/baseline_blur.yaml``: the blur control).
         accuracy_control: each run also evaluates the baseline's epoch whose validation accuracy is nearest the
-            top-down net's final one (its baseline must be trained keeping every epoch).
+            top-down net's final one (test accuracy where the nets were trained on the validation images; its
+            baseline must be trained keeping every epoch).
         results_md: the Markdown summary to write.
         published: where each finished run's small result files are copied (``<published>/<dataset>/seed<k>``,
             the same layout as the run's folder), so the summary can be rebuilt without ``out``; the summary

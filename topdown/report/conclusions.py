@@ -25,8 +25,9 @@ Pair = tuple[str, str]
 CONTROL_DESCRIPTIONS = {
     "blur_control": "a baseline whose input first passes a fixed Gaussian low-pass (the top-down net's own pyramid "
     "level, upsampled back), to test whether blurring alone explains the top-down net's robustness",
-    "accuracy_control": "the baseline's checkpoint from the epoch whose validation accuracy is nearest the top-down "
-    "net's final one, to test whether the top-down net is more robust only because it is less accurate",
+    "accuracy_control": "the baseline's checkpoint from the epoch whose validation accuracy (test accuracy where the "
+    "nets were trained on the validation images) is nearest the top-down net's final one, to test whether the "
+    "top-down net is more robust only because it is less accurate",
 }
 
 
