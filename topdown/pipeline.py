@@ -248,7 +248,7 @@ class Pipeline:
             raise ValueError(f"{self.out}/train: no validation accuracy logged to choose the accuracy control from")
         goal = target[max(target)]
         epoch = min(curve, key=lambda e: (abs(curve[e] - goal), -e))
-        path = self.out / "train" / base / "checkpoints" / "epochs" / f"epoch{epoch:03d}.ckpt"
+        path = self._epoch_checkpoint(base, epoch)
         if not path.is_file():
             raise ValueError(
                 f"{path}: the baseline's epoch {epoch} was not kept; train it with configs/keep_epochs.yaml "
@@ -271,16 +271,18 @@ class Pipeline:
         return bool(load_model(self.checkpoint(name)).data.get("trainval"))
 
     def _epoch_checkpoint(self, name: str, epoch: int) -> Path:
-        return self.out / "train" / name / "checkpoints" / "epochs" / f"epoch{epoch:03d}.ckpt"
+        from .snapshots import snapshot_name
+
+        return self.out / "train" / name / "checkpoints" / "epochs" / snapshot_name(epoch)
 
     def _accuracy_control_on_test(self, base: str, td: str) -> dict[str, Any]:
         """The baseline's kept epoch whose test top-1 is nearest the top-down net's (``nearest_epoch``: about a
         third of the epochs measured). The test images are decoded once; each measured top-1 is kept in
         pipeline.json as it comes, so an interrupted choice resumes."""
         import torch
-        from torch.utils.data import TensorDataset
 
         from .checkpoint import load_model, rebuild_data
+        from .data.subsets import CachedSplit
         from .metrics import clean_metrics
 
         kept = sorted(
@@ -300,9 +302,7 @@ class Pipeline:
                 model = load_model(path)
                 if not data:
                     dm = rebuild_data(model.data, self.cfg.data_root)
-                    test = dm.subset("test")
-                    xs, ys = zip(*(test[i] for i in range(len(test))))
-                    data[:] = [TensorDataset(torch.stack(xs), torch.tensor(ys)), dm.classes]
+                    data[:] = [CachedSplit(dm.subset("test")), dm.classes]
                 measured[key] = clean_metrics(model.net.to(device), data[0], data[1], 256, device)["top1"]
                 self._save()
                 self.bar.console.print(f"accuracy control: {key} test top-1 {measured[key]:.4f}")

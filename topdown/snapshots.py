@@ -9,6 +9,11 @@ from typing import Any
 from pytorch_lightning.callbacks import Callback
 
 
+def snapshot_name(epoch: int) -> str:
+    """The file an epoch's weights are kept in: ``epochNNN.ckpt``."""
+    return f"epoch{epoch:03d}.ckpt"
+
+
 class EpochSnapshots(Callback):
     """After each epoch's validation, save the weights (with topdown's architecture and data record, so
     ``topdown.checkpoint.load_model`` rebuilds the net) as ``<dirpath>/epochNNN.ckpt``.
@@ -24,4 +29,4 @@ class EpochSnapshots(Callback):
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
         folder = self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints", "epochs")
-        trainer.save_checkpoint(os.path.join(folder, f"epoch{trainer.current_epoch:03d}.ckpt"), weights_only=True)
+        trainer.save_checkpoint(os.path.join(folder, snapshot_name(trainer.current_epoch)), weights_only=True)
