@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate, main, published_dir, run_dir
+from topdown.experiment import DatasetRuns, ExperimentConfig, _broke, aggregate, main, published_dir, run_dir
 from topdown.pipeline import STAGES
+from topdown.results_view import AutoAttack
 
 
 def _results(base: float, td: float, crops: int = 64, epochs: int = 40) -> dict:
@@ -222,7 +223,8 @@ def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_w
     without = "| 32.0 ± 1.4 | 43.0 ± 1.4 | 36.0 ± 2.8 | 41.0 ± 8.5 |"
     assert f"| {aa} without it (every other attack), same 100 images (%) {without}" in text
     row = "| AutoAttack at L∞ ε = 2/255: images only it broke (each seed) |"
-    assert f"{row} 3 (standard: apgd-ce 3) · 3 (standard: apgd-ce 3) | 2 (standard: apgd-ce 2) ·" in text
+    # each seed's count, then each attack's summed over the seeds
+    assert f"{row} 3 · 3 (standard, over the seeds: apgd-ce 6) | 2 · 2 (standard, over the seeds: apgd-ce 4) |" in text
     assert "| sanity check: AutoAttack adds little (each seed) | pass · pass | pass · pass | pass · pass |" in text
     assert "| sanity checks passed (each seed) | 2/3 · 2/3 | 3/3 · 3/3 | 2/3 · 2/3 | 2/3 · 2/3 |" in text
     assert "the blur control (`blur_control`, BlurResNet(), 40 · 40 epochs)" in text
@@ -314,3 +316,13 @@ def test_aggregate_keeps_an_existing_page_when_no_run_is_found(tmp_path):
     cfg = ExperimentConfig(out=str(tmp_path / "none"), runs=[DatasetRuns("flower_photos")], results_md=str(page))
     aggregate(cfg)
     assert page.read_text() == "# measured before\n"
+
+
+def test_autoattack_extra_breaks_read_per_seed_and_per_attack_over_the_seeds() -> None:
+    def aa(extra: int, ce: int, t: int) -> AutoAttack:
+        attacks = {"apgd-ce": {"n_broken": ce}, "apgd-t": {"n_broken": t}}
+        return AutoAttack({"extra_broken": extra, "version": "custom", "attacks": attacks})
+
+    assert _broke([aa(9, 6, 3)]) == "9 (custom: apgd-ce 6, apgd-t 3)"
+    assert _broke([aa(9, 6, 3), None, aa(4, 2, 2)]) == "9 · – · 4 (custom, over the seeds: apgd-ce 8, apgd-t 5)"
+    assert _broke([None, None]) == "– · –"
