@@ -11,7 +11,7 @@ import pytest
 
 from topdown.report import conclusions, model_pair
 from topdown.report.browser import browser_available, check_page
-from topdown.report.conclusions import comparisons, control_conclusions, survival
+from topdown.report.conclusions import comparisons, control_conclusions, paired_p_value, survival
 
 
 def _results(
@@ -190,6 +190,52 @@ def test_a_verdict_on_autoattack_compares_the_worst_case_without_and_with_it() -
     assert _verdict([_controlled(worst, held) for _ in range(2)], "AutoAttack") == "survives"
     assert _verdict([_controlled(worst, held), _controlled(worst, gone)], "AutoAttack") == "mixed"
     assert "passed for both nets on every seed" in survival([_controlled(worst, held)])[0]
+
+
+def test_the_paired_test_is_exact_mcnemar_over_the_images_robust_for_one_model_only() -> None:
+    # 10 images robust for top-down only, none for the reference only: p = 2 * 0.5**10
+    ref, td = [False] * 10 + [True] * 5 + [False] * 5, [True] * 15 + [False] * 5
+    assert paired_p_value(ref, td) == pytest.approx(2 * 0.5**10)
+    assert paired_p_value(td, ref) == pytest.approx(2 * 0.5**10)  # two-sided
+    assert paired_p_value(ref, ref) == 1.0  # no discordant image: no evidence either way
+    with pytest.raises(ValueError, match="20 against 19 images"):
+        paired_p_value(ref, td[:-1])
+
+
+def _per_image(run: dict, robust: dict[str, int], n: int = 300) -> dict:
+    """``run`` with per-image worst-case records at 2/255 on the same ``n`` images: the first ``robust[name]``
+    images robust for each model."""
+    for name, m in run["models"].items():
+        m["subset"] = {"n": n, "indices": list(range(n))}
+        w = m["worst_case"]["linf"]
+        w["accuracy"][2] = robust[name] / n
+        w["first_broken_by_image"] = [[None] * n for _ in w["accuracy"]]
+        w["first_broken_by_image"][2] = [None] * robust[name] + ["linf_pgd"] * (n - robust[name])
+    return run
+
+
+def test_an_advantage_survives_only_where_the_paired_test_agrees_on_every_seed() -> None:
+    worst = {"baseline": 0.30, "topdown": 0.40, "blur_control": 0.30, "accuracy_control": 0.38}
+    # top-down 120 robust of 300; the baseline and blur control 90 (30 discordant images, p ~ 2e-9), the accuracy
+    # control 114 (6 discordant images, p = 0.03) on one seed and 110 (10, p = 0.002) on the other
+    close = {"baseline": 90, "topdown": 120, "blur_control": 90, "accuracy_control": 114}
+    runs = [_per_image(_controlled(worst), close), _per_image(_controlled(worst), dict(close, accuracy_control=110))]
+    (line,) = survival(runs)
+    assert _verdict(runs, "The blur control") == "survives"
+    assert _verdict(runs, "The accuracy control") == "survives"
+    assert "p = 0.031 · 0.002, below 0.05 on 2 of 2 seeds" in line
+    # 4 images of 300 ahead on one seed: ahead in sign on every seed, not beyond chance on that one
+    runs[0] = _per_image(_controlled(worst), dict(close, accuracy_control=116))
+    assert _verdict(runs, "The accuracy control") == "survives in sign only"
+    assert "below 0.05 on 1 of 2 seeds" in survival(runs)[0]
+    # models attacked on other images: no paired test, and the verdict rests on the signs alone
+    runs[0]["models"]["accuracy_control"]["subset"]["indices"] = list(range(1, 301))
+    assert _verdict(runs, "The accuracy control") == "survives"
+    assert "below 0.05 on 1 of 1 seed (not run on 1: other images, or no per-image records)" in survival(runs)[0]
+    runs[1]["models"]["accuracy_control"]["subset"]["indices"] = list(range(1, 301))
+    assert _verdict(runs, "The accuracy control") == "survives"
+    no_test = "The accuracy control: survives (worst case, top-down minus it: +2.3 ± 1.4 points over 2 seeds, at a"
+    assert survival(runs)[0].endswith(f"{no_test} clean top-1 accuracy -2.0 ± 0.0 points from it).")
 
 
 def test_comparisons_take_their_pair_and_the_baseline_is_never_a_control() -> None:

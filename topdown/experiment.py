@@ -31,6 +31,7 @@ from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages
 from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
     CONTROLS,
+    SURVIVAL_RULE,
     budget_text,
     conclusions,
     control_conclusions,
@@ -518,8 +519,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
         if surv := survival(runs):
             md += [
                 "",
-                "Which of the top-down net's advantages over the baseline survive (computed; 'survives' only where "
-                "every seed agrees, 'does not survive' where none does, else 'mixed'):",
+                f"Which of the top-down net's advantages over the baseline survive (computed; {SURVIVAL_RULE}):",
                 "",
             ]
             md += [f"- {c}" for c in surv]

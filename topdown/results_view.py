@@ -105,6 +105,7 @@ class Subset(_View):
     """``models.<name>.subset``: on the attacked images."""
 
     n = _Field[int | None]()
+    indices = _Field[list[int] | None]()
     accuracy = _Field[float | None]()
 
 
@@ -136,6 +137,12 @@ class WorstCase(_View):
     def accuracy_at(self, k: int) -> float | None:
         """The worst-case accuracy at eps index ``k``."""
         return self._at("accuracy", k)
+
+    def robust_at(self, k: int) -> list[bool] | None:
+        """Per attacked image, whether it is still correctly classified under every attack at eps index ``k``
+        (``None`` in a document from before per-image records)."""
+        per_image = self._at("first_broken_by_image", k)
+        return None if per_image is None else [a is None for a in per_image]
 
     def accuracy_at_eps(self, eps: float) -> float | None:
         """The worst-case accuracy at budget ``eps`` (``None`` where the sweep has no such eps)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..io import atomic_write_text
 from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
-from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, conclusions, control_conclusions, survival
+from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, SURVIVAL_RULE, conclusions, control_conclusions, survival
 from .html import badge, esc, figure, fmt, page, pct, table
 
 
@@ -381,7 +381,8 @@ def _conclusions_section(res: Results) -> str:
         what = CONTROL_DESCRIPTIONS[control]
         body += f'<p class="muted">{esc(what[0].upper() + what[1:])}.</p>' + _items(lines)
     if surv := survival([res]):
-        body += "<h3>Which advantages over the baseline survive</h3>" + _items(surv)
+        body += "<h3>Which advantages over the baseline survive</h3>"
+        body += f'<p class="muted">{esc(SURVIVAL_RULE[0].upper() + SURVIVAL_RULE[1:])}.</p>' + _items(surv)
     return body
 
 

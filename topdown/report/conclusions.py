@@ -13,6 +13,8 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from scipy.stats import binomtest
+
 from ..results_view import CONTROLS, AutoAttack, ModelResults, Results, WorstCase, as_results, dig
 
 #: One results.json per seed: dicts as read from disk, or views of them.
@@ -363,11 +365,24 @@ def control_conclusions(runs: Runs) -> dict[str, list[str]]:
 
 
 # -- which advantages survive ------------------------------------------------------------------------------------
-def _survival_word(values: Sequence[float]) -> str:
-    """``survives`` where top-down stays ahead by more than a tie on every seed, ``does not survive`` where it
-    does on none, else ``mixed``."""
+#: The significance level of the paired test that a verdict rests on.
+ALPHA = 0.05
+
+
+#: How a verdict on an advantage is worded (the page's legend says the same).
+SURVIVAL_RULE = (
+    "'survives' where top-down stays ahead on every seed and the paired test is below "
+    f"{ALPHA:g} on every seed it ran on, 'survives in sign only' where it stays ahead on every seed but a paired test "
+    "is not below it, 'does not survive' where it is ahead on no seed, else 'mixed'"
+)
+
+
+def _survival_word(values: Sequence[float], p_values: Sequence[float] = ()) -> str:
+    """``survives`` where top-down stays ahead by more than a tie on every seed and every paired test (where it
+    ran) is below ``ALPHA``; ``survives in sign only`` where it stays ahead but a test is not; ``does not
+    survive`` where it is ahead on no seed, else ``mixed``."""
     if values and all(v > TIE for v in values):
-        return "survives"
+        return "survives" if all(p < ALPHA for p in p_values) else "survives in sign only"
     if values and all(v <= TIE for v in values):
         return "does not survive"
     return "mixed"
@@ -379,9 +394,11 @@ def _autoattack_survival(runs: Runs, pair: Pair, norm: str, k: int, e: float) ->
     if not tested:
         return "AutoAttack: not run at this budget, so not tested."
     d = _diffs(tested, lambda m: m.worst_accuracy(norm, k), pair)
+    ps = _paired_p_values(tested, pair, norm, k)
     some = "" if len(tested) == len(both) else f" on the {len(tested)} of {len(both)} seeds where it ran"
     text = (
-        f"AutoAttack: {_survival_word(d)}{some} (with it in the worst case, top-down minus the baseline: {_signed(d)}"
+        f"AutoAttack: {_survival_word(d, ps)}{some} (with it in the worst case, top-down minus the baseline: "
+        f"{_signed(d)}{_paired(ps, len(d))}"
     )
     without = _diffs(tested, lambda m: (m.autoattack(norm, e) or AutoAttack(None)).accuracy_without, pair)
     with_aa = _diffs(tested, lambda m: (m.autoattack(norm, e) or AutoAttack(None)).accuracy_with, pair)
@@ -408,6 +425,47 @@ def _autoattack_survival(runs: Runs, pair: Pair, norm: str, k: int, e: float) ->
     return text + "."
 
 
+def paired_p_value(reference: Sequence[bool], topdown: Sequence[bool]) -> float:
+    """Two-sided exact McNemar test of two models' per-image robustness on the same images: under the null
+    hypothesis, an image robust for exactly one of them is as likely to be robust for either (a binomial with
+    p = 1/2 over the discordant images). 1.0 where no image is discordant."""
+    if len(reference) != len(topdown):
+        raise ValueError(f"paired test: {len(reference)} against {len(topdown)} images")
+    only_td = sum(t and not r for r, t in zip(reference, topdown))
+    only_ref = sum(r and not t for r, t in zip(reference, topdown))
+    if only_td + only_ref == 0:
+        return 1.0
+    return float(binomtest(only_td, only_td + only_ref, 0.5).pvalue)
+
+
+def _paired_p_values(runs: Runs, pair: Pair, norm: str, k: int) -> list[float]:
+    """Per run holding both models on the same attacked images: the paired test's p-value of their worst-case
+    robustness at eps index ``k``."""
+    out = []
+    for r in _both(runs, pair):
+        ref, td = (r.models[key] for key in pair)
+        robust = [(m.worst_case(norm) or WorstCase({})).robust_at(k) for m in (ref, td)]
+        if None in robust or ref.subset.indices is None or ref.subset.indices != td.subset.indices:
+            continue
+        out.append(paired_p_value(*robust))
+    return out
+
+
+def _paired(ps: Sequence[float], seeds: int) -> str:
+    """``; paired test on the same images (exact McNemar): p = 0.0004 · 0.03, below 0.05 on 2 of 2 seeds``
+    (``""`` where no run records the per-image worst case); ``seeds``: how many the comparison is over."""
+    if not ps:
+        return ""
+    below = sum(p < ALPHA for p in ps)
+    text = (
+        f"; paired test on the same images (exact McNemar): p = {' · '.join(f'{p:.2g}' for p in ps)}, below "
+        f"{ALPHA:g} on {below} of {len(ps)} seed{'s' if len(ps) > 1 else ''}"
+    )
+    if len(ps) < seeds:
+        text += f" (not run on {seeds - len(ps)}: other images, or no per-image records)"
+    return text
+
+
 def _passed(m: ModelResults, check: str) -> bool | None:
     """Whether a sanity check passed (``None``: not run, or not recorded)."""
     c = m.check(check)
@@ -421,12 +479,13 @@ def _control_survival(runs: Runs, control: str, topdown: str, norm: str, k: int)
         return None
     n = len(_both(runs, _base_pair(runs) or pair))
     some = "" if len(d) == n else f" on the {len(d)} of {n} seeds that have it"
-    text = f"The {short_name(control)}: {_survival_word(d)}{some} (worst case, top-down minus it: {_signed(d)}"
+    ps = _paired_p_values(runs, pair, norm, k)
+    text = f"The {short_name(control)}: {_survival_word(d, ps)}{some} (worst case, top-down minus it: {_signed(d)}"
     if control == "accuracy_control":
         gap = _diffs(runs, lambda m: m.clean.top1, pair)
         if gap:
             text += f", at a clean top-1 accuracy {_pm(gap)} points from it"
-    return text + ")."
+    return text + _paired(ps, len(d)) + ")."
 
 
 def survival(runs: Runs) -> list[str]:
