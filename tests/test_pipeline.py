@@ -237,6 +237,7 @@ def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path)
     from topdown.checkpoint import rebuild_data
     from topdown.metrics import clean_metrics
     from topdown.pipeline import Pipeline, PipelineConfig
+    from topdown.snapshots import snapshot_name
 
     fields = {k: v for k, v in cfg.items() if k in PipelineConfig.__dataclass_fields__}
     pipe = Pipeline(PipelineConfig(**fields))
@@ -249,7 +250,7 @@ def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path)
         return clean_metrics(load_model(path).net, data.subset("test"), data.classes, 64, torch.device("cpu"))["top1"]
 
     goal = top1(out / "train" / "topdown" / "checkpoints" / "last.ckpt")
-    accs = {e: top1(out / "train" / "baseline" / "checkpoints" / "epochs" / f"epoch{e:03d}.ckpt") for e in range(3)}
+    accs = {e: top1(out / "train" / "baseline" / "checkpoints" / "epochs" / snapshot_name(e)) for e in range(3)}
     assert on_test["chosen_on"] == "test" and on_test["target_test_top1"] == pytest.approx(goal)
     assert on_test["epoch"] == min(accs, key=lambda e: (abs(accs[e] - goal), -e))
     assert on_test["test_top1"] == pytest.approx(accs[on_test["epoch"]])

@@ -312,12 +312,17 @@ def _scale_at(m: ModelResults, kind: str, level: int) -> float | None:
     return dig(s.accuracy, level, -1) if s is not None else None
 
 
+def _each_seed(values: list[str | None]) -> str:
+    """A cell with one value per seed: ``85.8 · – · 84.1``."""
+    return " · ".join("–" if v is None else v for v in values)
+
+
 def _broke(seeds: list[AutoAttack | None]) -> str:
     """AutoAttack's extra broken images at one budget on each seed, and how many each of its attacks broke,
     summed over the seeds: ``9 (custom: apgd-ce 6, apgd-t 3)``, ``9 · 4 (custom, over the seeds: apgd-ce 8,
     apgd-t 5)``."""
     ran = [s for s in seeds if s is not None]
-    counts = " · ".join("–" if s is None else str(s.extra_broken) for s in seeds)
+    counts = _each_seed([None if s is None else str(s.extra_broken) for s in seeds])
     if not ran:
         return counts
     each: dict[str, int] = {}
@@ -408,17 +413,11 @@ def aggregate(cfg: ExperimentConfig) -> str:
                 return None  # a metric no run recorded (an older results file, or a suite without it)
             return _md_row(label, [_mean_std(vs, scale, digits) for vs in vals])
 
-        def per_seed(label: str, get: Any) -> str | None:
+        def per_seed(label: str, get: Any, cell: Any = _each_seed) -> str | None:
             vals = values(get)
             if all(v is None for vs in vals for v in vs):
                 return None
-            return _md_row(label, [" · ".join("–" if v is None else v for v in vs) for vs in vals])
-
-        def broke_row(label: str, at: Any) -> str | None:
-            vals = values(lambda m: at(m))
-            if all(v is None for vs in vals for v in vs):
-                return None
-            return _md_row(label, [_broke(vs) for vs in vals])
+            return _md_row(label, [cell(vs) for vs in vals])
 
         rows = [
             row("clean top-1 (%)", _clean("top1")),
@@ -454,7 +453,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
                     f"same {images} (%)",
                     lambda m, at=at: None if (s := at(m)) is None else s.accuracy_without,
                 ),
-                broke_row(f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)", at),
+                per_seed(f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)", at, _broke),
             ]
         if budgets:
             rows.append(

@@ -270,10 +270,13 @@ class Pipeline:
 
         return bool(load_model(self.checkpoint(name)).data.get("trainval"))
 
+    def _epochs_dir(self, name: str) -> Path:
+        return self.out / "train" / name / "checkpoints" / "epochs"
+
     def _epoch_checkpoint(self, name: str, epoch: int) -> Path:
         from .snapshots import snapshot_name
 
-        return self.out / "train" / name / "checkpoints" / "epochs" / snapshot_name(epoch)
+        return self._epochs_dir(name) / snapshot_name(epoch)
 
     def _accuracy_control_on_test(self, base: str, td: str) -> dict[str, Any]:
         """The baseline's kept epoch whose test top-1 is nearest the top-down net's (``nearest_epoch``: about a
@@ -284,20 +287,21 @@ class Pipeline:
         from .checkpoint import load_model, rebuild_data
         from .data.subsets import CachedSplit
         from .metrics import clean_metrics
+        from .snapshots import kept_epochs
 
-        kept = sorted(
-            int(p.stem.removeprefix("epoch")) for p in self._epoch_checkpoint(base, 0).parent.glob("epoch*.ckpt")
-        )
+        kept = kept_epochs(self._epochs_dir(base))
         if not kept:
             raise ValueError(
-                f"{self._epoch_checkpoint(base, 0).parent}: no epochs kept to choose the accuracy control from; "
+                f"{self._epochs_dir(base)}: no epochs kept to choose the accuracy control from; "
                 "train the baseline with configs/keep_epochs.yaml (accuracy_control: true does so for new runs)"
             )
         measured: dict[str, float] = self.state.setdefault("accuracy_control_test_top1", {})
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         data: list[Any] = []
 
-        def top1(key: str, path: Path) -> float:
+        def top1(path: Path, key: str | None = None) -> float:
+            """``path``'s test top-1, kept under ``key`` (default: the file's stem, ``epochNNN``)."""
+            key = key or path.stem
             if key not in measured:
                 model = load_model(path)
                 if not data:
@@ -308,14 +312,15 @@ class Pipeline:
                 self.bar.console.print(f"accuracy control: {key} test top-1 {measured[key]:.4f}")
             return measured[key]
 
-        goal = top1(td, self.checkpoint(td))
-        epoch = nearest_epoch(kept, goal, lambda e: top1(f"epoch{e:03d}", self._epoch_checkpoint(base, e)))
+        goal = top1(self.checkpoint(td), td)
+        epoch = nearest_epoch(kept, goal, lambda e: top1(self._epoch_checkpoint(base, e)))
+        path = self._epoch_checkpoint(base, epoch)
         self.state["accuracy_control"] = {
-            "checkpoint": str(self._epoch_checkpoint(base, epoch)),
+            "checkpoint": str(path),
             "epoch": epoch,
             "chosen_on": "test",
             "why": "the nets were trained on the validation images (trainval)",
-            "test_top1": measured[f"epoch{epoch:03d}"],
+            "test_top1": top1(path),
             "target_test_top1": goal,
         }
         self._save()

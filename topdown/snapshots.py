@@ -4,6 +4,8 @@ matches another network's."""
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.callbacks import Callback
@@ -12,6 +14,12 @@ from pytorch_lightning.callbacks import Callback
 def snapshot_name(epoch: int) -> str:
     """The file an epoch's weights are kept in: ``epochNNN.ckpt``."""
     return f"epoch{epoch:03d}.ckpt"
+
+
+def kept_epochs(folder: str | Path) -> list[int]:
+    """The epochs whose weights ``folder`` keeps (files named by ``snapshot_name``), in order."""
+    found = (re.fullmatch(r"epoch(\d+)\.ckpt", p.name) for p in Path(folder).glob("epoch*.ckpt"))
+    return sorted(int(m.group(1)) for m in found if m)
 
 
 class EpochSnapshots(Callback):
