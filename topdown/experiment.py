@@ -254,14 +254,15 @@ def recipe(run: Results | dict[str, Any]) -> str:
 
 
 def controls_text(runs: list[Results] | list[dict[str, Any]]) -> str | None:
-    """The controls the runs hold, in words: what each is, its architecture and its epochs seed by seed."""
+    """The controls the runs hold, in words: what each is, its architecture, its epochs (per seed where they differ)."""
     parts = []
     for key, name in CONTROLS.items():
         have = [_model_recipe(m) for r in runs if (m := as_results(r).model(key)) is not None]
         if have:
             archs = " / ".join(dict.fromkeys(a for a, _ in have))
-            epochs = " · ".join(e for _, e in have)
-            parts.append(f"the {name} (`{key}`, {archs}, {epochs} epochs): {CONTROL_DESCRIPTIONS[key]}")
+            each = [e for _, e in have]
+            epochs = f"{each[0]} epochs" if len(set(each)) == 1 else " · ".join(each) + " epochs (each seed)"
+            parts.append(f"the {name} (`{key}`, {archs}, {epochs}): {CONTROL_DESCRIPTIONS[key]}")
     return "Controls: " + "; ".join(parts) if parts else None
 
 
