@@ -108,6 +108,14 @@ def test_a_flagged_model_is_reported_not_hidden() -> None:
     assert any("FAILED" in c and "input_gradients_nonzero" in c for c in conclusions([r]))
 
 
+def test_a_check_failed_on_some_seeds_says_on_how_many() -> None:
+    runs = [_results(0.8, 0.8, [0.8] * 4, [0.8] * 4) for _ in range(2)]
+    for r, failed in zip(runs, (["more_steps_do_not_help"], ["more_steps_do_not_help", "autoattack_adds_little"])):
+        r["models"]["baseline"].update(flagged=True, failed_checks=failed)
+    (line,) = [c for c in conclusions(runs) if "FAILED" in c]
+    assert line.endswith(": baseline: more_steps_do_not_help (2 of 2 seeds), autoattack_adds_little (1 of 2 seeds).")
+
+
 EPS = 2 / 255
 
 

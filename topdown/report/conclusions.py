@@ -325,10 +325,21 @@ def scale_ablation(runs: Runs, topdown: str) -> list[str]:
 
 
 def sanity(runs: Runs) -> str:
+    """The failed sanity checks of each model, with on how many of its seeds each failed where there are several."""
     views = _views(runs)
-    flagged = sorted(
-        {f"{name}: {', '.join(m.failed_checks)}" for r in views for name, m in r.models.items() if m.flagged}
-    )
+    seeds: dict[str, int] = {}
+    failed: dict[str, dict[str, int]] = {}
+    for r in views:
+        for name, m in r.models.items():
+            seeds[name] = seeds.get(name, 0) + 1
+            for check in m.failed_checks if m.flagged else ():
+                failed.setdefault(name, {})[check] = failed.get(name, {}).get(check, 0) + 1
+
+    def counted(name: str, check: str) -> str:
+        n = seeds[name]
+        return check if n == 1 else f"{check} ({failed[name][check]} of {n} seeds)"
+
+    flagged = [f"{name}: {', '.join(counted(name, c) for c in failed[name])}" for name in sorted(failed)]
     if flagged:
         return "Sanity checks FAILED (possible gradient masking or a weak attack): " + "; ".join(flagged) + "."
     n = len({name for r in views for name in r.models})
