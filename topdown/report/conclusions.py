@@ -10,6 +10,7 @@ model is better is made only where the sign holds for every seed that has both m
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -328,12 +329,12 @@ def sanity(runs: Runs) -> str:
     """The failed sanity checks of each model, with on how many of its seeds each failed where there are several."""
     views = _views(runs)
     seeds: dict[str, int] = {}
-    failed: dict[str, dict[str, int]] = {}
+    failed: dict[str, Counter[str]] = {}
     for r in views:
         for name, m in r.models.items():
             seeds[name] = seeds.get(name, 0) + 1
-            for check in m.failed_checks if m.flagged else ():
-                failed.setdefault(name, {})[check] = failed.get(name, {}).get(check, 0) + 1
+            if m.flagged:
+                failed.setdefault(name, Counter()).update(m.failed_checks)
 
     def counted(name: str, check: str) -> str:
         n = seeds[name]
