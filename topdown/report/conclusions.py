@@ -328,11 +328,11 @@ def scale_ablation(runs: Runs, topdown: str) -> list[str]:
 def sanity(runs: Runs) -> str:
     """The failed sanity checks of each model, with on how many of its seeds each failed where there are several."""
     views = _views(runs)
-    seeds: dict[str, int] = {}
+    seeds: Counter[str] = Counter()  # each model's number of runs
     failed: dict[str, Counter[str]] = {}
     for r in views:
         for name, m in r.models.items():
-            seeds[name] = seeds.get(name, 0) + 1
+            seeds[name] += 1
             if m.flagged:
                 failed.setdefault(name, Counter()).update(m.failed_checks)
 
@@ -343,7 +343,7 @@ def sanity(runs: Runs) -> str:
     flagged = [f"{name}: {', '.join(counted(name, c) for c in failed[name])}" for name in sorted(failed)]
     if flagged:
         return "Sanity checks FAILED (possible gradient masking or a weak attack): " + "; ".join(flagged) + "."
-    n = len({name for r in views for name in r.models})
+    n = len(seeds)
     return f"Every robustness sanity check passed for {'both models' if n <= 2 else f'all {n} models'}."
 
 
