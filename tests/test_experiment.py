@@ -309,6 +309,30 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
         assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
 
 
+def test_a_rebuilt_report_alone_does_not_rewrite_the_published_pipeline_json(tmp_path: Path) -> None:
+    """Every pass rebuilds the report of finished runs; the committed copy changes only when a result did."""
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "outputs"),
+        runs=[DatasetRuns("flower_photos", seeds=[0])],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+    _write(cfg, "flower_photos", 0, _results(0.86, 0.85))
+    state = {"stages": {"evaluate": {"done": True, "seconds": 100.0}, "report": {"done": True, "seconds": 0.4}}}
+    src = run_dir(cfg, "flower_photos", 0) / "pipeline.json"
+    copy_ = published_dir(cfg, "flower_photos", 0) / "pipeline.json"
+    src.write_text(json.dumps(state))
+    aggregate(cfg)
+    assert json.loads(copy_.read_text()) == state
+    state["stages"]["report"]["seconds"] = 0.3
+    src.write_text(json.dumps(state))
+    aggregate(cfg)
+    assert json.loads(copy_.read_text())["stages"]["report"]["seconds"] == 0.4  # left as it was
+    state["stages"]["evaluate"]["seconds"] = 120.0
+    src.write_text(json.dumps(state))
+    aggregate(cfg)
+    assert json.loads(copy_.read_text()) == state  # a real change is published, the new report time with it
+
+
 def test_aggregate_keeps_an_existing_page_when_no_run_is_found(tmp_path):
     """On a fresh machine with neither the runs nor their published copies, the page stays as it is."""
     from topdown.experiment import DatasetRuns, ExperimentConfig, aggregate

@@ -124,16 +124,36 @@ def published_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
 PUBLISHED = ("eval/results.json", "vis/vis.json", "pipeline.json")
 
 
+def _without_report_time(data: bytes) -> Any:
+    """A pipeline.json without its report stage's ``seconds``: the report is rebuilt on every pass, so only its
+    timing changes when nothing else did."""
+    try:
+        state = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return data
+    report = state.get("stages", {}).get("report") if isinstance(state, dict) else None
+    if isinstance(report, dict):
+        report.pop("seconds", None)
+    return state
+
+
+def _changed(rel: str, new: bytes, old: bytes) -> bool:
+    if new == old:
+        return False
+    return rel != "pipeline.json" or _without_report_time(new) != _without_report_time(old)
+
+
 def publish(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     """Copy a run's result files (``PUBLISHED``, those it has) into ``published_dir``, each atomically and only
-    when it changed; return the copies."""
+    when it changed (a pipeline.json whose only change is the report's rebuild time is left as it is); return the
+    copies."""
     src, dst = run_dir(cfg, dataset, seed), published_dir(cfg, dataset, seed)
     copies = []
     for rel in PUBLISHED:
         if not (src / rel).is_file():
             continue
         data = (src / rel).read_bytes()
-        if not (dst / rel).is_file() or (dst / rel).read_bytes() != data:
+        if not (dst / rel).is_file() or _changed(rel, data, (dst / rel).read_bytes()):
             atomic_write_bytes(dst / rel, data)
         copies.append(dst / rel)
     return copies
