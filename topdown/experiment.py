@@ -131,7 +131,8 @@ def _without_report_time(data: bytes) -> Any:
         state = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return data
-    report = state.get("stages", {}).get("report") if isinstance(state, dict) else None
+    stages = state.get("stages") if isinstance(state, dict) else None
+    report = stages.get("report") if isinstance(stages, dict) else None
     if isinstance(report, dict):
         report.pop("seconds", None)
     return state
