@@ -46,7 +46,7 @@ from topdown.robustness import (
 )
 from topdown.robustness.perturbations import draws_for
 from topdown.robustness.results import PartStore, atomic_write_json
-from topdown.robustness.sanity import bits
+from topdown.robustness.sanity import bits, run_checks
 from topdown.robustness.scales import LevelInput, level_factors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +202,34 @@ def test_gradient_masking_is_flagged(trained_pair, small_flowers, tmp_path):
     assert checks["unbounded_attack_reaches_zero"]["passed"] is False  # DeepFool finds no gradient to follow
     assert checks["decision_not_better"]["passed"] is False  # HopSkipJump, needing no gradient, does better
     assert m["flagged"] and "input_gradients_nonzero" in m["failed_checks"]
+
+
+def _pgd_part(robust_at_eps: int, n: int, steps: int) -> dict:
+    eps = [2 / 255, 4 / 255]
+    rows = ["1" * robust_at_eps + "0" * (n - robust_at_eps), "0" * n]
+    return {
+        "kind": "fixed",
+        "method": "linf_pgd",
+        "norm": "linf",
+        "epsilons": eps,
+        "robust": rows,
+        "accuracy": [robust_at_eps / n, 0.0],
+        "settings": {"steps": steps},
+        "unverified": 0,
+    }
+
+
+@pytest.mark.parametrize("robust_30, robust_60", [(45, 42), (42, 39), (42, 45), (45, 41)])
+def test_a_change_of_exactly_one_point_passes_whatever_the_float_rounding(robust_30, robust_60):
+    # 45/300 - 42/300 is 0.009999999999999981 and 42/300 - 39/300 is 0.010000000000000009: both are 3 images
+    # of 300, one point, and the check's limit is one point (45 -> 41 is 4 images and must fail)
+    parts = {
+        "subset": {"clean_correct": "1" * 300},
+        "linf_pgd": _pgd_part(robust_30, 300, 30),
+        "linf_pgd_2x": _pgd_part(robust_60, 300, 60),
+    }
+    check = run_checks(parts, tolerance=0.01)["more_steps_do_not_help"]
+    assert check["passed"] is (abs(robust_30 - robust_60) <= 3), check
 
 
 # -- resuming ----------------------------------------------------------------------------------------------
