@@ -52,8 +52,8 @@ def tol(n: int, tolerance: float) -> float:
     return max(tolerance, 1.0 / max(n, 1))
 
 
-# Values are shares of images, so a difference of exactly tol(n) arrives as 0.15 - 0.14 = 0.010000000000000009
-# or 0.009999999999999981 depending on the counts; compare with a slack far below one image of any subset.
+# Values are shares of images, so a difference of exactly tol(n) arrives as 42/300 - 39/300 = 0.010000000000000009
+# or 45/300 - 42/300 = 0.009999999999999981 depending on the counts; compare with a slack far below one image.
 _SLACK = 1e-9
 
 
