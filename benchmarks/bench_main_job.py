@@ -7,7 +7,9 @@ It runs ``python -m topdown.pipeline --config configs/pipeline.yaml`` in a new p
 does once ``.venv`` exists, into an output folder that must not hold a run yet (nothing is resumed), and
 prints the wall time of the whole command and of each stage (from ``pipeline.json``), each net's training
 throughput, what the nets reached (test accuracy, weakest class) and the machine's load average before and
-after: a busy machine inflates every figure, so compare runs made at the same load.
+after: a busy machine inflates every figure, so compare runs made at the same load. It measures the machine's
+float32 matmul speed first (``benchmarks/machine.py``) and prints every time also scaled to a 77 GFLOP/s
+machine (a 2-core AVX2 cloud core or laptop, the slower machine the job is sized for: ten minutes there).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+from machine import REFERENCE_GFLOPS, matmul_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.config, "--out", str(out), *extra]
+    torch.set_num_threads(os.cpu_count() or 1)
+    gflops = matmul_gflops()
+    scale = gflops / REFERENCE_GFLOPS
+    cap = torch.backends.cpu.get_cpu_capability()
+    print(f"machine: {cap} kernels, {os.cpu_count()} cores, 2048² float32 matmul {gflops:.0f} GFLOP/s", flush=True)
     load_before = os.getloadavg()
     print(f"$ {' '.join(cmd)}", flush=True)
     started = time.perf_counter()
@@ -55,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
 
     state = json.loads((out / "pipeline.json").read_text())
     stages = state["stages"]
-    print(f"\nmain job wall time: {_clock(wall)} ({wall:.0f} s) on {os.cpu_count()} CPU cores")
+    where = f"{os.cpu_count()} CPU cores, {cap} kernels, {gflops:.0f} GFLOP/s"
+    print(f"\nmain job wall time: {_clock(wall)} ({wall:.0f} s) on {where}")
+    print(f"scaled to a {REFERENCE_GFLOPS:.0f} GFLOP/s machine (x {scale:.2f}): {_clock(wall * scale)}")
     print(f"load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, ", end="")
     print(f"after: {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}")
-    print(f"\n{'stage':<18}{'wall':>8}{'share':>8}  detail")
+    print(f"\n{'stage':<18}{'wall':>8}{'at 77':>8}{'share':>8}  detail")
     accounted = 0.0
     for key, stage in stages.items():
         seconds = float(stage.get("seconds") or 0.0)
@@ -68,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             detail = f"{stage.get('epochs')} epochs, {stage.get('train_images_per_s')} training images/s"
             if stage.get("val_acc") is not None:
                 detail += f", validation accuracy {100 * stage['val_acc']:.1f}%"
-        print(f"{key:<18}{_clock(seconds):>8}{seconds / wall:>8.0%}  {detail}")
+        print(f"{key:<18}{_clock(seconds):>8}{_clock(seconds * scale):>8}{seconds / wall:>8.0%}  {detail}")
     rest = wall - accounted
-    print(f"{'start-up, other':<18}{_clock(rest):>8}{rest / wall:>8.0%}  imports, loading, the closing table")
+    times = f"{_clock(rest):>8}{_clock(rest * scale):>8}{rest / wall:>8.0%}"
+    print(f"{'start-up, other':<18}{times}  imports, loading, the closing table")
 
     results = out / "eval" / "results.json"
     if results.exists():

@@ -9,12 +9,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 import pytest
+import tiny_nets
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from topdown.data import FlowerData
-from topdown.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TOPDOWN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -94,16 +94,12 @@ def small_flowers() -> FlowerData:
 
 @pytest.fixture(scope="session")
 def trained_pair(small_flowers: FlowerData) -> dict[str, torch.nn.Module]:
-    """``{"baseline": ..., "topdown": ...}``: tiny nets trained on procedural flowers (eval mode).
+    """``{"baseline": ..., "topdown": ...}``: tiny nets trained on procedural flowers (eval mode), the same nets
+    on every machine: their weights are committed (``tests/tiny_nets.py``), not trained in the session.
 
     Treat them as read-only: copy (``copy.deepcopy``) before changing weights or modes.
     """
-    torch.manual_seed(0)
-    nets = {
-        "baseline": create_model("tiny_baseline", num_classes=small_flowers.num_classes, stem_pool=False),
-        "topdown": create_model("tiny_topdown", num_classes=small_flowers.num_classes, stem_pool=False),
-    }
-    return {k: fit_quickly(v, small_flowers) for k, v in nets.items()}
+    return {name: tiny_nets.load("trained", arch, small_flowers.num_classes) for name, arch in tiny_nets.PAIR.items()}
 
 
 #: ``train.py fit`` options that make any config a tiny net on 240 procedural flowers at 32 px, quietly.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +158,14 @@ def test_bad_data_arguments_name_the_key() -> None:
 
 
 def test_no_copy_of_the_shared_images_lives_in_the_repo() -> None:
+    """Asks git what the project tracks, so images a user keeps under ``./data`` (the default data root) or
+    anywhere else untracked do not count: no photo, and nothing under ``data/`` but its README."""
     root = Path(__file__).resolve().parents[1]
-    tracked = [p for p in root.rglob("*.jpg") if ".venv" not in p.parts and "runs" not in p.parts]
-    assert not tracked
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing is tracked")
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    tracked = [Path(p) for p in listed.decode().split("\0") if p]
+    assert len(tracked) > 50  # the listing worked: the package, configs and tests are tracked
+    photos = [p for p in tracked if p.suffix.lower() in {".jpg", ".jpeg"}]
+    in_data = [p for p in tracked if p.parts[0] == "data" and p.name != "README.md"]
+    assert not photos and not in_data, photos + in_data

@@ -171,7 +171,9 @@ def test_fewer_pyramid_levels_feed_the_coarse_stages_a_finer_image_at_the_same_r
         return shapes
 
     assert stage_shapes(two) == stage_shapes(full)  # 4x4, 8x8, 16x16 features either way
-    assert 1 < count_macs(two, 32) / count_macs(full, 32) < 1.05  # only the coarsest lateral conv costs more
+    # only the coarsest lateral stem costs more (at 16x16 instead of 8x8); the pyramid has one level less to make
+    extra_lateral = count_macs(two.laterals[0], 16) - count_macs(full.laterals[0], 8)
+    assert 0.75 * extra_lateral < count_macs(two, 32) - count_macs(full, 32) <= extra_lateral
     # The coarsest stage now reads the 1/2 image: detail that the 1/4 level blurs away reaches it.
     seen = {}
     for net in (full, two):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from records import differences, machine
 from torch import nn
 
 from topdown.checkpoint import CheckpointError
@@ -671,26 +672,30 @@ def _stable(obj):
     return obj
 
 
-def _contains(new, old, where="results"):
-    """Every key of ``old`` is in ``new`` with an equal value (bitwise for floats); ``new`` may add keys."""
-    if isinstance(old, dict):
-        assert isinstance(new, dict), where
-        for k, v in old.items():
-            assert k in new, f"{where}.{k} is missing"
-            _contains(new[k], v, f"{where}.{k}")
-    elif isinstance(old, list):
-        assert isinstance(new, list) and len(new) == len(old), where
-        for i, (a, b) in enumerate(zip(new, old)):
-            _contains(a, b, f"{where}[{i}]")
-    else:
-        same_nan = isinstance(old, float) and isinstance(new, float) and np.isnan(old) and np.isnan(new)
-        assert new == old or same_nan, f"{where}: {new!r} != {old!r}"
+#: The tolerance off the recording machine, ``(rel, abs)``. The nets' weights are committed, so only kernel
+#: rounding differs. Measured against the AVX512 record (``TOPDOWN_WRITE_GOLDEN=1`` under
+#: ``scripts/kernels.sh avx2`` and ``default``, compared with ``records.largest_relative_differences``): AVX2
+#: kernels reproduced every number bitwise; torch's default kernels changed 612, every per-image bit and
+#: accuracy alike, the gradient attacks' distances by at most 1e-3 relative (7e-7 absolute), HopSkipJump's (a
+#: random walk on the decision boundary) by at most 3.1% (2.95 against 2.86). So: bits and shares exactly,
+#: distances within ten times the largest measured, HopSkipJump's within three times.
+SUITE_TOLERANCE = (1e-2, 1e-5)
+DECISION_TOLERANCE = (0.1, 1e-3)
+
+
+def suite_tolerance(path: str) -> tuple[float, float]:
+    return DECISION_TOLERANCE if ".decision." in path else SUITE_TOLERANCE
 
 
 def test_suite_reproduces_its_golden_results(normal_run):
     """The seeded small suite on the two tiny nets gives, number for number, the results recorded in
-    tests/golden/suite_small.json (``TOPDOWN_WRITE_GOLDEN=1`` rewrites it after a deliberate change)."""
+    tests/golden/suite_small.json: bitwise on the torch build and CPU kernels it was recorded with, within
+    :func:`suite_tolerance` elsewhere (``TOPDOWN_WRITE_GOLDEN=1`` rewrites it after a deliberate change)."""
     results = _stable(json.loads(json.dumps(normal_run.results)))
     if os.environ.get("TOPDOWN_WRITE_GOLDEN"):
-        GOLDEN.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    _contains(results, json.loads(GOLDEN.read_text()))
+        GOLDEN.write_text(json.dumps({"machine": machine(), "results": results}, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    exact = golden["machine"] == machine()
+    # results.json may gain fields the record lacks (optional=None); each recorded one must be reproduced
+    diffs = differences(golden["results"], results, None if exact else suite_tolerance, "results", None)
+    assert not diffs, f"{len(diffs)} differences, e.g.\n" + "\n".join(diffs[:20])

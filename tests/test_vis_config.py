@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_vis_golden import differences, golden_checkpoints
+from records import differences
+from test_vis_golden import ADDED, TOLERANCE, golden_checkpoints
 
 from topdown.cli import evaluate_main
 from topdown.vis.catalog import METHODS
@@ -121,8 +122,13 @@ def test_a_wrong_layer_from_the_shell_is_one_line_not_a_traceback(tmp_path: Path
 def test_the_golden_comparison_notices_a_changed_number() -> None:
     golden = {"models": {"m": {"values": [0.25, 1.0], "passed": True, "steps": 8}}}
     nudged = {"models": {"m": {"values": [0.25, 1.0 + 2e-16 * 2], "passed": True, "steps": 8}}}
-    assert differences(golden, nudged, exact=True) == ["vis.models.m.values[1]: recorded 1.0, now 1.0000000000000004"]
-    assert differences(golden, nudged, exact=False) == []
-    assert differences(golden, {"models": {"m": {**golden["models"]["m"], "steps": 9}}}, exact=False)
-    assert differences(golden, {"models": {"m": {**golden["models"]["m"], "extra": 1}}}, exact=True)
-    assert not differences(golden, {"models": {"m": {**golden["models"]["m"], "settings": None}}}, exact=True)
+
+    def compare(new, exact):
+        return differences(golden, new, None if exact else lambda path: TOLERANCE, "vis", ADDED)
+
+    assert compare(nudged, exact=True) == ["vis.models.m.values[1]: recorded 1.0, now 1.0000000000000004"]
+    assert compare(nudged, exact=False) == []
+    assert compare({"models": {"m": {**golden["models"]["m"], "steps": 9}}}, exact=False)
+    assert compare({"models": {"m": {**golden["models"]["m"], "passed": False}}}, exact=False)
+    assert compare({"models": {"m": {**golden["models"]["m"], "extra": 1}}}, exact=True)
+    assert not compare({"models": {"m": {**golden["models"]["m"], "settings": None}}}, exact=True)

@@ -115,6 +115,8 @@ class FlowerData(pl.LightningDataModule):
         seed: split, shuffling and augmentation seed.
         val_fraction, test_fraction: held-out shares for datasets without official splits.
         augment: ``standard``, ``light`` or ``none``.
+        crop_min_scale: the smallest share of the image a random resized crop keeps (``standard`` and
+            ``light``); larger is milder: less zoom, so fine patterns keep closer to their test-time scale.
         synthetic_size: images in the procedural dataset (all splits together).
         synthetic_classes: classes of the procedural dataset.
         trainval: Flowers102 only: train on train+val (validation still reports val).
@@ -134,6 +136,7 @@ class FlowerData(pl.LightningDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         augment: str = "standard",
+        crop_min_scale: float = 0.35,
         synthetic_size: int = 2400,
         synthetic_classes: int = 6,
         trainval: bool = False,
@@ -162,12 +165,13 @@ class FlowerData(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.augment = augment
+        self.crop_min_scale = crop_min_scale
         self.synthetic_size = synthetic_size
         self.synthetic_classes = synthetic_classes
         self.trainval = trainval
         self.skip_corrupt = skip_corrupt
         self.download = download
-        train_transform(image_size, augment)  # validates ``augment`` before any work
+        train_transform(image_size, augment, crop_min_scale)  # validates both before any work
         self._splits: dict[str, tuple[Any, list[int]]] | None = None
         self._classes: list[str] | None = None
 
@@ -247,7 +251,11 @@ class FlowerData(pl.LightningDataModule):
         src, idx = self.splits()[split]
         if isinstance(src, FileImageSource):
             idx = src.drop_unreadable(idx, self.skip_corrupt)
-        tf = train_transform(self.train_image_size, self.augment) if train else eval_transform(self.image_size)
+        tf = (
+            train_transform(self.train_image_size, self.augment, self.crop_min_scale)
+            if train
+            else eval_transform(self.image_size)
+        )
         return AugmentedDataset(src, idx, tf, self.seed, reseed=train)
 
     # -- Lightning hooks ----------------------------------------------------------------------------

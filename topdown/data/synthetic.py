@@ -28,6 +28,7 @@ import colorsys
 import functools
 import math
 import operator
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -432,6 +433,23 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return v
 
 
+#: Rendered images of the most recent cached datasets, shared by every instance with the same
+#: ``(num_samples, image_size, seed, num_classes)``: the main job trains two nets, evaluates and visualizes them
+#: in one process, and each stage builds its own data module over the same images.
+_RENDERED: OrderedDict[tuple[int, int, int, int], list[np.ndarray | None]] = OrderedDict()
+_RENDERED_KEEP = 6  # three splits of two datasets
+
+
+def _shared_cache(key: tuple[int, int, int, int]) -> list[np.ndarray | None]:
+    if key in _RENDERED:
+        _RENDERED.move_to_end(key)
+    else:
+        _RENDERED[key] = [None] * key[0]
+        while len(_RENDERED) > _RENDERED_KEEP:
+            _RENDERED.popitem(last=False)
+    return _RENDERED[key]
+
+
 class SyntheticFlowers(torch.utils.data.Dataset):
     """Procedural flowers, a source of ``(uint8 HxWx3 RGB image, int label)``.
 
@@ -443,7 +461,8 @@ class SyntheticFlowers(torch.utils.data.Dataset):
         seed: non-negative seed; each seed is its own dataset.
         num_classes: 2..18; see :func:`class_table` and :attr:`classes`.
         cache: keep every image in memory once drawn (``image_size**2 * 3`` bytes each), so later epochs
-            read it back instead of drawing it again; :meth:`render` always draws.
+            read it back instead of drawing it again, shared with every other cached instance of the same
+            size, seed and classes in the process (the six most recent); :meth:`render` always draws.
 
     Attributes:
         classes: readable class names, ``"<form>/<pattern>"``.
@@ -472,7 +491,9 @@ class SyntheticFlowers(torch.utils.data.Dataset):
         combos = np.argsort(keys, axis=1, kind="stable").reshape(-1)[: self.num_samples]
         self.targets: list[int] = (combos % self.num_classes).tolist()
         self.subtypes: list[int] = (combos // self.num_classes).tolist()
-        self._images: list[np.ndarray | None] | None = [None] * self.num_samples if cache else None
+        self._images: list[np.ndarray | None] | None = None
+        if cache:
+            self._images = _shared_cache((self.num_samples, self.image_size, self.seed, self.num_classes))
 
     def __len__(self) -> int:
         return self.num_samples

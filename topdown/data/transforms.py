@@ -14,14 +14,17 @@ import torch
 AUGMENTATIONS = ("standard", "light", "none")
 
 
-def train_transform(image_size: int, augment: str = "standard") -> A.Compose:
-    """Random resized crop, horizontal flip and colour jitter (``standard``); ``light`` keeps crop+flip."""
+def train_transform(image_size: int, augment: str = "standard", crop_min_scale: float = 0.35) -> A.Compose:
+    """Random resized crop (keeping ``crop_min_scale`` to all of the image's area), horizontal flip and colour
+    jitter (``standard``); ``light`` keeps crop+flip."""
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augment {augment!r}; choose one of {AUGMENTATIONS}")
+    if not 0 < crop_min_scale <= 1:
+        raise ValueError(f"data.crop_min_scale must be in (0, 1], got {crop_min_scale}")
     if augment == "none":
         return eval_transform(image_size)
     ops: list[A.BasicTransform] = [
-        A.RandomResizedCrop(size=(image_size, image_size), scale=(0.35, 1.0), interpolation=cv2.INTER_AREA),
+        A.RandomResizedCrop(size=(image_size, image_size), scale=(crop_min_scale, 1.0), interpolation=cv2.INTER_AREA),
         A.HorizontalFlip(p=0.5),
     ]
     if augment == "standard":

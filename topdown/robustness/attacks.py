@@ -57,13 +57,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def prepare_model(net: nn.Module, device: str | torch.device, copy_model: bool = True) -> nn.Module:
-    """A copy of ``net`` on ``device`` in eval mode with frozen parameters.
+    """A copy of ``net`` on ``device`` in eval mode with frozen parameters, its weights in channels-last memory
+    format.
 
     Frozen parameters matter: foolbox's eagerpy backend calls ``loss.backward()``, which would otherwise
-    fill every parameter's ``.grad`` (and waste time computing it).
+    fill every parameter's ``.grad`` (and waste time computing it). Channels-last weights make every
+    convolution run channels-last whatever the layout of the images attacked: on the CPU an input gradient
+    then costs about 0.6 of the default layout's (both nets, 64 px).
     """
     net = copy.deepcopy(net) if copy_model else net
-    return net.to(resolve_device(device)).eval().requires_grad_(False)
+    return net.to(resolve_device(device), memory_format=torch.channels_last).eval().requires_grad_(False)
 
 
 def fool_model(net: nn.Module, device: str | torch.device) -> Any:

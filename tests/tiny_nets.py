@@ -1,0 +1,70 @@
+"""The tiny networks the golden and threshold tests run on, with their weights committed.
+
+Training the tiny nets inside the test run ties their weights to the CPU: a few epochs of SGD on AVX2 kernels
+end at a measurably different net than on AVX512 ones, and a golden record or an attack threshold made on one
+is then compared with another net. ``tests/golden/tiny_nets.pt`` holds the weights instead (about 200 KB),
+so every machine tests the same nets and only kernel rounding differs between them:
+
+- ``trained/<arch>``: ``tiny_baseline`` and ``tiny_topdown`` trained by :func:`conftest.fit_quickly` (6
+  epochs on ``conftest.small_data()``): the ``trained_pair`` fixture;
+- ``untrained/<arch>``: the same architectures initialized from seeds 0 and 1: the visualization golden
+  run's nets.
+
+Record them again (only after a deliberate change of the tiny architectures or of the data) with
+``python tests/tiny_nets.py``, then the records that run on them (``tests/golden/README.md``).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+TINY_NETS = GOLDEN / "tiny_nets.pt"
+ARCHS = ("tiny_baseline", "tiny_topdown")
+#: The pair's names in the tests (``trained_pair["baseline"]``) and the architecture behind each.
+PAIR = {"baseline": "tiny_baseline", "topdown": "tiny_topdown"}
+
+
+def build(arch: str, num_classes: int = 6) -> torch.nn.Module:
+    from topdown.models import create_model
+
+    return create_model(arch, num_classes=num_classes, stem_pool=False)
+
+
+def load(kind: str, arch: str, num_classes: int = 6) -> torch.nn.Module:
+    """The committed ``kind`` (``trained`` or ``untrained``) weights of ``arch``, in eval mode."""
+    if not TINY_NETS.exists():
+        raise FileNotFoundError(f"{TINY_NETS} is missing; record it with python tests/tiny_nets.py")
+    record = torch.load(TINY_NETS, map_location="cpu", weights_only=True)
+    net = build(arch, num_classes)
+    net.load_state_dict(record["nets"][f"{kind}/{arch}"])
+    return net.eval()
+
+
+def record() -> None:
+    """Initialize and train the tiny nets (one torch thread, as the tests run) and write :data:`TINY_NETS`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import fit_quickly, small_data
+
+    torch.set_num_threads(1)
+    data = small_data()
+    nets: dict[str, dict[str, torch.Tensor]] = {}
+    for seed, arch in enumerate(ARCHS):
+        torch.manual_seed(seed)
+        nets[f"untrained/{arch}"] = build(arch, data.num_classes).state_dict()
+    torch.manual_seed(0)
+    fresh = {arch: build(arch, data.num_classes) for arch in ARCHS}  # both drawn from one seeded stream
+    for arch, net in fresh.items():
+        nets[f"trained/{arch}"] = fit_quickly(net, data).state_dict()
+    made_on = {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    made_on["machine"] = platform.machine()
+    torch.save({"format": 1, "made_on": made_on, "nets": nets}, TINY_NETS)
+    print(f"wrote {TINY_NETS} ({TINY_NETS.stat().st_size // 1024} KB)")
+
+
+if __name__ == "__main__":
+    record()
