@@ -699,3 +699,18 @@ def test_suite_reproduces_its_golden_results(normal_run):
     # results.json may gain fields the record lacks (optional=None); each recorded one must be reproduced
     diffs = differences(golden["results"], results, None if exact else suite_tolerance, "results", None)
     assert not diffs, f"{len(diffs)} differences, e.g.\n" + "\n".join(diffs[:20])
+
+
+def test_the_suite_tolerance_still_catches_a_changed_setting(trained_pair, small_flowers, tmp_path):
+    """Off the recording machine the comparison allows :func:`suite_tolerance`; a real change must still fail
+    it: FMN with 19 steps instead of the record's 20 moves its minimal distances past it on both nets."""
+    golden = json.loads(GOLDEN.read_text())["results"]
+    attacks = small_suite().attacks
+    attacks.fmn = FMNConfig(steps=19)
+    cfg = small_suite(attacks=attacks, decision=None, perturbations=None, scales=None, corruptions=None)
+    models = [ModelEntry(k, v) for k, v in trained_pair.items()]
+    rep = evaluate_models(models, small_flowers.subset("test"), small_flowers.classes, cfg, tmp_path, progress=False)
+    for name, m in rep.results["models"].items():
+        recorded = golden["models"][name]["attacks"]["fmn"]["distances"]
+        now = m["attacks"]["fmn"]["distances"]
+        assert differences(recorded, now, suite_tolerance, f"{name}.fmn.distances"), name

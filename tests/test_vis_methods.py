@@ -1,20 +1,18 @@
-"""Every visualization method and every quality figure of the issue, on both tiny networks trained in this
-session.
+"""Every visualization method and every quality figure of the issue, on both tiny networks.
 
-The networks learn the procedural flowers' *form* (3 classes: label // 2). At 32 px the six classes'
-fine patterns are invisible (they need about 48 px), so ``trained_pair`` can never be confident: no image,
-real or optimized, reaches the 0.9 probability the class-visualization figure asks for. The form is
-visible at 32 px; these nets reach about 85-95 % and train in about 20 s each.
+The networks (their weights committed: ``tests/tiny_nets.py``) learn the procedural flowers' *form* (3
+classes: label // 2). At 32 px the six classes' fine patterns are invisible (they need about 48 px), so
+``trained_pair`` can never be confident: no image, real or optimized, reaches the 0.9 probability the
+class-visualization figure asks for. The form is visible at 32 px; these nets reach about 85-95 %.
 """
 
 from __future__ import annotations
 
 import pytest
+import tiny_nets
 import torch
-from conftest import accuracy, fit_quickly, small_data
-from torch.utils.data import Dataset
+from conftest import accuracy
 
-from topdown.models import create_model
 from topdown.vis import objectives as O
 from topdown.vis import param as P
 from topdown.vis import quality as Q
@@ -46,48 +44,24 @@ MIDDLE = "layer2"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class _Forms(Dataset):
-    def __init__(self, ds: Dataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x, y = self.ds[i]
-        return x, y // 2
-
-
-class _FormData:
-    """The procedural flowers at 32 px with the coarse form as the label (what ``fit_quickly`` needs)."""
-
-    def __init__(self) -> None:
-        self.data = small_data()
-        self.batch_size = self.data.batch_size
-        self.num_classes = 3
-
-    def subset(self, split: str, train: bool = False) -> Dataset:
-        return _Forms(self.data.subset(split, train))
+@pytest.fixture(scope="module")
+def forms() -> tiny_nets.FormData:
+    return tiny_nets.FormData()
 
 
 @pytest.fixture(scope="module")
-def forms() -> _FormData:
-    return _FormData()
-
-
-@pytest.fixture(scope="module")
-def nets(forms: _FormData) -> dict[str, torch.nn.Module]:
+def nets(forms: tiny_nets.FormData) -> dict[str, torch.nn.Module]:
+    """Both tiny nets trained on the form (weights committed: tests/tiny_nets.py), so every CPU tests the same
+    nets: trained here, a net on torch's default kernels handed over between channels unevenly."""
     out = {}
     for arch in ARCHS:
-        torch.manual_seed(0)
-        net = create_model(f"tiny_{arch}", num_classes=3, stem_pool=False)
-        out[arch] = fit_quickly(net, forms, epochs=6)
+        out[arch] = tiny_nets.load("forms", f"tiny_{arch}", forms.num_classes)
         assert accuracy(out[arch], forms) > 0.75
     return out
 
 
 @pytest.fixture(scope="module")
-def real(forms: _FormData) -> tuple[torch.Tensor, torch.Tensor]:
+def real(forms: tiny_nets.FormData) -> tuple[torch.Tensor, torch.Tensor]:
     """64 held-out (validation) images and labels: the reference of every quality figure."""
     ds = forms.subset("val")
     xs, ys = zip(*[ds[i] for i in range(64)])
@@ -95,7 +69,7 @@ def real(forms: _FormData) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def color(forms: _FormData) -> P.ColorStats:
+def color(forms: tiny_nets.FormData) -> P.ColorStats:
     ds = forms.subset("train")
     return P.color_stats(torch.stack([ds[i][0] for i in range(128)]))
 

@@ -8,7 +8,9 @@ so every machine tests the same nets and only kernel rounding differs between th
 - ``trained/<arch>``: ``tiny_baseline`` and ``tiny_topdown`` trained by :func:`conftest.fit_quickly` (6
   epochs on ``conftest.small_data()``): the ``trained_pair`` fixture;
 - ``untrained/<arch>``: the same architectures initialized from seeds 0 and 1: the visualization golden
-  run's nets.
+  run's nets;
+- ``forms/<arch>``: both trained 6 epochs on :class:`FormData` (the coarse form alone, 3 classes): the
+  visualization methods' tests' nets.
 
 Record them again (only after a deliberate change of the tiny architectures or of the data) with
 ``python tests/tiny_nets.py``, then the records that run on them (``tests/golden/README.md``).
@@ -21,12 +23,40 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TINY_NETS = GOLDEN / "tiny_nets.pt"
 ARCHS = ("tiny_baseline", "tiny_topdown")
 #: The pair's names in the tests (``trained_pair["baseline"]``) and the architecture behind each.
 PAIR = {"baseline": "tiny_baseline", "topdown": "tiny_topdown"}
+
+
+class _Forms(Dataset):
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.ds[i]
+        return x, y // 2
+
+
+class FormData:
+    """The procedural flowers at 32 px (``conftest.small_data()``) with the coarse form as the label (3
+    classes): the fine patterns are invisible at 32 px, the form is not. What ``fit_quickly`` needs."""
+
+    def __init__(self) -> None:
+        from conftest import small_data
+
+        self.data = small_data()
+        self.batch_size = self.data.batch_size
+        self.num_classes = 3
+
+    def subset(self, split: str, train: bool = False) -> Dataset:
+        return _Forms(self.data.subset(split, train))
 
 
 def build(arch: str, num_classes: int = 6) -> torch.nn.Module:
@@ -60,6 +90,10 @@ def record() -> None:
     fresh = {arch: build(arch, data.num_classes) for arch in ARCHS}  # both drawn from one seeded stream
     for arch, net in fresh.items():
         nets[f"trained/{arch}"] = fit_quickly(net, data).state_dict()
+    forms = FormData()
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        nets[f"forms/{arch}"] = fit_quickly(build(arch, forms.num_classes), forms, epochs=6).state_dict()
     made_on = {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     made_on["machine"] = platform.machine()
     torch.save({"format": 1, "made_on": made_on, "nets": nets}, TINY_NETS)
