@@ -14,9 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from scipy.stats import binomtest
-
 from ..results_view import CONTROLS, AutoAttack, ModelResults, Results, WorstCase, as_results, dig
+from ..stats import paired_p_value
 
 #: One results.json per seed: dicts as read from disk, or views of them.
 Runs = Sequence[Results | Mapping[str, Any]]
@@ -435,19 +434,6 @@ def _autoattack_survival(runs: Runs, pair: Pair, norm: str, k: int, e: float) ->
     else:
         text += "); its sanity check (AutoAttack adds little) passed for both nets on every seed"
     return text + "."
-
-
-def paired_p_value(reference: Sequence[bool], topdown: Sequence[bool]) -> float:
-    """Two-sided exact McNemar test of two models' per-image robustness on the same images: under the null
-    hypothesis, an image robust for exactly one of them is as likely to be robust for either (a binomial with
-    p = 1/2 over the discordant images). 1.0 where no image is discordant."""
-    if len(reference) != len(topdown):
-        raise ValueError(f"paired test: {len(reference)} against {len(topdown)} images")
-    only_td = sum(t and not r for r, t in zip(reference, topdown))
-    only_ref = sum(r and not t for r, t in zip(reference, topdown))
-    if only_td + only_ref == 0:
-        return 1.0
-    return float(binomtest(only_td, only_td + only_ref, 0.5).pvalue)
 
 
 def _paired_p_values(runs: Runs, pair: Pair, norm: str, k: int) -> list[float]:

@@ -1,0 +1,229 @@
+"""What each net learned, compared (topdown.findings): each finding measures what it claims on models whose answer
+is known by construction, the paired tests tell a real difference from none, and the command writes
+findings.json for real checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from topdown.data.synthetic import SyntheticFlowers
+from topdown.findings import compare, compute_findings
+from topdown.findings.cues import cue_reliance, highpass, hybrid, lowpass, partners
+from topdown.findings.localization import localization
+from topdown.findings.similarity import cka_matrix, linear_cka
+from topdown.findings.spectra import gradient_spectrum, high_frequency_share, radial_power
+from topdown.stats import paired_rank_p_value
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def flowers() -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Tensor]:
+    """96 procedural flowers at 64 px: images, labels, the class table and the flower masks."""
+    src = SyntheticFlowers(96, 64, seed=3)
+    images = torch.stack([torch.from_numpy(src[i][0]).permute(2, 0, 1).float() / 255 for i in range(len(src))])
+    masks = torch.stack([torch.from_numpy(src.masks(i)) > 0 for i in range(len(src))])
+    return images, torch.tensor(src.targets), src.class_table, masks
+
+
+class NearestBand(nn.Module):
+    """Classifies an image as the stored flower nearest to it in one frequency band (``low`` or ``high``): a
+    model that by construction reads only the coarse image or only the fine one."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, band: str, sigma: float = 2.0) -> None:
+        super().__init__()
+        self.band, self.sigma = band, sigma
+        self.register_buffer("stored", self._band(images).flatten(1))
+        self.labels = labels
+        self.num_classes = int(labels.max()) + 1
+
+    def _band(self, x: torch.Tensor) -> torch.Tensor:
+        return lowpass(x, self.sigma) if self.band == "low" else x - lowpass(x, self.sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(self._band(x).flatten(1), self.stored)  # (N, stored)
+        return torch.stack([-d[:, self.labels == c].min(1).values for c in range(self.num_classes)], 1)
+
+
+def test_hybrids_follow_the_band_a_model_reads(flowers) -> None:
+    images, labels, table, _ = flowers
+    coarse, fine = NearestBand(images, labels, "low"), NearestBand(images, labels, "high")
+    cues = {
+        "coarse": cue_reliance(coarse, images, labels, table, [2.0]),
+        "fine": cue_reliance(fine, images, labels, table, [2.0]),
+    }
+    c, f = cues["coarse"]["sigma=2"], cues["fine"]["sigma=2"]
+    share = lambda v: sum(v) / len(v)  # noqa: E731
+    assert share(c["follows_form"]) >= 0.9 and share(c["follows_pattern"]) <= 0.2
+    assert share(f["follows_pattern"]) >= 0.9 and share(f["follows_form"]) <= 0.2
+    # the low-passed image keeps what the coarse model reads, the high-passed one what the fine model reads
+    assert share(c["lowpass_form_correct"]) >= 0.9 and share(f["highpass_pattern_correct"]) >= 0.9
+    # the paired test backs the difference in both directions
+    rows = compare({"fine": {"cues": cues["fine"]}, "coarse": {"cues": cues["coarse"]}}, subject="fine")["coarse"]
+    assert rows["cues.sigma=2.follows_pattern"]["difference"] > 0.7 and rows["cues.sigma=2.follows_pattern"]["p"] < 1e-6
+    assert rows["cues.sigma=2.follows_form"]["difference"] < -0.7 and rows["cues.sigma=2.follows_form"]["p"] < 1e-6
+
+
+def test_a_model_against_itself_claims_nothing(flowers) -> None:
+    images, labels, table, _ = flowers
+    coarse = NearestBand(images, labels, "low")
+    cues = cue_reliance(coarse, images, labels, table, [1.0, 2.0])
+    rows = compare({"a": {"cues": cues}, "b": {"cues": cues}}, subject="a")["b"]
+    assert rows and all(r["difference"] == 0 and r["p"] == 1.0 for r in rows.values())
+
+
+def test_partners_differ_in_form_and_pattern(flowers) -> None:
+    _, labels, table, _ = flowers
+    form = [table[y][0] for y in labels]
+    pattern = [table[y][1] for y in labels]
+    other = partners(form, pattern, seed=0)
+    assert all(form[i] != form[j] and pattern[i] != pattern[j] for i, j in enumerate(other))
+    assert (partners(form, pattern, seed=0) == other).all()
+
+
+def test_bands_split_the_image(flowers) -> None:
+    images = flowers[0][:8]
+    mixed = hybrid(images, images.flip(0), 2.0)
+    assert mixed.min() >= 0 and mixed.max() <= 1
+    # a high-passed image keeps (almost) nothing of the low band: its own low-pass is flat
+    flat = lowpass(highpass(images, 2.0), 2.0)
+    assert (flat - flat.mean(dim=(-2, -1), keepdim=True)).abs().mean() < 0.2 * (images - images.mean()).abs().mean()
+
+
+class MaskedLinear(nn.Module):
+    """A logit that sums the pixels under a fixed weight map: its evidence lies where the map is positive."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.layer1 = nn.Conv2d(3, 3, 1, bias=False)
+        nn.init.dirac_(self.layer1.weight)
+        self.register_buffer("weight", weight.float())
+
+    def stage_names(self) -> list[str]:
+        return ["layer1"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (self.layer1(x) * self.weight).sum(dim=(1, 2, 3))
+        return torch.stack([s, -s], 1)
+
+
+def test_localization_finds_the_evidence_where_the_model_puts_it(flowers) -> None:
+    images, _, _, masks = flowers
+    x, flower = images[:4], masks[:4]
+    on = localization(MaskedLinear(flower[0]), x[:1], torch.tensor([0]), flower[:1], n_steps=8)
+    off = localization(MaskedLinear(~flower[0]), x[:1], torch.tensor([0]), flower[:1], n_steps=8)
+    for method in ("integrated_gradients", "guided_backprop"):
+        assert on[method]["inside"][0] == pytest.approx(1.0) and on[method]["hit"] == [True]
+        assert off[method]["inside"][0] == pytest.approx(0.0, abs=1e-6) and off[method]["hit"] == [False]
+    assert on["grad_cam_last"]["chance"][0] == pytest.approx(flower[0].float().mean().item())
+    assert on["grad_cam_last"]["layer"] == "layer1" == on["grad_cam_finest"]["layer"]
+
+
+def test_cka_is_one_for_the_same_representation_and_low_for_unrelated_ones() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 40, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, 3 * x @ q) == pytest.approx(1.0)  # rotation and scale change nothing
+    assert linear_cka(x, torch.randn(200, 40, generator=g)) < 0.3
+    with pytest.raises(ValueError, match="same images"):
+        linear_cka(x, x[:10])
+
+
+def test_cka_matrix_of_a_net_with_itself_has_a_unit_diagonal(trained_pair, small_flowers) -> None:
+    x = torch.stack([small_flowers.subset("test")[i][0] for i in range(32)])
+    net = trained_pair["topdown"]
+    m = cka_matrix(net, net, x)
+    assert list(m) == list(net.stage_names())
+    for s in m:
+        assert m[s][s] == pytest.approx(1.0)
+    assert all(0 <= v <= 1 + 1e-9 for row in m.values() for v in row.values())
+
+
+def test_spectra_put_the_power_at_the_right_frequency() -> None:
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    slow = (0.5 + 0.4 * torch.cos(2 * torch.pi * 2 * xx / 32)).expand(1, 3, 32, 32)
+    fast = (0.5 + 0.4 * torch.cos(2 * torch.pi * 13 * yy / 32)).expand(1, 3, 32, 32)
+    assert radial_power(slow)[0].argmax() == 2 and radial_power(fast)[0].argmax() == 13
+    assert (
+        high_frequency_share(radial_power(fast)).item() > 0.99 > 0.01 > high_frequency_share(radial_power(slow)).item()
+    )
+
+
+class Filter(nn.Module):
+    """A linear 'net' whose logit is the image through a fixed 3x3 filter, summed against a random map."""
+
+    def __init__(self, kernel: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("kernel", kernel.expand(3, 1, 3, 3).clone())
+        self.register_buffer("map", torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (nn.functional.conv2d(x, self.kernel, padding=1, groups=3) * self.map).sum(dim=(1, 2, 3))
+        return torch.stack([s, -s], 1)
+
+
+def test_a_high_pass_decision_has_a_high_frequency_gradient() -> None:
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(8, dtype=torch.long)
+    blur = Filter(torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16)
+    edges = Filter(torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]]))
+    smooth, sharp = gradient_spectrum(blur, x, y), gradient_spectrum(edges, x, y)
+    assert min(sharp["gradient_high"]) > max(smooth["gradient_high"])
+    assert paired_rank_p_value(smooth["gradient_high"], sharp["gradient_high"]) < 0.05
+    assert paired_rank_p_value(smooth["gradient_high"], smooth["gradient_high"]) == 1.0
+
+
+def test_findings_of_the_tiny_pair_on_one_set_of_images(trained_pair, small_flowers) -> None:
+    test = small_flowers.subset("test")
+    src, idx = small_flowers.splits()["test"]
+    x = torch.stack([test[i][0] for i in range(24)])
+    y = torch.tensor(test.targets[:24])
+    flower = torch.stack([torch.from_numpy(src.masks(idx[i])) > 0 for i in range(24)])
+    doc = compute_findings(trained_pair, x, y, class_table=src.class_table, flower=flower, ig_steps=4)
+    td, base = doc["models"]["topdown"], doc["models"]["baseline"]
+    assert "pyramid_swaps" in td and "pyramid_swaps" not in base
+    assert list(td["pyramid_swaps"]) == ["coarse_levels=1", "coarse_levels=2"]
+    rows = doc["comparisons"]["baseline"]
+    assert {"cues.sigma=1.follows_form", "loc.grad_cam_finest.inside", "spectrum.gradient_high"} <= set(rows)
+    assert all(0 <= r["p"] <= 1 for r in rows.values())
+    assert set(doc["cka"]) == {"baseline|topdown"}
+    json.dumps(doc)  # JSON-able as it is
+
+
+def test_the_command_writes_findings_and_refuses_one_checkpoint(tiny_checkpoints, tmp_path, capsys) -> None:
+    from topdown.findings.__main__ import main
+
+    ckpts = [str(tiny_checkpoints["baseline"]), str(tiny_checkpoints["topdown"])]
+    args = ["--ckpt", ckpts[0], "--ckpt", ckpts[1], "--names", "[baseline, topdown]", "--out", str(tmp_path)]
+    main([*args, "--images", "12", "--ig_steps", "4"])
+    doc = json.loads((tmp_path / "findings.json").read_text())
+    assert doc["images"] == 12 and doc["dataset"] == "synthetic" and set(doc["models"]) == {"baseline", "topdown"}
+    assert "what topdown learned" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--ckpt", ckpts[0], "--out", str(tmp_path / "one")])
+    err = capsys.readouterr().err
+    assert "--ckpt: give at least two checkpoints" in err and "Traceback" not in err
+
+
+def _doc(diffs_and_ps: list[tuple[float, float]]) -> dict:
+    rows = {
+        f"f{i}": {"label": f"f{i}", "kind": "share", "topdown": d, "baseline": 0.0, "difference": d, "p": p}
+        for i, (d, p) in enumerate(diffs_and_ps)
+    }
+    return {"subject": "topdown", "comparisons": {"baseline": rows}}
+
+
+def test_a_direction_is_claimed_only_where_every_seed_agrees_and_every_test_backs_it() -> None:
+    from topdown.findings.report import across_seeds
+
+    seeds = [
+        _doc([(0.2, 0.001), (0.2, 0.001), (0.2, 0.001), (-0.1, 0.01), (0.0, 1.0)]),
+        _doc([(0.1, 0.01), (0.1, 0.2), (-0.1, 0.01), (-0.2, 0.001), (0.0, 1.0)]),
+    ]
+    verdicts = [row["verdict"] for row in across_seeds(seeds)]
+    assert verdicts == ["higher", "higher in sign only", "mixed", "lower", "no difference"]

@@ -1,0 +1,147 @@
+"""What each net learned, compared: cue reliance, localization against part masks, the frequencies a decision
+uses and representation similarity, computed per image on the same images for every model, and each figure of
+the top-down net tested against every other model with a paired test (McNemar for per-image outcomes, Wilcoxon
+signed-rank for per-image shares).
+
+    python -m topdown.findings --ckpt <baseline.ckpt> --ckpt <topdown.ckpt> [--ckpt <control.ckpt> ...] \\
+        --out outputs/findings [--images 256]
+
+writes ``<out>/findings.json`` (written atomically) and prints the comparisons. Cue reliance and localization need
+the procedural flowers (their classes cross a form with a pattern, and their part masks are exact); the gradient
+spectra and CKA run on any data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..stats import paired_p_value, paired_rank_p_value
+from .cues import cue_reliance, pyramid_swaps
+from .localization import localization
+from .similarity import cka_matrix
+from .spectra import gradient_spectrum
+
+__all__ = ["FINDINGS_SCHEMA", "Figure", "compare", "compute_findings", "figures"]
+
+FINDINGS_SCHEMA = 1
+#: Low-pass cut-offs (Gaussian sigma, px at 64 px) of the hybrids and band tests: sigma 1 px removes the fine
+#: patterns (periods of about 3 px) and keeps the form; 2 px removes more.
+SIGMAS = (1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One per-image figure of a model: where it sits in findings.json, and whether it is an outcome (bools,
+    McNemar) or a share (floats, Wilcoxon)."""
+
+    key: str
+    label: str
+    path: tuple[str, ...]
+    kind: str  # "outcome" or "share"
+
+
+def figures(models: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
+    """Every per-image figure that every model in ``models`` has (pyramid swaps only for top-down nets)."""
+    out: list[Figure] = []
+    first = next(iter(models.values()))
+    for cut, rec in first.get("cues", {}).items():
+        for key in rec:
+            out.append(Figure(f"cues.{cut}.{key}", f"{key.replace('_', ' ')} ({cut})", ("cues", cut, key), "outcome"))
+    for method in first.get("localization", {}):
+        out.append(
+            Figure(
+                f"loc.{method}.inside", f"{method}: energy on the flower", ("localization", method, "inside"), "share"
+            )
+        )
+        out.append(Figure(f"loc.{method}.hit", f"{method}: pointing game", ("localization", method, "hit"), "outcome"))
+    if "spectrum" in first:
+        out.append(
+            Figure(
+                "spectrum.gradient_high", "gradient power above half Nyquist", ("spectrum", "gradient_high"), "share"
+            )
+        )
+    return [f for f in out if all(_dig(m, f.path) is not None for m in models.values())]
+
+
+def _dig(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
+    for k in path:
+        if not isinstance(doc, Mapping) or k not in doc:
+            return None
+        doc = doc[k]
+    return doc
+
+
+def compare(models: Mapping[str, Mapping[str, Any]], subject: str = "topdown") -> dict[str, dict[str, Any]]:
+    """``{other model: {figure key: {subject, other, difference, p}}}``: the subject's mean of each per-image
+    figure against every other model's on the same images, with the paired test's two-sided p-value."""
+    if subject not in models:
+        raise ValueError(f"findings: no model named {subject!r} to compare (models: {list(models)})")
+    out: dict[str, dict[str, Any]] = {}
+    shared = figures(models)
+    for other in models:
+        if other == subject:
+            continue
+        rows = {}
+        for f in shared:
+            a = np.asarray(_dig(models[subject], f.path), dtype=float)
+            b = np.asarray(_dig(models[other], f.path), dtype=float)
+            test = paired_p_value if f.kind == "outcome" else paired_rank_p_value
+            rows[f.key] = {
+                "label": f.label,
+                "kind": f.kind,
+                subject: float(np.nanmean(a)),
+                other: float(np.nanmean(b)),
+                "difference": float(np.nanmean(a) - np.nanmean(b)),
+                "p": test(b.tolist(), a.tolist()),
+            }
+        out[other] = rows
+    return out
+
+
+def compute_findings(
+    nets: Mapping[str, nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    class_table: Sequence[tuple[int, int]] | None = None,
+    flower: torch.Tensor | None = None,
+    subject: str = "topdown",
+    seed: int = 0,
+    ig_steps: int = 32,
+) -> dict[str, Any]:
+    """Every finding of every net on the same ``images`` (``labels`` their classes), then the comparisons.
+
+    Args:
+        class_table: ``(form, pattern)`` of every class (procedural flowers): adds cue reliance (and pyramid swaps
+            for nets with a ``pyramid``).
+        flower: ``(N, H, W)`` bool masks of the flower: adds localization.
+        subject: the model compared with every other one.
+    """
+    per_model: dict[str, dict[str, Any]] = {}
+    for name, net in nets.items():
+        net.eval()
+        rec: dict[str, Any] = {"spectrum": gradient_spectrum(net, images, labels)}
+        if class_table is not None:
+            rec["cues"] = cue_reliance(net, images, labels, class_table, SIGMAS, seed)
+            if getattr(net, "pyramid", None) is not None:
+                rec["pyramid_swaps"] = pyramid_swaps(net, images, labels, class_table, seed)
+        if flower is not None:
+            rec["localization"] = localization(net, images, labels, flower, n_steps=ig_steps)
+        per_model[name] = rec
+    names = list(nets)
+    cka = {f"{a}|{b}": cka_matrix(nets[a], nets[b], images) for i, a in enumerate(names) for b in names[i + 1 :]}
+    return {
+        "schema": FINDINGS_SCHEMA,
+        "images": len(images),
+        "seed": seed,
+        "subject": subject,
+        "models": per_model,
+        "comparisons": compare(per_model, subject) if subject in per_model and len(names) > 1 else {},
+        "cka": cka,
+    }

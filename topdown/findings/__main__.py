@@ -1,0 +1,91 @@
+"""``python -m topdown.findings --ckpt <baseline> --ckpt <topdown> [--ckpt <control> ...] --out DIR``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import env  # noqa: F401  (sets environment before third-party imports)
+
+
+def build_parser() -> Any:
+    from jsonargparse import ArgumentParser
+
+    from ..options import AppendAction
+
+    parser = ArgumentParser(
+        prog="python -m topdown.findings", description=__doc__, default_env=False, exit_on_error=False
+    )
+    parser.add_argument(
+        "--ckpt", action=AppendAction, default=[], help="checkpoint; repeat (baseline, top-down, controls)"
+    )
+    parser.add_argument("--names", action=AppendAction, default=None, help="a name per checkpoint (default: from each)")
+    parser.add_argument("--out", type=str, default="outputs/findings", help="where findings.json goes")
+    parser.add_argument("--images", type=int, default=256, help="test images (seeded, stratified by class)")
+    parser.add_argument("--seed", type=int, default=0, help="the images' draw and the hybrids' partners")
+    parser.add_argument("--ig_steps", type=int, default=32, help="integrated-gradients steps")
+    parser.add_argument("--subject", type=str, default="topdown", help="the model compared with every other one")
+    parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
+    return parser
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from ..checkpoint import load_run
+    from ..data.subsets import stratified_subset
+    from ..io import atomic_write_json
+    from ..options import parse_args
+    from ..vis.dissection import synthetic_masks
+    from . import compute_findings
+    from .report import print_comparisons
+
+    args = parse_args(build_parser(), argv)
+    if len(args.ckpt) < 2:
+        raise ValueError("--ckpt: give at least two checkpoints (the baseline and the top-down net)")
+    if args.images < 8:
+        raise ValueError(f"--images must be at least 8, got {args.images}")
+    run_ = load_run(args.ckpt, args.names, args.data_root)
+    src, idx = run_.data_module.splits()["test"]
+    test = run_.data_module.subset("test")
+    chosen = stratified_subset(np.asarray(test.targets), args.images, args.seed)
+    images = torch.stack([test[int(k)][0] for k in chosen])
+    labels = torch.tensor([test.targets[int(k)] for k in chosen])
+    synthetic = run_.data_module.dataset == "synthetic"
+    findings = compute_findings(
+        {name: m.net for name, m in run_.models.items()},
+        images,
+        labels,
+        class_table=src.class_table if synthetic else None,
+        flower=(synthetic_masks(src, [idx[int(k)] for k in chosen]) > 0) if synthetic else None,
+        subject=args.subject,
+        seed=args.seed,
+        ig_steps=args.ig_steps,
+    )
+    findings["dataset"] = run_.data_module.dataset
+    findings["checkpoints"] = {name: str(m.path) for name, m in run_.models.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "findings.json", findings)
+    print_comparisons(findings)
+    print(f"findings: {out / 'findings.json'}")
+    return findings
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from ..cli import USER_ERRORS
+
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except USER_ERRORS as err:
+        if os.environ.get("TOPDOWN_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The findings in words and tables: what differs between the top-down net and each other model, and where a
+paired test backs the difference."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: A difference is claimed where the paired test's two-sided p is below this (on every seed, where several).
+ALPHA = 0.05
+
+
+def verdict(row: Mapping[str, Any]) -> str:
+    """``higher``, ``lower`` or ``no claim`` for the subject against the other model."""
+    if row["p"] >= ALPHA or row["difference"] == 0:
+        return "no claim"
+    return "higher" if row["difference"] > 0 else "lower"
+
+
+def comparison_rows(findings: Mapping[str, Any]) -> list[list[str]]:
+    """One row per (other model, figure): figure, subject's mean, other's mean, difference, p, verdict."""
+    subject = findings["subject"]
+    rows = []
+    for other, figs in findings["comparisons"].items():
+        for row in figs.values():
+            rows.append(
+                [
+                    other,
+                    row["label"],
+                    f"{row[subject]:.3f}",
+                    f"{row[other]:.3f}",
+                    f"{row['difference']:+.3f}",
+                    f"{row['p']:.3g}",
+                    verdict(row),
+                ]
+            )
+    return rows
+
+
+def print_comparisons(findings: Mapping[str, Any]) -> None:
+    """The comparisons as a table on stdout (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    subject = findings["subject"]
+    table = Table(title=f"what {subject} learned, against each model ({findings['images']} test images, paired tests)")
+    for col in ("against", "figure", subject, "other", "difference", "p", f"{subject} is"):
+        table.add_column(col)
+    for row in comparison_rows(findings):
+        table.add_row(*row)
+    Console(width=140).print(table)
+
+
+def across_seeds(docs: list[Mapping[str, Any]], other: str = "baseline") -> list[dict[str, Any]]:
+    """Each figure's comparison of the subject with ``other`` over several seeds' findings: the subject's and the
+    other's means per seed, each seed's p, and the verdict by the project's rule: ``higher`` or ``lower`` only
+    where every seed points the same way and every seed's paired test is below :data:`ALPHA`; ``in sign only``
+    where every seed agrees but a test does not back it; ``no difference`` where no seed differs; else
+    ``mixed``."""
+    if not docs:
+        raise ValueError("findings: no seeds to aggregate")
+    subject = docs[0]["subject"]
+    tables = [d["comparisons"].get(other) for d in docs]
+    if any(t is None for t in tables):
+        raise ValueError(f"findings: some seeds have no comparison with {other!r}")
+    out = []
+    for key in [k for k in tables[0] if all(k in t for t in tables)]:
+        rows = [t[key] for t in tables]
+        signs = {(r["difference"] > 0) - (r["difference"] < 0) for r in rows}
+        if signs == {0}:
+            verdict_ = "no difference"
+        elif len(signs) == 1 and 0 not in signs:
+            backed = all(r["p"] < ALPHA for r in rows)
+            word = "higher" if signs == {1} else "lower"
+            verdict_ = word if backed else f"{word} in sign only"
+        else:
+            verdict_ = "mixed"
+        out.append(
+            {
+                "key": key,
+                "label": rows[0]["label"],
+                subject: [r[subject] for r in rows],
+                other: [r[other] for r in rows],
+                "p": [r["p"] for r in rows],
+                "verdict": verdict_,
+            }
+        )
+    return out
+
+
+def markdown_across_seeds(docs: list[Mapping[str, Any]], other: str = "baseline") -> str:
+    """:func:`across_seeds` as a Markdown table (figures as shares, seed by seed)."""
+    subject = docs[0]["subject"]
+    lines = [
+        f"| figure | {subject} (seed by seed) | {other} | p (each seed) | {subject} is |",
+        "|---|---|---|---|---|",
+    ]
+    for row in across_seeds(docs, other):
+        fmt = " · ".join
+        lines.append(
+            f"| {row['label']} | {fmt(f'{v:.2f}' for v in row[subject])} | {fmt(f'{v:.2f}' for v in row[other])} "
+            f"| {fmt(f'{p:.2g}' for p in row['p'])} | {row['verdict']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    # python -m topdown.findings.report docs/runs/synthetic/seed*/findings.json
+    print(markdown_across_seeds([json.loads(Path(p).read_text()) for p in sys.argv[1:]]))

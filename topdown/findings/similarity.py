@@ -1,0 +1,43 @@
+"""How alike two nets' representations are: linear CKA (Kornblith et al., ICML 2019) between every stage of one
+and every stage of the other, on the same images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..vis.hooks import activations
+
+
+@torch.no_grad()
+def stage_features(net: nn.Module, images: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """Every stage's output, flattened: ``{stage: (N, C*H*W)}`` (float64)."""
+    stages = list(net.stage_names())
+    parts: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
+    net.eval()
+    for s in range(0, len(images), batch_size):
+        acts = activations(net, images[s : s + batch_size], stages)
+        for name in stages:
+            parts[name].append(acts[name].flatten(1).double())
+    return {name: torch.cat(p) for name, p in parts.items()}
+
+
+def _centred_gram(x: torch.Tensor) -> torch.Tensor:
+    x = x - x.mean(0, keepdim=True)
+    return x @ x.T
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA of two representations of the same ``N`` images, ``(N, D1)`` and ``(N, D2)``: 1 for the same
+    representation up to rotation and scale, near 0 for unrelated ones."""
+    if len(x) != len(y):
+        raise ValueError(f"CKA needs the same images: {len(x)} against {len(y)}")
+    k, l_ = _centred_gram(x.double()), _centred_gram(y.double())
+    hsic = (k * l_).sum()
+    return float(hsic / (k.norm() * l_.norm()).clamp_min(1e-30))
+
+
+def cka_matrix(a: nn.Module, b: nn.Module, images: torch.Tensor) -> dict[str, dict[str, float]]:
+    """``{stage of a: {stage of b: CKA}}`` on ``images``."""
+    fa, fb = stage_features(a, images), stage_features(b, images)
+    return {sa: {sb: linear_cka(xa, xb) for sb, xb in fb.items()} for sa, xa in fa.items()}
