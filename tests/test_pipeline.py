@@ -61,6 +61,7 @@ SECTIONS = (
     "scales",
     "sanity",
     "vis",
+    "findings",
 )
 
 
@@ -84,7 +85,10 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: P
     assert str(report.resolve()) in capsys.readouterr().out  # the path is printed for the user
 
     state = json.loads((out / "pipeline.json").read_text())
-    assert all(state["stages"][k]["done"] for k in ("train/baseline", "train/topdown", "evaluate", "visualize"))
+    stages = ("train/baseline", "train/topdown", "evaluate", "visualize", "findings")
+    assert all(state["stages"][k]["done"] for k in stages)
+    findings = json.loads((out / "findings" / "findings.json").read_text())
+    assert set(findings["models"]) == {"baseline", "topdown"} and findings["comparisons"]["baseline"]
     results = json.loads((out / "eval" / "results.json").read_text())
     assert list(results["models"]) == ["baseline", "topdown"]
     html = report.read_text()
@@ -135,7 +139,7 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: P
     # --redo reruns a finished stage and every later one, and nothing before it.
     report_stamp = report.stat().st_mtime_ns
     main(["--config", str(cfg), "--redo", "[visualize]"])
-    assert "redo: visualize, report will run again" in capsys.readouterr().err
+    assert "redo: visualize, findings, report will run again" in capsys.readouterr().err
     after = {p: p.stat().st_mtime_ns for p in stamps}
     assert after[out / "vis" / "vis.json"] != stamps[out / "vis" / "vis.json"]
     assert report.stat().st_mtime_ns != report_stamp
@@ -185,10 +189,11 @@ def test_a_cut_down_main_job_learns_and_ends_with_what_it_found(tmp_path: Path, 
         assert results[name]["clean"]["n"] == 180
         assert results[name]["clean"]["top1"] >= 0.30, (name, results[name]["clean"])
 
-    # A stage bar line as each of the 5 units starts, with the time elapsed and, from the estimates, left.
+    # A stage bar line as each of the 6 units starts, with the time elapsed and, from the estimates, left.
     lines = printed.err.splitlines()
-    for k, unit in enumerate(["train baseline", "train topdown", "evaluate", "visualize", "report"], start=1):
-        line = next(x for x in lines if f"[{k}/5] {unit}" in x)
+    units = ["train baseline", "train topdown", "evaluate", "visualize", "findings", "report"]
+    for k, unit in enumerate(units, start=1):
+        line = next(x for x in lines if f"[{k}/6] {unit}" in x)
         assert "elapsed, about" in line and "left" in line, line
     # The closing table: what results.json and vis.json hold, per net, then the report's path.
     table = printed.err[printed.err.index("what the job found") :]

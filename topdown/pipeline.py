@@ -27,7 +27,7 @@ from .io import atomic_write_json
 from .options import DataOptions, parse_command
 from .stages import StageBar
 
-STAGES = ("train", "evaluate", "visualize", "report")
+STAGES = ("train", "evaluate", "visualize", "findings", "report")
 #: The name in results.json of a control model trained from ``configs/<stem>.yaml``.
 CONTROL_NAMES = {"baseline_blur": "blur_control"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,9 @@ class PipelineConfig:
         eval_args: extra ``evaluate.py`` arguments.
         vis_args: extra ``evaluate.py visualize`` arguments (``None``: the dataset's, from ``per_dataset``, else
             none).
+        findings_images: test images the ``findings`` stage compares every model on (``python -m
+            topdown.findings``: cue reliance, localization, gradient spectra, CKA, with paired tests).
+        findings_ig_steps: the findings' integrated-gradients steps (most of the stage's time).
         stages: which stages to run, in order.
         redo: finished stages to run again, with every later one (e.g. ``[visualize]`` after a change to the
             visualizations: it reruns them and rebuilds the report). ``evaluate`` reuses each saved part of
@@ -78,6 +81,8 @@ class PipelineConfig:
     eval_config: str | None = None
     eval_args: list[str] = field(default_factory=list)
     vis_args: list[str] | None = None
+    findings_images: int = 128
+    findings_ig_steps: int = 16
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     redo: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
@@ -407,6 +412,24 @@ class Pipeline:
             args += ["--data.root", self.cfg.data_root]
         vis_main(args + self.vis_args)
         self._finish("visualize", started, results=str(self.out / "vis" / "vis.json"))
+
+    def findings(self, i: int, n: int) -> None:
+        from .findings.__main__ import run as findings_run
+
+        if self.done("findings"):
+            self._skip("findings", f"findings: done ({self.out / 'findings' / 'findings.json'})")
+            return
+        self._begin("findings", "findings")
+        started = time.time()
+        ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
+        args = [x for path in ckpts for x in ("--ckpt", str(path))]
+        args += ["--names", json.dumps(names), "--out", str(self.out / "findings")]
+        args += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
+        args += ["--table", "false"]
+        if self.cfg.data_root:
+            args += ["--data.root", self.cfg.data_root]
+        findings_run(args)
+        self._finish("findings", started, results=str(self.out / "findings" / "findings.json"))
 
     def report(self, i: int, n: int) -> Path:
         from .report import build_report

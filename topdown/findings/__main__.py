@@ -27,6 +27,7 @@ def build_parser() -> Any:
     parser.add_argument("--seed", type=int, default=0, help="the images' draw and the hybrids' partners")
     parser.add_argument("--ig_steps", type=int, default=32, help="integrated-gradients steps")
     parser.add_argument("--subject", type=str, default="topdown", help="the model compared with every other one")
+    parser.add_argument("--table", type=bool, default=True, help="print the comparisons")
     parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
     return parser
 
@@ -70,8 +71,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "findings.json", findings)
-    print_comparisons(findings)
-    print(f"findings: {out / 'findings.json'}")
+    if args.table:
+        print_comparisons(findings)
+        print(f"findings: {out / 'findings.json'}")
     return findings
 
 

@@ -368,6 +368,31 @@ def _vis_section(vis: VisResults | None, vdir: Path) -> str:
     return body
 
 
+def _findings_section(doc: dict[str, Any] | None) -> str:
+    """The findings stage's paired comparisons of the top-down net with every other model (one run: a
+    difference is stated where that run's paired test is below 0.05; verdicts across seeds need every seed)."""
+    if not doc:
+        return '<p class="muted">No findings (findings/findings.json missing).</p>'
+    from ..findings.report import ALPHA, comparison_rows
+
+    subject = doc["subject"]
+    intro = (
+        f"<p>On the same {doc['images']} test images for every model: which cue a decision follows, where its "
+        "evidence lies against the part masks, what frequencies its class gradient carries. Each figure is per image; "
+        f"{esc(subject)} is compared with each model by a paired test (McNemar for outcomes, Wilcoxon signed-rank "
+        f"for shares), and a difference is stated where p &lt; {ALPHA}. One run: a claim about the nets needs every "
+        "seed to agree (<code>python -m topdown.findings.report</code>).</p>"
+    )
+    header = ["against", "figure", subject, "other", "difference", "p", f"{subject} is"]
+    body = intro + table(header, comparison_rows(doc))
+    for pair, matrix in doc.get("cka", {}).items():
+        a, b = pair.split("|")
+        rows = [[stage, *(f"{v:.2f}" for v in row.values())] for stage, row in matrix.items()]
+        cols = list(next(iter(matrix.values())))
+        body += f"<h3>Linear CKA, {esc(a)} (rows) against {esc(b)} (columns)</h3>" + table([a, *cols], rows)
+    return body
+
+
 def _items(lines: list[str]) -> str:
     return '<ul class="conclusions">' + "".join(f"<li>{esc(c)}</li>" for c in lines) + "</ul>"
 
@@ -418,6 +443,9 @@ def build_report(out: str | Path) -> Path:
     else:
         sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
     sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
+    sections.append(
+        ("findings", "What the nets learned", _findings_section(_read_json(out / "findings" / "findings.json")))
+    )
     controls = [CONTROLS[c] for c in CONTROLS if res is not None and res.has(c)]
     against = f" (and the {' and the '.join(controls)})" if controls else ""
     subtitle = (
