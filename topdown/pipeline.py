@@ -380,56 +380,69 @@ class Pipeline:
                 train_images_per_s=clock.get("images_per_s"),
             )
 
+    def _stage(
+        self,
+        key: str,
+        label: str,
+        result: Path,
+        command: Callable[[list[str]], Any],
+        args: Callable[[], list[str]],
+        extra: Sequence[str] = (),
+    ) -> None:
+        """Run a stage's command once: skipped where done, else ``command(args() + --data.root + extra)`` with the
+        stage recorded in pipeline.json (``extra``: the stage's own arguments from the config, given last)."""
+        if self.done(key):
+            self._skip(key, f"{key}: done ({result})")
+            return
+        self._begin(key, label)
+        started = time.time()
+        argv = args()
+        if self.cfg.data_root:
+            argv += ["--data.root", self.cfg.data_root]
+        command(argv + list(extra))
+        self._finish(key, started, results=str(result))
+
+    def _checkpoint_args(self, ckpts: Sequence[Path | str]) -> list[str]:
+        return [x for path in ckpts for x in ("--ckpt", str(path))]
+
     def evaluate(self, i: int, n: int) -> None:
         from .robustness.cli import main as evaluate_main
 
-        if self.done("evaluate"):
-            self._skip("evaluate", f"evaluate: done ({self.out / 'eval' / 'results.json'})")
-            return
-        self._begin("evaluate", f"evaluate ({self.eval_config})")
-        started = time.time()
-        ckpts, names = self.eval_models()
-        args = [x for path in ckpts for x in ("--ckpt", str(path))]
-        args += ["--names", json.dumps(names)]
-        args += ["--config", _resolve(self.eval_config), "--out", str(self.out / "eval")]
-        if self.cfg.data_root:
-            args += ["--data.root", self.cfg.data_root]
-        evaluate_main(args + list(self.cfg.eval_args))
-        self._finish("evaluate", started, results=str(self.out / "eval" / "results.json"))
+        def args() -> list[str]:
+            ckpts, names = self.eval_models()
+            out = [
+                "--names",
+                json.dumps(names),
+                "--config",
+                _resolve(self.eval_config),
+                "--out",
+                str(self.out / "eval"),
+            ]
+            return self._checkpoint_args(ckpts) + out
+
+        self._stage(
+            "evaluate", f"evaluate ({self.eval_config})", self.out / "eval" / "results.json", evaluate_main, args
+        )
 
     def visualize(self, i: int, n: int) -> None:
         from .vis.cli import main as vis_main
 
-        if self.done("visualize"):
-            self._skip("visualize", f"visualize: done ({self.out / 'vis' / 'vis.json'})")
-            return
-        self._begin("visualize", "visualize")
-        started = time.time()
-        models = self.arch_names()[: len(self.cfg.models)]  # the controls are evaluated, not visualized
-        args = [x for name in models for x in ("--ckpt", str(self.checkpoint(name)))]
-        args += ["--out", str(self.out / "vis")]
-        if self.cfg.data_root:
-            args += ["--data.root", self.cfg.data_root]
-        vis_main(args + self.vis_args)
-        self._finish("visualize", started, results=str(self.out / "vis" / "vis.json"))
+        def args() -> list[str]:
+            models = self.arch_names()[: len(self.cfg.models)]  # the controls are evaluated, not visualized
+            return self._checkpoint_args([self.checkpoint(m) for m in models]) + ["--out", str(self.out / "vis")]
+
+        self._stage("visualize", "visualize", self.out / "vis" / "vis.json", vis_main, args, self.vis_args)
 
     def findings(self, i: int, n: int) -> None:
         from .findings.__main__ import run as findings_run
 
-        if self.done("findings"):
-            self._skip("findings", f"findings: done ({self.out / 'findings' / 'findings.json'})")
-            return
-        self._begin("findings", "findings")
-        started = time.time()
-        ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
-        args = [x for path in ckpts for x in ("--ckpt", str(path))]
-        args += ["--names", json.dumps(names), "--out", str(self.out / "findings")]
-        args += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
-        args += ["--table", "false"]
-        if self.cfg.data_root:
-            args += ["--data.root", self.cfg.data_root]
-        findings_run(args)
-        self._finish("findings", started, results=str(self.out / "findings" / "findings.json"))
+        def args() -> list[str]:
+            ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
+            out = ["--names", json.dumps(names), "--out", str(self.out / "findings"), "--table", "false"]
+            out += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
+            return self._checkpoint_args(ckpts) + out
+
+        self._stage("findings", "findings", self.out / "findings" / "findings.json", findings_run, args)
 
     def report(self, i: int, n: int) -> Path:
         from .report import build_report
