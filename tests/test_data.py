@@ -169,3 +169,15 @@ def test_no_copy_of_the_shared_images_lives_in_the_repo() -> None:
     photos = [p for p in tracked if p.suffix.lower() in {".jpg", ".jpeg"}]
     in_data = [p for p in tracked if p.parts[0] == "data" and p.name != "README.md"]
     assert not photos and not in_data, photos + in_data
+
+
+def test_crop_min_scale_one_keeps_the_whole_image_and_a_bad_value_is_one_line() -> None:
+    """At ``crop_min_scale: 1.0`` (the procedural flowers' recipe) a training crop is the image or its mirror: no
+    zoom rescales the fine pattern."""
+    data = small_data(image_size=32, augment="light", crop_min_scale=1.0)
+    train, plain = data.subset("train", train=True), data.subset("train")
+    for i in range(8):
+        x, y = train[i][0], plain[i][0]
+        assert torch.equal(x, y) or torch.equal(x, y.flip(-1)), i
+    with pytest.raises(ValueError, match=r"data.crop_min_scale must be in \(0, 1\], got 0"):
+        small_data(crop_min_scale=0.0)
