@@ -227,3 +227,15 @@ def test_a_direction_is_claimed_only_where_every_seed_agrees_and_every_test_back
     ]
     verdicts = [row["verdict"] for row in across_seeds(seeds)]
     assert verdicts == ["higher", "higher in sign only", "mixed", "lower", "no difference"]
+
+
+def test_on_real_photos_the_findings_are_the_spectra_and_cka(trained_pair, small_flowers) -> None:
+    """Without a class table and part masks (flower_photos, Flowers102) only what needs neither is computed."""
+    test = small_flowers.subset("test")
+    x = torch.stack([test[i][0] for i in range(16)])
+    y = torch.tensor(test.targets[:16])
+    doc = compute_findings(trained_pair, x, y)
+    assert set(doc["models"]["topdown"]) == {"spectrum"} and set(doc["comparisons"]["baseline"]) == {
+        "spectrum.gradient_high"
+    }
+    assert doc["cka"]["baseline|topdown"]
