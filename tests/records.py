@@ -41,8 +41,8 @@ def differences(
 ) -> list[str]:
     """Where ``new`` differs from ``golden``, one line each. ``tolerance(path)`` gives the allowed difference of
     the number at ``path`` (``None``: equal, bitwise; otherwise a text is compared with its decimal figures masked).
-    Keys in ``optional`` may be in ``new`` and not in the
-    record (fields added after it was made; ``None``: any key); every other key must be in both."""
+    Keys in ``optional`` may be in ``new`` and not in the record (fields added after it was made; ``None``: any
+    key); every other key must be in both."""
     if isinstance(golden, dict) and isinstance(new, dict):
         kept = set(golden) if optional is None else set(new) - (optional - set(golden))
         out = [f"{path}.{k}: only in the record" for k in sorted(set(golden) - set(new))]
