@@ -26,7 +26,7 @@ Tolerance = tuple[float, float]
 def machine() -> dict[str, str]:
     """What bitwise equality of float results depends on: the torch build and the CPU kernels it picks."""
     return {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: torch.load(weights_only=True) reads it back
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
     }

@@ -2,7 +2,7 @@
 
 Training the tiny nets inside the test run ties their weights to the CPU: a few epochs of SGD on AVX2 kernels
 end at a measurably different net than on AVX512 ones, and a golden record or an attack threshold made on one
-is then compared with another net. ``tests/golden/tiny_nets.pt`` holds the weights instead (about 200 KB),
+is then compared with another net. ``tests/golden/tiny_nets.pt`` holds the weights instead (about 660 KB),
 so every machine tests the same nets and only kernel rounding differs between them:
 
 - ``trained/<arch>``: ``tiny_baseline`` and ``tiny_topdown`` trained by :func:`conftest.fit_quickly` (6
@@ -13,12 +13,13 @@ so every machine tests the same nets and only kernel rounding differs between th
   visualization methods' tests' nets.
 
 Record them again (only after a deliberate change of the tiny architectures or of the data) with
-``python tests/tiny_nets.py``, then the records that run on them (``tests/golden/README.md``).
+``python tests/tiny_nets.py``, then the records that run on them (``python tests/test_vis_golden.py`` and
+``TOPDOWN_WRITE_GOLDEN=1 pytest tests/test_robustness.py -k golden``).
 """
 
 from __future__ import annotations
 
-import platform
+import functools
 import sys
 from pathlib import Path
 
@@ -65,13 +66,18 @@ def build(arch: str, num_classes: int = 6) -> torch.nn.Module:
     return create_model(arch, num_classes=num_classes, stem_pool=False)
 
 
-def load(kind: str, arch: str, num_classes: int = 6) -> torch.nn.Module:
-    """The committed ``kind`` (``trained`` or ``untrained``) weights of ``arch``, in eval mode."""
+@functools.cache
+def _committed() -> dict[str, dict[str, torch.Tensor]]:
+    """Every committed state dict, read once per process (each net built from it gets its own copy)."""
     if not TINY_NETS.exists():
         raise FileNotFoundError(f"{TINY_NETS} is missing; record it with python tests/tiny_nets.py")
-    record = torch.load(TINY_NETS, map_location="cpu", weights_only=True)
+    return torch.load(TINY_NETS, map_location="cpu", weights_only=True)["nets"]
+
+
+def load(kind: str, arch: str, num_classes: int = 6) -> torch.nn.Module:
+    """The committed ``kind`` (``trained``, ``untrained`` or ``forms``) weights of ``arch``, in eval mode."""
     net = build(arch, num_classes)
-    net.load_state_dict(record["nets"][f"{kind}/{arch}"])
+    net.load_state_dict(_committed()[f"{kind}/{arch}"])
     return net.eval()
 
 
@@ -79,6 +85,7 @@ def record() -> None:
     """Initialize and train the tiny nets (one torch thread, as the tests run) and write :data:`TINY_NETS`."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conftest import fit_quickly, small_data
+    from records import machine
 
     torch.set_num_threads(1)
     data = small_data()
@@ -94,9 +101,7 @@ def record() -> None:
     for arch in ARCHS:
         torch.manual_seed(0)
         nets[f"forms/{arch}"] = fit_quickly(build(arch, forms.num_classes), forms, epochs=6).state_dict()
-    made_on = {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    made_on["machine"] = platform.machine()
-    torch.save({"format": 1, "made_on": made_on, "nets": nets}, TINY_NETS)
+    torch.save({"format": 1, "made_on": machine(), "nets": nets}, TINY_NETS)
     print(f"wrote {TINY_NETS} ({TINY_NETS.stat().st_size // 1024} KB)")
 
 

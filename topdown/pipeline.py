@@ -112,6 +112,11 @@ def check_stages(stages: list[str], key: str = "stages") -> None:
         raise ValueError(f"{key}: unknown stage(s) {bad}; choose from {list(STAGES)}")
 
 
+def _ckpt_args(ckpts: Sequence[Path | str]) -> list[str]:
+    """``--ckpt PATH`` for each checkpoint, as every stage's command takes them."""
+    return [x for path in ckpts for x in ("--ckpt", str(path))]
+
+
 def _resolve(path: str) -> str:
     p = Path(path)
     return str(p if p.is_absolute() or p.exists() else ROOT / p)
@@ -402,9 +407,6 @@ class Pipeline:
         command(argv + list(extra))
         self._finish(key, started, results=str(result))
 
-    def _checkpoint_args(self, ckpts: Sequence[Path | str]) -> list[str]:
-        return [x for path in ckpts for x in ("--ckpt", str(path))]
-
     def evaluate(self, i: int, n: int) -> None:
         from .robustness.cli import main as evaluate_main
 
@@ -418,7 +420,7 @@ class Pipeline:
                 "--out",
                 str(self.out / "eval"),
             ]
-            return self._checkpoint_args(ckpts) + out
+            return _ckpt_args(ckpts) + out
 
         self._stage(
             "evaluate", f"evaluate ({self.eval_config})", self.out / "eval" / "results.json", evaluate_main, args
@@ -429,7 +431,7 @@ class Pipeline:
 
         def args() -> list[str]:
             models = self.arch_names()[: len(self.cfg.models)]  # the controls are evaluated, not visualized
-            return self._checkpoint_args([self.checkpoint(m) for m in models]) + ["--out", str(self.out / "vis")]
+            return _ckpt_args([self.checkpoint(m) for m in models]) + ["--out", str(self.out / "vis")]
 
         self._stage("visualize", "visualize", self.out / "vis" / "vis.json", vis_main, args, self.vis_args)
 
@@ -440,7 +442,7 @@ class Pipeline:
             ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
             out = ["--names", json.dumps(names), "--out", str(self.out / "findings"), "--table", "false"]
             out += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
-            return self._checkpoint_args(ckpts) + out
+            return _ckpt_args(ckpts) + out
 
         self._stage("findings", "findings", self.out / "findings" / "findings.json", findings_run, args)
 

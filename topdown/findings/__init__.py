@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..results_view import dig
 from ..stats import paired_p_value, paired_rank_p_value
 from .cues import cue_reliance, pyramid_swaps
 from .localization import localization
@@ -66,15 +67,7 @@ def figures(models: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
                 "spectrum.gradient_high", "gradient power above half Nyquist", ("spectrum", "gradient_high"), "share"
             )
         )
-    return [f for f in out if all(_dig(m, f.path) is not None for m in models.values())]
-
-
-def _dig(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
-    for k in path:
-        if not isinstance(doc, Mapping) or k not in doc:
-            return None
-        doc = doc[k]
-    return doc
+    return [f for f in out if all(dig(m, *f.path) is not None for m in models.values())]
 
 
 def compare(models: Mapping[str, Mapping[str, Any]], subject: str = "topdown") -> dict[str, dict[str, Any]]:
@@ -89,8 +82,8 @@ def compare(models: Mapping[str, Mapping[str, Any]], subject: str = "topdown") -
             continue
         rows = {}
         for f in shared:
-            a = np.asarray(_dig(models[subject], f.path), dtype=float)
-            b = np.asarray(_dig(models[other], f.path), dtype=float)
+            a = np.asarray(dig(models[subject], *f.path), dtype=float)
+            b = np.asarray(dig(models[other], *f.path), dtype=float)
             test = paired_p_value if f.kind == "outcome" else paired_rank_p_value
             rows[f.key] = {
                 "label": f.label,

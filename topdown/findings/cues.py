@@ -49,6 +49,15 @@ def partners(forms: Sequence[int], patterns: Sequence[int], seed: int = 0) -> np
     return out
 
 
+def _factors(
+    table: Sequence[tuple[int, int]], labels: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each class's form and pattern, and each image's partner (:func:`partners`)."""
+    form = torch.tensor([f for f, _ in table])
+    pattern = torch.tensor([p for _, p in table])
+    return form, pattern, torch.from_numpy(partners(form[labels].tolist(), pattern[labels].tolist(), seed))
+
+
 @torch.no_grad()
 def predict(net: nn.Module, x: torch.Tensor | Sequence[torch.Tensor], batch_size: int = 128) -> torch.Tensor:
     """Top-1 class of every image (or of every pyramid, given as its list of levels)."""
@@ -71,9 +80,7 @@ def cue_reliance(
 ) -> dict[str, dict[str, list[bool]]]:
     """Per cut-off (``"sigma=2"``): hybrids' ``follows_form`` (of the coarse image) and ``follows_pattern`` (of
     the fine image); low- and high-passed images' ``form_correct`` and ``pattern_correct``; one bool per image."""
-    form = torch.tensor([f for f, _ in table])
-    pattern = torch.tensor([p for _, p in table])
-    other = torch.from_numpy(partners(form[labels].tolist(), pattern[labels].tolist(), seed))
+    form, pattern, other = _factors(table, labels, seed)
     out: dict[str, dict[str, list[bool]]] = {}
     for sigma in sigmas:
         mixed = predict(net, hybrid(images, images[other], sigma))
@@ -95,9 +102,7 @@ def pyramid_swaps(
 ) -> dict[str, dict[str, list[bool]]]:
     """For a top-down net: per split ``k`` (``"coarse_levels=k"``), the first ``k`` pyramid levels from one flower
     and the rest from its partner; does the decision take the form of the first, the pattern of the second?"""
-    form = torch.tensor([f for f, _ in table])
-    pattern = torch.tensor([p for _, p in table])
-    other = torch.from_numpy(partners(form[labels].tolist(), pattern[labels].tolist(), seed))
+    form, pattern, other = _factors(table, labels, seed)
     with torch.no_grad():
         levels_a, levels_b = net.pyramid(images), net.pyramid(images[other])
     out = {}

@@ -373,6 +373,8 @@ def _findings_section(doc: dict[str, Any] | None) -> str:
     difference is stated where that run's paired test is below 0.05; verdicts across seeds need every seed)."""
     if not doc:
         return '<p class="muted">No findings (findings/findings.json missing).</p>'
+    # here, not at the top: the findings package imports captum and the attribution code, which a report of a
+    # run without findings never needs
     from ..findings.report import ALPHA, comparison_rows
 
     subject = doc["subject"]
