@@ -12,10 +12,13 @@ from torch import nn
 
 from topdown.data.synthetic import SyntheticFlowers
 from topdown.findings import compare, compute_findings
+from topdown.findings.bands import band_reliance, bands, plane_shares
 from topdown.findings.cues import cue_reliance, highpass, hybrid, lowpass, partners
+from topdown.findings.detectors import detector_rows, matched_stages
 from topdown.findings.localization import localization
 from topdown.findings.similarity import cka_matrix, linear_cka
-from topdown.findings.spectra import gradient_spectrum, high_frequency_share, radial_power
+from topdown.findings.spectra import gradient_spectrum
+from topdown.vis.quality import high_frequency_share, radial_power
 from topdown.stats import paired_rank_p_value
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,6 +95,28 @@ def test_bands_split_the_image(flowers) -> None:
     # a high-passed image keeps (almost) nothing of the low band: its own low-pass is flat
     flat = lowpass(highpass(images, 2.0), 2.0)
     assert (flat - flat.mean(dim=(-2, -1), keepdim=True)).abs().mean() < 0.2 * (images - images.mean()).abs().mean()
+
+
+def test_a_coarse_model_needs_the_coarse_band_and_not_the_fine_one(flowers) -> None:
+    """The suite's band split: a model that reads only the low band keeps its decisions without the finest band,
+    loses them without the coarsest, and its integrated gradients sit in the coarse band."""
+    images, labels, _, _ = flowers
+    coarse = NearestBand(images, labels, "low", sigma=2.0)
+    rec = band_reliance(coarse, images[:32], labels[:32], num_levels=3, ig_steps=8)
+    share = lambda v: sum(v) / len(v)  # noqa: E731
+    assert share(rec["level=2"]["removed_correct"]) >= 0.9 > 0.5 >= share(rec["level=0"]["removed_correct"])
+    assert min(rec["level=0"]["ig_per_pixel"]) > max(rec["level=2"]["ig_per_pixel"])
+    assert sum(plane_shares(64, 3)) == pytest.approx(1.0) and plane_shares(64, 3)[0] == 1 / 16
+    # the coarsest band of a flat image is the image; the finer bands are empty
+    flat = torch.full((2, 3, 64, 64), 0.3)
+    low, *finer = bands(flat, 3)
+    assert torch.allclose(low, flat, atol=1e-6) and all(b.abs().max() < 1e-6 for b in finer)
+
+
+def test_stages_are_matched_by_their_maps_side() -> None:
+    a = {"layer1": {"side": 32}, "layer2": {"side": 16}, "layer3": {"side": 8}, "layer4": {"side": 4}}
+    b = {"layer1": {"side": 8}, "layer2": {"side": 16}, "layer3": {"side": 32}, "layer4": {"side": 32}}
+    assert matched_stages(a, b) == [(32, "layer1", "layer4"), (16, "layer2", "layer2"), (8, "layer3", "layer1")]
 
 
 class MaskedLinear(nn.Module):
@@ -183,8 +208,8 @@ def test_findings_of_the_tiny_pair_on_one_set_of_images(trained_pair, small_flow
     src, idx = small_flowers.splits()["test"]
     x = torch.stack([test[i][0] for i in range(24)])
     y = torch.tensor(test.targets[:24])
-    flower = torch.stack([torch.from_numpy(src.masks(idx[i])) > 0 for i in range(24)])
-    doc = compute_findings(trained_pair, x, y, class_table=src.class_table, flower=flower, ig_steps=4)
+    masks = torch.stack([torch.from_numpy(src.masks(idx[i])).long() for i in range(24)])
+    doc = compute_findings(trained_pair, x, y, class_table=src.class_table, masks=masks, ig_steps=4)
     td, base = doc["models"]["topdown"], doc["models"]["baseline"]
     assert "pyramid_swaps" in td and "pyramid_swaps" not in base
     assert list(td["pyramid_swaps"]) == ["coarse_levels=1", "coarse_levels=2"]
@@ -192,7 +217,12 @@ def test_findings_of_the_tiny_pair_on_one_set_of_images(trained_pair, small_flow
     assert {"cues.sigma=1.follows_form", "loc.grad_cam_finest.inside", "spectrum.gradient_high"} <= set(rows)
     assert all(0 <= r["p"] <= 1 for r in rows.values())
     assert set(doc["cka"]) == {"baseline|topdown"}
-    json.dumps(doc)  # JSON-able as it is
+    # dissection of every stage, and the stages compared where both nets' maps have the same side
+    for name, net in trained_pair.items():
+        assert list(doc["models"][name]["detectors"]) == list(net.stage_names())
+    rows = detector_rows(doc["models"], ["baseline", "topdown"])
+    assert rows and all(r["baseline"]["side"] == r["topdown"]["side"] == r["side"] for r in rows)
+    json.dumps(doc, allow_nan=False)  # strict JSON as it is
 
 
 def test_the_command_writes_findings_and_refuses_one_checkpoint(tiny_checkpoints, tmp_path, capsys) -> None:
@@ -204,10 +234,17 @@ def test_the_command_writes_findings_and_refuses_one_checkpoint(tiny_checkpoints
     doc = json.loads((tmp_path / "findings.json").read_text())
     assert doc["images"] == 12 and doc["dataset"] == "synthetic" and set(doc["models"]) == {"baseline", "topdown"}
     assert "what topdown learned" in capsys.readouterr().out
+    figures = {"hybrids.png", "localization.png", "bands.png", "spectra.png", "cka.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == figures  # and nothing half-written beside them
     with pytest.raises(SystemExit):
         main(["--ckpt", ckpts[0], "--out", str(tmp_path / "one")])
     err = capsys.readouterr().err
     assert "--ckpt: give at least two checkpoints" in err and "Traceback" not in err
+    (tmp_path / "vis.json").write_text(json.dumps({"models": {"baseline": {"methods": {}}}}))
+    with pytest.raises(SystemExit):
+        main([*args, "--images", "12", "--vis", str(tmp_path / "vis.json")])
+    err = capsys.readouterr().err
+    assert "vis.json: no spectra renders of 'baseline'" in err and len(err.strip().splitlines()) == 1
 
 
 def _doc(diffs_and_ps: list[tuple[float, float]]) -> dict:
@@ -234,8 +271,11 @@ def test_on_real_photos_the_findings_are_the_spectra_and_cka(trained_pair, small
     test = small_flowers.subset("test")
     x = torch.stack([test[i][0] for i in range(16)])
     y = torch.tensor(test.targets[:16])
-    doc = compute_findings(trained_pair, x, y)
-    assert set(doc["models"]["topdown"]) == {"spectrum"} and set(doc["comparisons"]["baseline"]) == {
-        "spectrum.gradient_high"
+    doc = compute_findings(trained_pair, x, y, ig_steps=4)
+    assert set(doc["models"]["topdown"]) == {"spectrum", "bands"}
+    levels = [f"level={i}" for i in range(trained_pair["topdown"].pyramid.num_levels)]
+    assert list(doc["models"]["baseline"]["bands"]) == levels  # the top-down net's split, for both
+    assert set(doc["comparisons"]["baseline"]) == {"spectrum.gradient_high"} | {
+        f"bands.{lv}.{k}" for lv in levels for k in ("removed", "ig")
     }
     assert doc["cka"]["baseline|topdown"]

@@ -54,6 +54,8 @@ class DatasetRuns:
         target_gap: how far below the baseline the top-down net may be.
         models: training configs, baseline first (``None``: the pipeline's, ``configs/baseline.yaml`` and
             ``configs/topdown.yaml``).
+        eval_config: this dataset's evaluation suite (``None``: the experiment's).
+        vis_args: this dataset's extra ``evaluate.py visualize`` arguments (``None``: the experiment's).
     """
 
     dataset: str
@@ -63,6 +65,8 @@ class DatasetRuns:
     target_top1: float | None = None
     target_gap: float = 0.01
     models: list[str] | None = None
+    eval_config: str | None = None
+    vis_args: list[str] | None = None
 
 
 @dataclass
@@ -121,7 +125,7 @@ def published_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
 
 #: A run's small result files, relative to its folder: what the summary is computed from (never checkpoints or
 #: images).
-PUBLISHED = ("eval/results.json", "vis/vis.json", "pipeline.json")
+PUBLISHED = ("eval/results.json", "vis/vis.json", "findings/findings.json", "pipeline.json")
 
 
 def _without_report_time(data: bytes) -> Any:
@@ -181,9 +185,9 @@ def run(cfg: ExperimentConfig) -> None:
             epochs=ds.epochs,
             seed=seed,
             train_args=list(ds.train_args),
-            eval_config=cfg.eval_config,
+            eval_config=ds.eval_config or cfg.eval_config,
             eval_args=list(cfg.eval_args),
-            vis_args=list(cfg.vis_args),
+            vis_args=list(cfg.vis_args if ds.vis_args is None else ds.vis_args),
             redo=list(cfg.redo),
         )
         for ds in cfg.runs

@@ -61,7 +61,8 @@ class PipelineConfig:
             the suite whose settings are unchanged. ``train`` cannot be redone in place: delete
             ``<out>/train/<model>`` to retrain a model.
         controls: training configs of control models, trained with the same recipe and evaluated with the same
-            suite beside the two (``configs/baseline_blur.yaml``: the blur control); not visualized.
+            suite beside the two (``configs/baseline_blur.yaml``: the blur control), and visualized with the same
+            recipe and seeds.
         accuracy_control: keep every epoch of the baseline (``configs/keep_epochs.yaml``) and evaluate, as
             ``accuracy_control``, its epoch whose validation accuracy is nearest the top-down net's final one
             (test accuracy where the nets were trained on the validation images).
@@ -110,6 +111,15 @@ def check_stages(stages: list[str], key: str = "stages") -> None:
     """Raise a one-line ``ValueError`` naming ``key`` and any stage that is not one of :data:`STAGES`."""
     if bad := [s for s in stages if s not in STAGES]:
         raise ValueError(f"{key}: unknown stage(s) {bad}; choose from {list(STAGES)}")
+
+
+def _has_spectra(path: Path, names: list[str]) -> bool:
+    """Whether the run's vis.json holds the ``spectra`` renders of every one of ``names``."""
+    try:
+        models = json.loads(path.read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all("spectra" in models.get(n, {}).get("methods", {}) for n in names)
 
 
 def _ckpt_args(ckpts: Sequence[Path | str]) -> list[str]:
@@ -430,8 +440,8 @@ class Pipeline:
         from .vis.cli import main as vis_main
 
         def args() -> list[str]:
-            models = self.arch_names()[: len(self.cfg.models)]  # the controls are evaluated, not visualized
-            return _ckpt_args([self.checkpoint(m) for m in models]) + ["--out", str(self.out / "vis")]
+            ckpts, names = self.eval_models()  # the controls too, with the same recipe and seeds
+            return _ckpt_args(ckpts) + ["--names", json.dumps(names), "--out", str(self.out / "vis")]
 
         self._stage("visualize", "visualize", self.out / "vis" / "vis.json", vis_main, args, self.vis_args)
 
@@ -442,6 +452,8 @@ class Pipeline:
             ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
             out = ["--names", json.dumps(names), "--out", str(self.out / "findings"), "--table", "false"]
             out += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
+            if _has_spectra(self.out / "vis" / "vis.json", names):
+                out += ["--vis", str(self.out / "vis" / "vis.json")]  # the class renders' spectra, compared too
             return _ckpt_args(ckpts) + out
 
         self._stage("findings", "findings", self.out / "findings" / "findings.json", findings_run, args)

@@ -23,14 +23,16 @@ from torch import nn
 
 from ..results_view import dig
 from ..stats import paired_p_value, paired_rank_p_value
+from .bands import DEFAULT_LEVELS, band_reliance
 from .cues import cue_reliance, pyramid_swaps
+from .detectors import stage_detectors
 from .localization import localization
 from .similarity import cka_matrix
 from .spectra import gradient_spectrum
 
 __all__ = ["FINDINGS_SCHEMA", "Figure", "compare", "compute_findings", "figures"]
 
-FINDINGS_SCHEMA = 1
+FINDINGS_SCHEMA = 2
 #: Low-pass cut-offs (Gaussian sigma, px at 64 px) of the hybrids and band tests: sigma 1 px removes the fine
 #: patterns (periods of about 3 px) and keeps the form; 2 px removes more.
 SIGMAS = (1.0, 2.0)
@@ -61,12 +63,29 @@ def figures(models: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
             )
         )
         out.append(Figure(f"loc.{method}.hit", f"{method}: pointing game", ("localization", method, "hit"), "outcome"))
+    for level, rec in first.get("bands", {}).items():
+        out.append(
+            Figure(f"bands.{level}.removed", f"correct without band {level}", ("bands", level, "removed_correct"), "outcome")
+        )
+        out.append(
+            Figure(f"bands.{level}.ig", f"IG energy per pixel in band {level}", ("bands", level, "ig_per_pixel"), "share")
+        )
     if "spectrum" in first:
         out.append(
             Figure(
                 "spectrum.gradient_high", "gradient power above half Nyquist", ("spectrum", "gradient_high"), "share"
             )
         )
+    for kind in ("class", "naive"):
+        if f"{kind}_high_ratio" in first.get("renders", {}):
+            out.append(
+                Figure(
+                    f"renders.{kind}_high",
+                    f"{kind} renders' power above half Nyquist, over the photos'",
+                    ("renders", f"{kind}_high_ratio"),
+                    "share",
+                )
+            )
     return [f for f in out if all(dig(m, *f.path) is not None for m in models.values())]
 
 
@@ -103,7 +122,8 @@ def compute_findings(
     labels: torch.Tensor,
     *,
     class_table: Sequence[tuple[int, int]] | None = None,
-    flower: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
+    renders: Mapping[str, Mapping[str, Any]] | None = None,
     subject: str = "topdown",
     seed: int = 0,
     ig_steps: int = 32,
@@ -113,19 +133,27 @@ def compute_findings(
     Args:
         class_table: ``(form, pattern)`` of every class (procedural flowers): adds cue reliance (and pyramid swaps
             for nets with a ``pyramid``).
-        flower: ``(N, H, W)`` bool masks of the flower: adds localization.
+        masks: ``(N, H, W)`` part masks (0 background, 1 petals, 2 centre; procedural flowers): adds localization
+            (flower = petals and centre) and every stage's dissection.
+        renders: per model, the ``spectra`` visualization's details from vis.json (its renders' high-frequency
+            shares, one per class and render seed): adds them, so they are compared render by render.
         subject: the model compared with every other one.
     """
+    levels = next((n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), None)
     per_model: dict[str, dict[str, Any]] = {}
     for name, net in nets.items():
         net.eval()
         rec: dict[str, Any] = {"spectrum": gradient_spectrum(net, images, labels)}
+        rec["bands"] = band_reliance(net, images, labels, levels or DEFAULT_LEVELS, ig_steps=ig_steps)
         if class_table is not None:
             rec["cues"] = cue_reliance(net, images, labels, class_table, SIGMAS, seed)
             if getattr(net, "pyramid", None) is not None:
                 rec["pyramid_swaps"] = pyramid_swaps(net, images, labels, class_table, seed)
-        if flower is not None:
-            rec["localization"] = localization(net, images, labels, flower, n_steps=ig_steps)
+        if masks is not None:
+            rec["localization"] = localization(net, images, labels, masks > 0, n_steps=ig_steps)
+            rec["detectors"] = stage_detectors(net, images, labels, masks)
+        if renders is not None and name in renders:
+            rec["renders"] = {k: v for k, v in renders[name].items() if k.endswith(("_high_ratio", "_relative_spectrum"))}
         per_model[name] = rec
     names = list(nets)
     cka = {f"{a}|{b}": cka_matrix(nets[a], nets[b], images) for i, a in enumerate(names) for b in names[i + 1 :]}

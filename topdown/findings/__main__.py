@@ -27,9 +27,31 @@ def build_parser() -> Any:
     parser.add_argument("--seed", type=int, default=0, help="the images' draw and the hybrids' partners")
     parser.add_argument("--ig_steps", type=int, default=32, help="integrated-gradients steps")
     parser.add_argument("--subject", type=str, default="topdown", help="the model compared with every other one")
+    parser.add_argument(
+        "--vis", type=str | None, default=None, help="vis.json of the same models: adds its spectra renders' figures"
+    )
     parser.add_argument("--table", type=bool, default=True, help="print the comparisons")
+    parser.add_argument("--plots", type=bool, default=True, help="write the figures beside findings.json")
     parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
     return parser
+
+
+def render_details(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each model's ``spectra`` details from a vis.json; a model or the method missing there is an error naming
+    the file."""
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--vis {path}: cannot read it ({err})") from None
+    out = {}
+    for name in names:
+        entry = doc.get("models", {}).get(name, {}).get("methods", {}).get("spectra")
+        if entry is None:
+            raise ValueError(f"--vis {path}: no spectra renders of {name!r} (run the visualizer with its models)")
+        out[name] = entry["details"]
+    return out
 
 
 def run(argv: list[str]) -> dict[str, Any]:
@@ -42,6 +64,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from ..options import parse_args
     from ..vis.dissection import synthetic_masks
     from . import compute_findings
+    from .plots import localization_plot, make_plots
     from .report import print_comparisons
 
     args = parse_args(build_parser(), argv)
@@ -56,12 +79,14 @@ def run(argv: list[str]) -> dict[str, Any]:
     images = torch.stack([test[int(k)][0] for k in chosen])
     labels = torch.tensor([test.targets[int(k)] for k in chosen])
     synthetic = run_.data_module.dataset == "synthetic"
+    masks = synthetic_masks(src, [idx[int(k)] for k in chosen]) if synthetic else None
     findings = compute_findings(
         {name: m.net for name, m in run_.models.items()},
         images,
         labels,
         class_table=src.class_table if synthetic else None,
-        flower=(synthetic_masks(src, [idx[int(k)] for k in chosen]) > 0) if synthetic else None,
+        masks=masks,
+        renders=render_details(args.vis, list(run_.models)) if args.vis else None,
         subject=args.subject,
         seed=args.seed,
         ig_steps=args.ig_steps,
@@ -70,7 +95,13 @@ def run(argv: list[str]) -> dict[str, Any]:
     findings["checkpoints"] = {name: str(m.path) for name, m in run_.models.items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "findings.json", findings)
+    if args.plots:
+        make_plots(findings, out)
+        if masks is not None:  # one image of each of the first four classes
+            first = [int(np.flatnonzero(labels.numpy() == c)[0]) for c in sorted(set(labels.tolist()))[:4]]
+            nets = {name: m.net for name, m in run_.models.items()}
+            localization_plot(nets, images[first], labels[first], masks[first] > 0, out / "localization.png")
+    atomic_write_json(out / "findings.json", findings)  # last: the stage is done once it is there
     if args.table:
         print_comparisons(findings)
         print(f"findings: {out / 'findings.json'}")

@@ -37,6 +37,27 @@ def comparison_rows(findings: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def detector_table(findings: Mapping[str, Any], other: str = "baseline") -> tuple[list[str], list[list[str]]] | None:
+    """The subject's and ``other``'s dissections at every map side both have: header and rows (stage, detectors
+    per part, mean best IoU and its shuffled-mask chance), or ``None`` without dissections."""
+    from .detectors import detector_rows
+
+    subject, models = findings["subject"], findings["models"]
+    if not all("detectors" in models.get(n, {}) for n in (subject, other)):
+        return None
+    header = ["map side", "model", "stage", "units", "detectors (background / petals / centre)", "mean best IoU", "shuffled"]
+    rows = []
+    for r in detector_rows(models, [subject, other]):
+        for name in (subject, other):
+            d = r[name]
+            counts = " / ".join(str(v) for v in d["detectors"].values())
+            rows.append(
+                [f"{r['side']}×{r['side']}", name, d["stage"], str(d["units"]), counts,
+                 f"{d['mean_best_iou']:.3f}", f"{d['mean_best_iou_shuffled']:.3f}"]
+            )
+    return header, rows
+
+
 def print_comparisons(findings: Mapping[str, Any]) -> None:
     """The comparisons as a table on stdout (rich)."""
     from rich.console import Console

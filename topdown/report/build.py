@@ -368,14 +368,24 @@ def _vis_section(vis: VisResults | None, vdir: Path) -> str:
     return body
 
 
-def _findings_section(doc: dict[str, Any] | None) -> str:
+#: The findings' figures (``topdown/findings/plots.py``), in the order the report shows them.
+FINDINGS_FIGURES = {
+    "hybrids.png": "Hybrids and pyramid swaps: which image's form and which image's pattern each decision follows.",
+    "localization.png": "Where each method puts the evidence, beside the flower's exact mask.",
+    "bands.png": "Accuracy with each band of the image removed, and where the integrated gradients lie.",
+    "spectra.png": "Power spectra of the class gradients and the class renders, relative to the photos'.",
+    "cka.png": "Linear CKA of every stage against every stage.",
+}
+
+
+def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
     """The findings stage's paired comparisons of the top-down net with every other model (one run: a
     difference is stated where that run's paired test is below 0.05; verdicts across seeds need every seed)."""
     if not doc:
         return '<p class="muted">No findings (findings/findings.json missing).</p>'
     # here, not at the top: the findings package imports captum and the attribution code, which a report of a
     # run without findings never needs
-    from ..findings.report import ALPHA, comparison_rows
+    from ..findings.report import ALPHA, comparison_rows, detector_table
 
     subject = doc["subject"]
     intro = (
@@ -386,12 +396,17 @@ def _findings_section(doc: dict[str, Any] | None) -> str:
         "seed to agree (<code>python -m topdown.findings.report</code>).</p>"
     )
     header = ["against", "figure", subject, "other", "difference", "p", f"{subject} is"]
-    body = intro + table(header, comparison_rows(doc))
+    body = intro
+    body += "".join(figure(fdir / name, caption) for name, caption in FINDINGS_FIGURES.items() if (fdir / name).is_file())
+    body += table(header, comparison_rows(doc))
     for pair, matrix in doc.get("cka", {}).items():
         a, b = pair.split("|")
         rows = [[stage, *(f"{v:.2f}" for v in row.values())] for stage, row in matrix.items()]
         cols = list(next(iter(matrix.values())))
         body += f"<h3>Linear CKA, {esc(a)} (rows) against {esc(b)} (columns)</h3>" + table([a, *cols], rows)
+    if detectors := detector_table(doc):
+        body += "<h3>Dissection at matched resolution: part detectors and IoU against shuffled masks</h3>"
+        body += table(*detectors)
     return body
 
 
@@ -444,10 +459,10 @@ def build_report(out: str | Path) -> Path:
         ]
     else:
         sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
+    # The visualizations open with what they found: the computed comparisons, then the images.
+    findings = _findings_section(_read_json(out / "findings" / "findings.json"), out / "findings")
+    sections.append(("findings", "What each net learned", findings))
     sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
-    sections.append(
-        ("findings", "What the nets learned", _findings_section(_read_json(out / "findings" / "findings.json")))
-    )
     controls = [CONTROLS[c] for c in CONTROLS if res is not None and res.has(c)]
     against = f" (and the {' and the '.join(controls)})" if controls else ""
     subtitle = (

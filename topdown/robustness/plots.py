@@ -20,7 +20,7 @@ from ..results_view import Results
 STYLES = ("-", "--", ":", "-.")
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,8 +49,8 @@ def make_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
     return written
 
 
-def _save(fig: Any, path: Path) -> Path:
-    plt = _plt()
+def save_figure(fig: Any, path: Path) -> Path:
+    plt = pyplot()
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=110)
@@ -64,7 +64,7 @@ def _attack_plot(results: dict[str, Any], norm: str, path: Path) -> Path | None:
     names = sorted({a for m in models.values() for a, r in m.attacks.items() if r.norm == norm})
     if not names:
         return None
-    plt = _plt()
+    plt = pyplot()
     colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(names)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for mi, (model, m) in enumerate(models.items()):
@@ -89,7 +89,7 @@ def _attack_plot(results: dict[str, Any], norm: str, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(f"Gradient attacks ({norm})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
@@ -97,7 +97,7 @@ def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
     names = sorted({p for m in models.values() for p in m.perturbations})
     if not names:
         return None
-    plt = _plt()
+    plt = pyplot()
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
@@ -120,14 +120,14 @@ def _perturbation_plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _corruption_plot(results: dict[str, Any], path: Path) -> Path | None:
     models = {k: m.corruptions for k, m in Results(results).models.items() if m.corruptions.per_corruption}
     if not models:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.2), squeeze=False)
     for ax, (model, c) in zip(axes.flat, models.items()):
         per = c.per_corruption
@@ -143,7 +143,7 @@ def _corruption_plot(results: dict[str, Any], path: Path) -> Path | None:
         mce = c.mce
         ax.set_title(f"{model}" + (f" (mCE {100 * mce:.0f}%)" if mce is not None else ""), fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _scale_plot(results: dict[str, Any], path: Path) -> Path | None:
@@ -151,7 +151,7 @@ def _scale_plot(results: dict[str, Any], path: Path) -> Path | None:
     kinds = sorted({kind for s in models.values() for kind in s})
     if not kinds:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
     width = 0.8 / max(1, len(models))
     for ax, kind in zip(axes.flat, kinds):
@@ -173,4 +173,4 @@ def _scale_plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel("accuracy (mean over strengths)")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -168,6 +168,52 @@ class Naive(Method, name="naive", settings=C.NaiveSettings):
         )
 
 
+class Spectra(Method, name="spectra", takes_layer=False, settings=C.SpectraSettings):
+    """What frequencies the class renders carry, over several render seeds, beside the naive renders'."""
+
+    def run(self, job: Job) -> Outcome:
+        from . import quality as Q
+        from .methods import visualize_classes
+        from .recipe import Recipe
+
+        s, ctx = job.settings, job.ctx
+        classes = list(range(min(job.net.num_classes, s.max_classes)))
+        steps = C.scaled_steps(ctx.recipe.steps, s.steps_scale)
+        seeds = [ctx.recipe.seed + k for k in range(s.seeds)]
+        photos = Q.radial_power(ctx.real.cpu())
+        rendered: dict[str, list[torch.Tensor]] = {"class": [], "naive": []}
+        for seed in seeds:
+            recipe = ctx.recipe.with_(steps=steps, starts=tuple(s.starts), seed=seed)
+            r = visualize_classes(job.net, classes, ctx.size, recipe, ctx.color, job.real, s.logprob_weight)
+            rendered["class"].append(r.images.cpu())
+            naive = Recipe.naive(steps=ctx.recipe.steps, lr=s.naive_lr, seed=seed, batch_size=ctx.recipe.batch_size)
+            rendered["naive"].append(visualize_classes(job.net, classes, ctx.size, naive, None, job.real).images.cpu())
+        photo_high = float(Q.high_frequency_share(photos).mean())
+        details: dict[str, Any] = {"classes": classes, "seeds": seeds, "photos_high": photo_high}
+        for kind, images in rendered.items():
+            power = Q.radial_power(torch.cat(images))  # seed-major: seeds[0]'s classes, then seeds[1]'s...
+            details[f"{kind}_high"] = Q.high_frequency_share(power).tolist()
+            details[f"{kind}_high_ratio"] = (Q.high_frequency_share(power) / max(photo_high, 1e-12)).tolist()
+            details[f"{kind}_relative_spectrum"] = Q.relative_spectrum(power, photos)
+        recipe = ctx.recipe.with_(steps=steps, starts=tuple(s.starts))
+        return Outcome({**recipe.to_dict(), "seeds": seeds}, details, images=rendered)
+
+    def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
+        seeds = out.details["seeds"]
+        return rows(
+            [row(f"{kind} renders, seed {seed}", out.images[kind][i]) for kind in out.images for i, seed in enumerate(seeds)]
+        )
+
+    def describe(self, job: Job, out: Outcome) -> str:
+        d = out.details
+        ratio = float(np.mean(d["class_high_ratio"]))
+        naive = float(np.mean(d["naive_high_ratio"]))
+        return (
+            f"Every class rendered from {len(d['seeds'])} seeds, with the classes recipe and with the naive one. Their "
+            f"power above half the Nyquist frequency is {ratio:.1f}x the photos' share (naive renders: {naive:.1f}x)."
+        )
+
+
 class Dream(Method, name="dream", settings=C.DreamSettings):
     """Deep dream: from real images, amplify everything the layer responds to."""
 
@@ -659,6 +705,7 @@ METHODS: dict[str, Method] = {
         Channels(),
         Neurons(),
         Naive(),
+        Spectra(),
         Dream(),
         Caricature(),
         Inversion(),

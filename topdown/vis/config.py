@@ -52,6 +52,22 @@ class NaiveSettings:
 
 
 @dataclass
+class SpectraSettings(ClassesSettings):
+    """``spectra``: what frequencies the class renders carry, relative to the reference photos. Every class is
+    rendered as ``classes`` renders it (these settings default to its own) and with the naive recipe, from each
+    of ``seeds`` render seeds (the run's seed, then the next ones), so a difference between two nets' renders can
+    be told from one seed's luck; each render's radially averaged power spectrum is kept.
+
+    Args:
+        seeds: render seeds.
+        naive_lr: the naive renders' Adam learning rate (``naive.lr``'s default).
+    """
+
+    seeds: int = 3
+    naive_lr: float = 0.05
+
+
+@dataclass
 class DreamSettings:
     """``dream`` and ``caricature``: start from real images and amplify what the layer sees.
 
@@ -217,7 +233,7 @@ class VisConfig:
         reference: held-out real images (validation split) for the quality figures.
         color_images: training images the colour-decorrelation statistics are computed from.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
-        classes, naive, dream, caricature, inversion, pairs, interpolation, diversity, dictionary,
+        classes, naive, spectra, dream, caricature, inversion, pairs, interpolation, diversity, dictionary,
             multifaceted, attribution, pyramid_attribution, dissection: each of these methods' own settings.
     """
 
@@ -235,6 +251,7 @@ class VisConfig:
     device: str = "cpu"
     classes: ClassesSettings = field(default_factory=ClassesSettings)
     naive: NaiveSettings = field(default_factory=NaiveSettings)
+    spectra: SpectraSettings = field(default_factory=SpectraSettings)
     dream: DreamSettings = field(default_factory=DreamSettings)
     caricature: DreamSettings = field(default_factory=DreamSettings)
     inversion: InversionSettings = field(default_factory=InversionSettings)
@@ -288,6 +305,8 @@ class VisConfig:
             "reference": self.reference,
             "color_images": self.color_images,
             "classes.max_classes": self.classes.max_classes,
+            "spectra.max_classes": self.spectra.max_classes,
+            "spectra.seeds": self.spectra.seeds,
             "inversion.min_images": self.inversion.min_images,
             "pairs.max_pairs": self.pairs.max_pairs,
             "diversity.images": self.diversity.images,

@@ -142,6 +142,40 @@ def high_frequency_energy(images: torch.Tensor, sigma: float = 1.0) -> float:
     return (x - gaussian_blur(x, sigma)).pow(2).mean().item()
 
 
+def radial_power(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(N, R)``: power of the channel-averaged image at each integer radius (cycles per
+    image, 0 to the Nyquist frequency ``min(H, W) // 2``), the mean removed."""
+    g = x.detach().double().mean(1)
+    g = g - g.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fftshift(torch.fft.fft2(g), dim=(-2, -1)).abs() ** 2
+    h, w = g.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    radius = torch.sqrt(yy.double() ** 2 + xx.double() ** 2).round().long().flatten()
+    n_r = min(h, w) // 2 + 1
+    keep = radius < n_r
+    out = torch.zeros(len(g), n_r, dtype=torch.float64)
+    out.index_add_(1, radius[keep], power.flatten(1)[:, keep])
+    counts = torch.bincount(radius[keep], minlength=n_r).double()
+    return out / counts
+
+
+def high_frequency_share(power: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Per row of :func:`radial_power`: the share of the power above ``cutoff`` x the Nyquist radius (the DC
+    term left out)."""
+    r = torch.arange(power.shape[1], dtype=torch.float64)
+    high = power[:, r > cutoff * (power.shape[1] - 1)].sum(1)
+    return high / power[:, 1:].sum(1).clamp_min(1e-30)
+
+
+def relative_spectrum(power: torch.Tensor, reference: torch.Tensor) -> list[float | None]:
+    """The mean of ``power``'s rows, each normalized to unit power, over the same of ``reference`` (the photos),
+    one value per radius (DC, removed from both: ``None``): above 1, that frequency carries more of the power
+    than in the photos."""
+    p = power / power[:, 1:].sum(1, keepdim=True).clamp_min(1e-30)
+    r = reference / reference[:, 1:].sum(1, keepdim=True).clamp_min(1e-30)
+    return [None, *(p.mean(0) / r.mean(0).clamp_min(1e-30))[1:].tolist()]
+
+
 def total_variation_mean(images: torch.Tensor) -> float:
     """Mean absolute difference of horizontal plus vertical neighbours."""
     x = images.detach().float()
