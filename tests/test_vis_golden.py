@@ -107,15 +107,24 @@ ADDED = frozenset({"config", "settings"})
 #: allows three times the largest absolute difference on small numbers and 2% on large ones, and still fails a
 #: real change (the test below).
 TOLERANCE = (2e-2, 5e-4)
+#: The spectra method's high-frequency shares of whole renders, measured alike: on torch's default kernels one of
+#: the 36 ratios of render to photo moved by 4.0% (0.4893 against 0.4696, a class render from the second seed),
+#: every other by less than 2%; AVX2 kernels matched the record.
+SPECTRA_TOLERANCE = (0.1, 5e-4)
+
+
+def tolerance(path: str) -> tuple[float, float]:
+    """The tolerance of the number at ``path`` off the recording machine."""
+    return SPECTRA_TOLERANCE if ".methods.spectra." in path else TOLERANCE
 
 
 def test_quick_run_reproduces_the_golden_record(tmp_path: Path) -> None:
     """Every number of every method, figure and panel as recorded: bitwise on the machine and torch build the
-    record was made with (the quick run is bitwise reproducible there), within :data:`TOLERANCE` elsewhere."""
+    record was made with (the quick run is bitwise reproducible there), within :func:`tolerance` elsewhere."""
     golden = json.loads(GOLDEN.read_text())
     doc, pixels = quick_run(tmp_path)
     exact = golden["machine"] == machine()
-    diffs = differences(golden["vis"], doc, None if exact else lambda path: TOLERANCE, "vis", ADDED)
+    diffs = differences(golden["vis"], doc, None if exact else tolerance, "vis", ADDED)
     assert not diffs, f"{len(diffs)} differences, e.g.\n" + "\n".join(diffs[:20])
     if exact:
         assert pixels == golden["pixels"]
