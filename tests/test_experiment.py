@@ -177,7 +177,11 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     wide = ["configs/baseline.yaml", "configs/topdown_wide_head.yaml"]
     cfg = ExperimentConfig(
         out=str(tmp_path),
-        runs=[DatasetRuns("flower_photos", seeds=[0, 1]), DatasetRuns("flowers102", models=wide)],
+        runs=[
+            DatasetRuns("flower_photos", seeds=[0, 1]),
+            DatasetRuns("flowers102", models=wide, eval_config="configs/eval/quick.yaml", vis_args=["--steps", "8"]),
+        ],
+        vis_args=["--steps", "64"],
     )
     experiment.run(cfg)
     # every run is trained before any is evaluated; then each run's other stages, one run after another
@@ -187,6 +191,9 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     assert seen[0].models == ["configs/baseline.yaml", "configs/topdown.yaml"]  # the pipeline's default
     assert seen[2].models == wide and seen[2].out == str(run_dir(cfg, "flowers102", 0))
     assert not seen[0].controls and not seen[0].accuracy_control  # no controls unless asked for
+    # a dataset's own suite and visualization arguments replace the experiment's; the others keep those
+    assert (seen[0].eval_config, seen[0].vis_args) == ("configs/eval/full.yaml", ["--steps", "64"])
+    assert (seen[2].eval_config, seen[2].vis_args) == ("configs/eval/quick.yaml", ["--steps", "8"])
     seen.clear()
     experiment.run(replace(cfg, controls=["configs/baseline_blur.yaml"], accuracy_control=True))
     assert all(c.controls == ["configs/baseline_blur.yaml"] and c.accuracy_control for c in seen)
@@ -289,7 +296,8 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
             (self.out / "train" / "baseline" / "checkpoints").mkdir(parents=True, exist_ok=True)
             (self.out / "train" / "baseline" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
             if self.stages != ["train"]:
-                for rel in ("eval/results.json", "vis/vis.json", "pipeline.json", "eval/attacks_linf.png"):
+                rels = ("eval/results.json", "vis/vis.json", "findings/findings.json", "pipeline.json")
+                for rel in (*rels, "eval/attacks_linf.png", "findings/cka.png"):
                     (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
                     (self.out / rel).write_text(json.dumps({"file": rel}))
 
@@ -305,8 +313,49 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
     for seed in (0, 1):
         d = published_dir(cfg, "flower_photos", seed)
         files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
-        assert files == ["eval/results.json", "pipeline.json", "vis/vis.json"]
+        assert files == ["eval/results.json", "findings/findings.json", "pipeline.json", "vis/vis.json"]
         assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
+
+
+def _findings(rows: dict[str, dict[str, tuple[float, float]]]) -> dict:
+    """A findings.json whose comparisons are ``{other: {figure key: (difference, p)}}``."""
+    comparisons = {
+        other: {
+            key: {"label": key, "kind": "share", "topdown": 0.5 + d, other: 0.5, "difference": d, "p": p}
+            for key, (d, p) in figs.items()
+        }
+        for other, figs in rows.items()
+    }
+    models = {"baseline": {}, "topdown": {}, **{o: {} for o in rows}}
+    return {"subject": "topdown", "images": 64, "models": models, "comparisons": comparisons}
+
+
+def test_what_the_visualizations_found_takes_every_seed_and_every_control(tmp_path: Path) -> None:
+    cfg = ExperimentConfig(
+        out=str(tmp_path / "outputs"),
+        runs=[DatasetRuns("synthetic", seeds=[0, 1])],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+    seeds = [
+        {"baseline": {"loc.grad_cam_last.inside": (0.2, 1e-4), "loc.guided_backprop.inside": (-0.1, 1e-3)},
+         "blur_control": {"loc.grad_cam_last.inside": (0.1, 0.01), "loc.guided_backprop.inside": (0.1, 0.2)}},
+        {"baseline": {"loc.grad_cam_last.inside": (0.1, 1e-3), "loc.guided_backprop.inside": (-0.2, 1e-4)},
+         "blur_control": {"loc.grad_cam_last.inside": (0.2, 0.01), "loc.guided_backprop.inside": (-0.1, 0.2)}},
+    ]
+    for seed, rows in enumerate(seeds):
+        _write(cfg, "synthetic", seed, _results(0.9, 0.9), published=True)
+        path = published_dir(cfg, "synthetic", seed) / "findings" / "findings.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_findings(rows)))
+    text = aggregate(cfg)
+    section = text[text.index("## What the visualizations found") :]
+    assert "### synthetic: 2 seed(s), 64 test images each" in section
+    assert "| topdown vs baseline | topdown vs blur_control |" in section
+    assert "| loc.grad_cam_last.inside | 0.70 · 0.60 | 0.50 · 0.50 | 0.0001 · 0.001 | higher | higher |" in section
+    assert "| loc.guided_backprop.inside | 0.40 · 0.30 | 0.50 · 0.50 | 0.001 · 0.0001 | lower | mixed |" in section
+    claims = [line for line in section.splitlines() if line.startswith("- ")]
+    assert "supports the paper" in claims[0] and "against the blur control: higher" in claims[0]
+    assert "contradicts the paper" in claims[1] and "against the blur control: mixed" in claims[1]
 
 
 def test_a_rebuilt_report_alone_does_not_rewrite_the_published_pipeline_json(tmp_path: Path) -> None:

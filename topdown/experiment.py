@@ -375,6 +375,43 @@ def _link(path: Path, page: Path) -> str:
 PLOTS = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png")
 
 
+#: The findings' figures the page shows, of each dataset's first seed with findings.
+FINDINGS_PLOTS = ("hybrids.png", "localization.png", "bands.png", "spectra.png", "cka.png")
+
+
+def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
+    """The page's "What the visualizations found": every seed's findings.json, from its run or its published
+    copy, through :func:`topdown.findings.report.markdown_section`, and the first seed's figures."""
+    from .findings.report import markdown_section
+
+    per_dataset: dict[str, list[dict[str, Any]]] = {}
+    first: dict[str, Path] = {}
+    for ds in cfg.runs:
+        for seed in ds.seeds:
+            path = next(
+                (f for d in (run_dir(cfg, ds.dataset, seed), published_dir(cfg, ds.dataset, seed))
+                 if (f := d / "findings" / "findings.json").is_file()),
+                None,
+            )
+            if path is not None:
+                per_dataset.setdefault(ds.dataset, []).append(json.loads(path.read_text()))
+                first.setdefault(ds.dataset, path.parent)
+    if not per_dataset:
+        return []
+    md = markdown_section(per_dataset)
+    for dataset, src in first.items():
+        figs = page.parent / "figures" / dataset / "findings"
+        pngs = [p for p in FINDINGS_PLOTS if (src / p).is_file() or (figs / p).is_file()]
+        if pngs:
+            md += [f"Figures of the first seed of {dataset}:", ""]
+            figs.mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            if (src / png).is_file() and src != figs:
+                shutil.copyfile(src / png, figs / png)
+            md += [f"![{png}](figures/{dataset}/findings/{png})", ""]
+    return md
+
+
 def aggregate(cfg: ExperimentConfig) -> str:
     """Markdown tables and conclusions over every finished run."""
     page = Path(cfg.results_md)
@@ -570,6 +607,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
                 shutil.copyfile(src / png, figs / png)
             md += ["", f"![{png}](figures/{ds.dataset}/{png})"]
         md.append("")
+    md += findings_markdown(cfg, page)
     text = "\n".join(md) + "\n"
     if not any_run and Path(cfg.results_md).is_file():
         # a fresh machine with neither the runs nor their published copies: keep the page that exists

@@ -109,20 +109,99 @@ def across_seeds(docs: list[Mapping[str, Any]], other: str = "baseline") -> list
     return out
 
 
-def markdown_across_seeds(docs: list[Mapping[str, Any]], other: str = "baseline") -> str:
-    """:func:`across_seeds` as a Markdown table (figures as shares, seed by seed)."""
+def _others(docs: list[Mapping[str, Any]]) -> list[str]:
+    """The models every seed compares the subject with, baseline first."""
+    common = [o for o in docs[0]["comparisons"] if all(o in d["comparisons"] for d in docs)]
+    return sorted(common, key=lambda o: o != "baseline")
+
+
+def markdown_across_seeds(docs: list[Mapping[str, Any]]) -> str:
+    """:func:`across_seeds` as a Markdown table: each figure's means seed by seed and the paired tests' p against
+    the baseline, then the verdict against the baseline and against every control every seed holds."""
     subject = docs[0]["subject"]
+    others = _others(docs)
+    if not others:
+        raise ValueError("findings: the seeds share no model to compare with")
+    verdicts = {o: {r["key"]: r for r in across_seeds(docs, o)} for o in others}
+    first = others[0]
     lines = [
-        f"| figure | {subject} (seed by seed) | {other} | p (each seed) | {subject} is |",
-        "|---|---|---|---|---|",
+        f"| figure | {subject} (seed by seed) | {first} | p (each seed) | "
+        + " | ".join(f"{subject} vs {o}" for o in others)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(others),
     ]
-    for row in across_seeds(docs, other):
-        fmt = " · ".join
+    fmt = " · ".join
+    for key, row in verdicts[first].items():
+        cells = [verdicts[o][key]["verdict"] if key in verdicts[o] else "–" for o in others]
         lines.append(
-            f"| {row['label']} | {fmt(f'{v:.2f}' for v in row[subject])} | {fmt(f'{v:.2f}' for v in row[other])} "
-            f"| {fmt(f'{p:.2g}' for p in row['p'])} | {row['verdict']} |"
+            f"| {row['label']} | {fmt(f'{v:.2f}' for v in row[subject])} | {fmt(f'{v:.2f}' for v in row[first])} "
+            f"| {fmt(f'{p:.2g}' for p in row['p'])} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
+
+
+#: The findings that bear on the reference paper: figure key, what it says of the subject (``{more}``: "more" or
+#: "less"), and the direction the paper's account predicts (+1: more, -1: less).
+PAPER_CLAIMS = (
+    ("loc.grad_cam_last.inside", "its last stage's Grad-CAM puts {more} of its energy on the flower", +1),
+    ("loc.grad_cam_finest.inside", "its Grad-CAM at the stage of matched resolution puts {more} energy on the flower", +1),
+    ("loc.integrated_gradients.inside", "its integrated gradients put {more} energy on the flower", +1),
+    ("loc.guided_backprop.inside", "its guided backprop puts {more} energy on the flower", +1),
+    ("cues.sigma=2.follows_form", "its decisions on hybrids follow the coarse image's form {more} often", +1),
+    ("spectrum.gradient_high", "its class gradient carries {more} power above half the Nyquist frequency", -1),
+    ("renders.class_high", "its class renders carry {more} power above half the Nyquist frequency", -1),
+)
+
+
+def paper_claims(docs: list[Mapping[str, Any]]) -> list[str]:
+    """One sentence per finding of :data:`PAPER_CLAIMS` the seeds hold: the verdict against the baseline, whether
+    it supports or contradicts the paper's account, and the verdict against every control."""
+    others = _others(docs)
+    if "baseline" not in others:
+        return []
+    verdicts = {o: {r["key"]: r["verdict"] for r in across_seeds(docs, o)} for o in others}
+    subject = docs[0]["subject"]
+    out = []
+    for key, meaning, expected in PAPER_CLAIMS:
+        if key not in verdicts["baseline"]:
+            continue
+        v = verdicts["baseline"][key]
+        controls = [f"against the {o.replace('_', ' ')}: {verdicts[o].get(key, '–')}" for o in others if o != "baseline"]
+        tail = f" ({'; '.join(controls)})" if controls else ""
+        if v in ("higher", "lower"):
+            what = meaning.format(more="more" if v == "higher" else "less")
+            agrees = (v == "higher") == (expected > 0)
+            out.append(
+                f"On every seed, {subject}: {what} than the baseline (p < {ALPHA} on each); this "
+                f"{'supports' if agrees else 'contradicts'} the paper{tail}."
+            )
+        else:
+            what = meaning.format(more="more" if expected > 0 else "less")
+            out.append(f"Whether {subject}: {what} than the baseline is not settled ({v}){tail}.")
+    return out
+
+
+def markdown_section(per_dataset: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
+    """The results page's "What the visualizations found": per dataset, the across-seeds table and the claims."""
+    md = [
+        "## What the visualizations found",
+        "",
+        "Computed by each run's `findings` stage (`python -m topdown.findings`) on the same test images for every "
+        "model, each figure per image and compared by a paired test (McNemar for outcomes, Wilcoxon signed-rank for "
+        "shares). The rule is the robustness verdicts' rule: *higher* or *lower* only where every seed agrees and "
+        f"every seed's paired test is below {ALPHA}; *in sign only* where the seeds agree but a test does not back "
+        "it; else *mixed*. Each figure is stated against the baseline and against each control the runs hold.",
+        "",
+    ]
+    for dataset, docs in per_dataset.items():
+        if not docs:
+            continue
+        models = ", ".join(docs[0]["models"])
+        md += [f"### {dataset}: {len(docs)} seed(s), {docs[0]['images']} test images each ({models})", ""]
+        md += [markdown_across_seeds(docs), ""]
+        if claims := paper_claims(docs):
+            md += ["Against the reference paper (computed):", "", *(f"- {c}" for c in claims), ""]
+    return md
 
 
 if __name__ == "__main__":
