@@ -89,3 +89,17 @@ def test_layers_config_file_and_errors(tiny_checkpoints, tmp_path: Path) -> None
         vis_main(["--ckpt", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "x"), "--methods", "[nope]"])
     with pytest.raises(ValueError, match="no checkpoint"):
         vis_main(["--out", str(tmp_path / "x")])
+
+
+def test_spectra_render_every_class_from_every_seed_and_the_naive_renders_carry_more_high_frequency(vis_run) -> None:
+    """The spectra method: one render per class and seed, seeds that differ, and the naive renders, which the
+    natural-statistics check rejects, well above the recipe's renders in high-frequency power on every seed."""
+    _, doc = vis_run
+    for name, m in doc["models"].items():
+        d = m["methods"]["spectra"]["details"]
+        n = len(d["classes"]) * len(d["seeds"])
+        assert len(d["seeds"]) == 3 and len(d["class_high"]) == len(d["naive_high"]) == n
+        by_seed = [d["class_high"][i :: len(d["classes"])] for i in range(len(d["classes"]))]
+        assert all(len(set(v)) == len(d["seeds"]) for v in by_seed), name  # every seed renders anew
+        assert sum(d["naive_high_ratio"]) / n > 2 * sum(d["class_high_ratio"]) / n, name
+        assert d["class_relative_spectrum"][0] is None and len(d["class_relative_spectrum"]) == 17  # 32 px: 0..16
