@@ -255,6 +255,20 @@ def _doc(diffs_and_ps: list[tuple[float, float]]) -> dict:
     return {"subject": "topdown", "comparisons": {"baseline": rows}}
 
 
+def test_a_finding_the_data_cannot_give_an_unknown_one_and_a_missing_layer_are_named(trained_pair, small_flowers) -> None:
+    test = small_flowers.subset("test")
+    x, y = torch.stack([test[i][0] for i in range(8)]), torch.tensor(test.targets[:8])
+    with pytest.raises(ValueError, match="unknown finding 'texture'; choose from spectrum, bands"):
+        compute_findings(trained_pair, x, y, which=["texture"])
+    with pytest.raises(ValueError, match=r"localization needs part masks \(only the procedural flowers have them\)"):
+        compute_findings(trained_pair, x, y, which=["localization"])  # as on flower_photos: no masks given
+    with pytest.raises(ValueError, match="layers: baseline has no layer 'layer9'; its stages are layer1, layer2"):
+        compute_findings(trained_pair, x, y, which=["cka"], layers=["layer9"])
+    doc = compute_findings(trained_pair, x, y, which=["cka"], layers=["layer1", "layer2.0"])
+    assert doc["findings"] == ["cka"] and not doc["comparisons"]["baseline"]
+    assert list(doc["cka"]["baseline|topdown"]) == ["layer1", "layer2.0"]
+
+
 def test_a_direction_is_claimed_only_where_every_seed_agrees_and_every_test_backs_it() -> None:
     from topdown.findings.report import across_seeds
 

@@ -30,7 +30,7 @@ from .localization import localization
 from .similarity import cka_matrix
 from .spectra import gradient_spectrum
 
-__all__ = ["FINDINGS_SCHEMA", "Figure", "compare", "compute_findings", "figures"]
+__all__ = ["FINDINGS", "FINDINGS_SCHEMA", "Figure", "compare", "compute_findings", "figures"]
 
 FINDINGS_SCHEMA = 2
 #: Low-pass cut-offs (Gaussian sigma, px at 64 px) of the hybrids and band tests: sigma 1 px removes the fine
@@ -116,6 +116,42 @@ def compare(models: Mapping[str, Mapping[str, Any]], subject: str = "topdown") -
     return out
 
 
+#: Every finding, and what it needs beyond the nets and the images (``None``: nothing).
+FINDINGS = {
+    "spectrum": None,
+    "bands": None,
+    "cka": None,
+    "cues": "the class table of the procedural flowers",
+    "localization": "part masks (only the procedural flowers have them)",
+    "detectors": "part masks (only the procedural flowers have them)",
+    "renders": "the spectra renders of a vis.json (--vis)",
+}
+
+
+def check_findings(which: Sequence[str] | None, available: Mapping[str, bool]) -> list[str]:
+    """The findings to compute: ``which`` (``None``: every one whose inputs are there), each known and each with
+    its inputs, else a ``ValueError`` naming it."""
+    if which is None:
+        return [f for f, needs in FINDINGS.items() if needs is None or available.get(f, False)]
+    for f in which:
+        if f not in FINDINGS:
+            raise ValueError(f"findings: unknown finding {f!r}; choose from {', '.join(FINDINGS)}")
+        if FINDINGS[f] is not None and not available.get(f, False):
+            raise ValueError(f"findings: {f} needs {FINDINGS[f]}, which this data does not have")
+    return list(which)
+
+
+def check_layers(nets: Mapping[str, nn.Module], layers: Sequence[str]) -> None:
+    """Every one of ``layers`` is a module of every net, else a ``ValueError`` naming the layer and the net."""
+    for name, net in nets.items():
+        modules = {n for n, _ in net.named_modules() if n}
+        for layer in layers:
+            if layer not in modules:
+                raise ValueError(
+                    f"layers: {name} has no layer {layer!r}; its stages are {', '.join(net.stage_names())}"
+                )
+
+
 def compute_findings(
     nets: Mapping[str, nn.Module],
     images: torch.Tensor,
@@ -124,6 +160,8 @@ def compute_findings(
     class_table: Sequence[tuple[int, int]] | None = None,
     masks: torch.Tensor | None = None,
     renders: Mapping[str, Mapping[str, Any]] | None = None,
+    which: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
     subject: str = "topdown",
     seed: int = 0,
     ig_steps: int = 32,
@@ -137,31 +175,51 @@ def compute_findings(
             (flower = petals and centre) and every stage's dissection.
         renders: per model, the ``spectra`` visualization's details from vis.json (its renders' high-frequency
             shares, one per class and render seed): adds them, so they are compared render by render.
+        which: the findings to compute (:data:`FINDINGS`; ``None``: every one whose inputs are given).
+        layers: the modules CKA and dissection read (``None``: each net's stages).
         subject: the model compared with every other one.
     """
+    available = {
+        "cues": class_table is not None,
+        "localization": masks is not None,
+        "detectors": masks is not None,
+        "renders": renders is not None and all(n in renders for n in nets),
+    }
+    todo = check_findings(which, available)
+    if layers is not None:
+        check_layers(nets, layers)
     levels = next((n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), None)
     per_model: dict[str, dict[str, Any]] = {}
     for name, net in nets.items():
         net.eval()
-        rec: dict[str, Any] = {"spectrum": gradient_spectrum(net, images, labels)}
-        rec["bands"] = band_reliance(net, images, labels, levels or DEFAULT_LEVELS, ig_steps=ig_steps)
-        if class_table is not None:
+        rec: dict[str, Any] = {}
+        if "spectrum" in todo:
+            rec["spectrum"] = gradient_spectrum(net, images, labels)
+        if "bands" in todo:
+            rec["bands"] = band_reliance(net, images, labels, levels or DEFAULT_LEVELS, ig_steps=ig_steps)
+        if "cues" in todo:
             rec["cues"] = cue_reliance(net, images, labels, class_table, SIGMAS, seed)
             if getattr(net, "pyramid", None) is not None:
                 rec["pyramid_swaps"] = pyramid_swaps(net, images, labels, class_table, seed)
-        if masks is not None:
+        if "localization" in todo:
             rec["localization"] = localization(net, images, labels, masks > 0, n_steps=ig_steps)
-            rec["detectors"] = stage_detectors(net, images, labels, masks)
-        if renders is not None and name in renders:
+        if "detectors" in todo:
+            rec["detectors"] = stage_detectors(net, images, labels, masks, layers=layers)
+        if "renders" in todo:
             rec["renders"] = {k: v for k, v in renders[name].items() if k.endswith(("_high_ratio", "_relative_spectrum"))}
         per_model[name] = rec
     names = list(nets)
-    cka = {f"{a}|{b}": cka_matrix(nets[a], nets[b], images) for i, a in enumerate(names) for b in names[i + 1 :]}
+    cka = {}
+    if "cka" in todo:
+        cka = {
+            f"{a}|{b}": cka_matrix(nets[a], nets[b], images, layers) for i, a in enumerate(names) for b in names[i + 1 :]
+        }
     return {
         "schema": FINDINGS_SCHEMA,
         "images": len(images),
         "seed": seed,
         "subject": subject,
+        "findings": todo,
         "models": per_model,
         "comparisons": compare(per_model, subject) if subject in per_model and len(names) > 1 else {},
         "cka": cka,

@@ -30,6 +30,10 @@ def build_parser() -> Any:
     parser.add_argument(
         "--vis", type=str | None, default=None, help="vis.json of the same models: adds its spectra renders' figures"
     )
+    parser.add_argument(
+        "--findings", type=list[str] | None, default=None, help="which (default: every one the data allows)"
+    )
+    parser.add_argument("--layers", type=list[str] | None, default=None, help="CKA's and dissection's (default: stages)")
     parser.add_argument("--table", type=bool, default=True, help="print the comparisons")
     parser.add_argument("--plots", type=bool, default=True, help="write the figures beside findings.json")
     parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
@@ -87,6 +91,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         class_table=src.class_table if synthetic else None,
         masks=masks,
         renders=render_details(args.vis, list(run_.models)) if args.vis else None,
+        which=args.findings,
+        layers=args.layers,
         subject=args.subject,
         seed=args.seed,
         ig_steps=args.ig_steps,
@@ -97,7 +103,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if args.plots:
         make_plots(findings, out)
-        if masks is not None:  # one image of each of the first four classes
+        if "localization" in findings["findings"]:  # one image of each of the first four classes
             first = [int(np.flatnonzero(labels.numpy() == c)[0]) for c in sorted(set(labels.tolist()))[:4]]
             nets = {name: m.net for name, m in run_.models.items()}
             localization_plot(nets, images[first], labels[first], masks[first] > 0, out / "localization.png")

@@ -19,13 +19,19 @@ PARTS = ("background", "petals", "centre")
 
 
 def stage_detectors(
-    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, quantile: float = 0.95
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    quantile: float = 0.95,
+    layers: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per stage: its map's ``side``, the units, the detectors per part (best IoU >= 0.04, NetDissect's rule),
-    and the mean best IoU against its shuffled-mask chance level."""
-    sides = stage_resolutions(net, images.shape[-1])
+    """Per stage (or per one of ``layers``): its map's ``side``, the units, the detectors per part (best IoU >=
+    0.04, NetDissect's rule), and the mean best IoU against its shuffled-mask chance level."""
+    stages = list(layers or net.stage_names())
+    sides = stage_resolutions(net, images.shape[-1], stages)
     out = {}
-    for stage in net.stage_names():
+    for stage in stages:
         d = dissect(net, stage, TensorDataset(images, labels), masks, PARTS, quantile=quantile)
         out[stage] = {"side": sides[stage], **d.summary()}
     return out

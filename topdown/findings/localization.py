@@ -9,6 +9,7 @@ resolutions compare like with like (at 64 px the baseline's last map is 4×4, th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,12 +27,14 @@ LOCALIZATION_METHODS = {
 
 
 @torch.no_grad()
-def stage_resolutions(net: nn.Module, image_size: int) -> dict[str, int]:
-    """The side of every stage's output map for a square image of ``image_size`` px."""
+def stage_resolutions(net: nn.Module, image_size: int, layers: Sequence[str] | None = None) -> dict[str, int]:
+    """The side of every stage's (or every one of ``layers``') output map for a square image of ``image_size``
+    px."""
     sides: dict[str, int] = {}
+    modules = dict(net.named_modules())
     hooks = [
-        getattr(net, s).register_forward_hook(lambda m, i, o, s=s: sides.__setitem__(s, o.shape[-1]))
-        for s in net.stage_names()
+        modules[s].register_forward_hook(lambda m, i, o, s=s: sides.__setitem__(s, o.shape[-1]))
+        for s in (layers or net.stage_names())
     ]
     try:
         net.eval()(torch.zeros(1, 3, image_size, image_size))

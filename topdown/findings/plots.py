@@ -53,6 +53,8 @@ def hybrid_plot(doc: Mapping[str, Any], path: Path) -> Path | None:
 
 
 def spectra_plot(doc: Mapping[str, Any], path: Path) -> Path | None:
+    if not any("spectrum" in m or "renders" in m for m in doc["models"].values()):
+        return None
     plt = pyplot()
     curves = [("class gradient", ("spectrum", "relative_spectrum"))]
     if any("renders" in m for m in doc["models"].values()):

@@ -3,6 +3,8 @@ and every stage of the other, on the same images."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -10,9 +12,11 @@ from ..vis.hooks import activations
 
 
 @torch.no_grad()
-def stage_features(net: nn.Module, images: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
-    """Every stage's output, flattened: ``{stage: (N, C*H*W)}`` (float64)."""
-    stages = list(net.stage_names())
+def stage_features(
+    net: nn.Module, images: torch.Tensor, layers: Sequence[str] | None = None, batch_size: int = 128
+) -> dict[str, torch.Tensor]:
+    """Every stage's output (or every one of ``layers``), flattened: ``{stage: (N, C*H*W)}`` (float64)."""
+    stages = list(layers or net.stage_names())
     parts: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
     net.eval()
     for s in range(0, len(images), batch_size):
@@ -37,7 +41,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(hsic / (k.norm() * l_.norm()).clamp_min(1e-30))
 
 
-def cka_matrix(a: nn.Module, b: nn.Module, images: torch.Tensor) -> dict[str, dict[str, float]]:
-    """``{stage of a: {stage of b: CKA}}`` on ``images``."""
-    fa, fb = stage_features(a, images), stage_features(b, images)
+def cka_matrix(
+    a: nn.Module, b: nn.Module, images: torch.Tensor, layers: Sequence[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """``{stage of a: {stage of b: CKA}}`` on ``images`` (or between ``layers`` of both)."""
+    fa, fb = stage_features(a, images, layers), stage_features(b, images, layers)
     return {sa: {sb: linear_cka(xa, xb) for sb, xb in fb.items()} for sa, xa in fa.items()}
