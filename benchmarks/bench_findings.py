@@ -5,7 +5,8 @@
 Each part of ``topdown.findings.compute_findings`` is timed on its own, per net (cue reliance, pyramid swaps,
 localization and dissection need the procedural flowers), then CKA for the pair, and the total per pair is printed
 beside the machine's float32 matmul speed (``benchmarks/machine.py``) and scaled to a 77 GFLOP/s machine. The class
-renders' spectra are a visualization method (``spectra``): ``benchmarks/bench_vis.py`` times those.
+renders' spectra are the visualizer's ``spectra`` method, timed here too with the main job's render steps
+(``--vis_steps 64``; the visualizer's default is 128).
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from topdown.findings.detectors import stage_detectors
 from topdown.findings.localization import localization
 from topdown.findings.similarity import cka_matrix
 from topdown.findings.spectra import gradient_spectrum
+from topdown.vis.catalog import METHODS
+from topdown.vis.config import VisConfig
 from topdown.vis.dissection import synthetic_masks
+from topdown.vis.method import Job
+from topdown.vis.runner import build_context
 
 
 def main() -> None:
@@ -34,6 +39,7 @@ def main() -> None:
     ap.add_argument("--ckpt", action="append", required=True, help="the baseline's, then the top-down net's")
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--ig_steps", type=int, default=16)
+    ap.add_argument("--vis_steps", type=int, default=64, help="render steps of the spectra renders")
     ap.add_argument("--data_root", default=None)
     args = ap.parse_args()
     gflops = matmul_gflops()
@@ -59,6 +65,9 @@ def main() -> None:
             "localization": lambda n: localization(n, x, y, masks > 0, n_steps=args.ig_steps),
             "dissection": lambda n: stage_detectors(n, x, y, masks),
         }
+    vis = VisConfig(steps=args.vis_steps)
+    ctx = build_context(vis, run.data_module, torch.device("cpu"))
+    parts["spectra renders"] = lambda n: METHODS["spectra"].run(Job(n, None, ctx, vis.spectra))
     total = 0.0
     print(f"{len(x)} images, {args.ig_steps} integrated-gradients steps, {run.data_module.dataset}")
     for part, fn in parts.items():

@@ -269,6 +269,33 @@ def test_a_finding_the_data_cannot_give_an_unknown_one_and_a_missing_layer_are_n
     assert list(doc["cka"]["baseline|topdown"]) == ["layer1", "layer2.0"]
 
 
+def test_each_finding_is_kept_as_it_finishes_and_reused_until_its_inputs_change(
+    trained_pair, small_flowers, tmp_path, monkeypatch
+) -> None:
+    import topdown.findings as F
+    from topdown.robustness.results import PartStore
+
+    test = small_flowers.subset("test")
+    x, y = torch.stack([test[i][0] for i in range(8)]), torch.tensor(test.targets[:8])
+    store = PartStore(tmp_path)
+    first = compute_findings(trained_pair, x, y, ig_steps=4, store=store)
+    assert {p.name for p in (tmp_path / "parts" / "topdown").iterdir()} == {"spectrum.json", "bands.json"}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a stored finding")
+
+    # a killed run resumes: what is stored is read back, not computed again, and the document is the same
+    monkeypatch.setattr(F, "gradient_spectrum", fail)
+    monkeypatch.setattr(F, "band_reliance", fail)
+    monkeypatch.setattr(F, "cka_matrix", fail)
+    assert compute_findings(trained_pair, x, y, ig_steps=4, store=store) == first
+    # a changed setting, or other images, computes again
+    with pytest.raises(AssertionError, match="recomputed"):
+        compute_findings(trained_pair, x, y, ig_steps=5, store=store)
+    with pytest.raises(AssertionError, match="recomputed"):
+        compute_findings(trained_pair, x.flip(0), y.flip(0), ig_steps=4, store=store)
+
+
 def test_a_direction_is_claimed_only_where_every_seed_agrees_and_every_test_backs_it() -> None:
     from topdown.findings.report import across_seeds
 

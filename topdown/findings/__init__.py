@@ -13,8 +13,10 @@ spectra and CKA run on any data.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from ..results_view import dig
+from ..robustness.results import PartStore, fingerprint, weights_sha256
 from ..stats import paired_p_value, paired_rank_p_value
 from .bands import DEFAULT_LEVELS, band_reliance
 from .cues import cue_reliance, pyramid_swaps
@@ -152,6 +155,45 @@ def check_layers(nets: Mapping[str, nn.Module], layers: Sequence[str]) -> None:
                 )
 
 
+#: The sources a stored finding depends on beyond its inputs: a result computed by other code is never reused.
+_SOURCES = ("findings/*.py", "vis/attribution.py", "vis/dissection.py", "robustness/scales.py", "models/pyramid.py")
+
+
+def code_fingerprint() -> str:
+    """A hash of the sources :data:`_SOURCES` names."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pattern in _SOURCES:
+        for path in sorted(root.glob(pattern)):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+class _Parts:
+    """Each (model, finding) computed once and kept in a :class:`PartStore` (``<out>/parts``), atomically, under a
+    fingerprint of the net's weights, the images, the settings and the code; a killed run resumes with the parts
+    it finished. Without a store every part is computed."""
+
+    def __init__(self, store: PartStore | None, *inputs: Any) -> None:
+        self.store = store
+        if store is not None:
+            h = hashlib.sha256()
+            for t in inputs:
+                h.update(t.detach().cpu().contiguous().numpy().tobytes() if isinstance(t, torch.Tensor) else repr(t).encode())
+            self.base = fingerprint(FINDINGS_SCHEMA, code_fingerprint(), h.hexdigest())
+
+    def get(self, model: str, part: str, nets: Sequence[nn.Module], compute: Any) -> Any:
+        if self.store is None:
+            return compute()
+        fp = fingerprint(self.base, part, [weights_sha256(n) for n in nets])
+        if (hit := self.store.load(model, part, fp)) is not None:
+            return hit["value"]
+        value = compute()
+        self.store.save(model, part, fp, {"value": value})
+        return value
+
+
 def compute_findings(
     nets: Mapping[str, nn.Module],
     images: torch.Tensor,
@@ -165,6 +207,7 @@ def compute_findings(
     subject: str = "topdown",
     seed: int = 0,
     ig_steps: int = 32,
+    store: PartStore | None = None,
 ) -> dict[str, Any]:
     """Every finding of every net on the same ``images`` (``labels`` their classes), then the comparisons.
 
@@ -178,6 +221,7 @@ def compute_findings(
         which: the findings to compute (:data:`FINDINGS`; ``None``: every one whose inputs are given).
         layers: the modules CKA and dissection read (``None``: each net's stages).
         subject: the model compared with every other one.
+        store: where each (model, finding) is kept as it finishes, and reused from (``None``: nowhere).
     """
     available = {
         "cues": class_table is not None,
@@ -189,31 +233,38 @@ def compute_findings(
     if layers is not None:
         check_layers(nets, layers)
     levels = next((n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), None)
+    levels = levels or DEFAULT_LEVELS
+    parts = _Parts(store, images, labels, class_table, masks, seed, ig_steps, levels, layers, SIGMAS)
     per_model: dict[str, dict[str, Any]] = {}
     for name, net in nets.items():
         net.eval()
         rec: dict[str, Any] = {}
+
+        def part(key: str, compute: Any, name: str = name, net: nn.Module = net, rec: dict = rec) -> None:
+            rec[key] = parts.get(name, key, [net], compute)
+
         if "spectrum" in todo:
-            rec["spectrum"] = gradient_spectrum(net, images, labels)
+            part("spectrum", lambda: gradient_spectrum(net, images, labels))
         if "bands" in todo:
-            rec["bands"] = band_reliance(net, images, labels, levels or DEFAULT_LEVELS, ig_steps=ig_steps)
+            part("bands", lambda: band_reliance(net, images, labels, levels, ig_steps=ig_steps))
         if "cues" in todo:
-            rec["cues"] = cue_reliance(net, images, labels, class_table, SIGMAS, seed)
+            part("cues", lambda: cue_reliance(net, images, labels, class_table, SIGMAS, seed))
             if getattr(net, "pyramid", None) is not None:
-                rec["pyramid_swaps"] = pyramid_swaps(net, images, labels, class_table, seed)
+                part("pyramid_swaps", lambda: pyramid_swaps(net, images, labels, class_table, seed))
         if "localization" in todo:
-            rec["localization"] = localization(net, images, labels, masks > 0, n_steps=ig_steps)
+            part("localization", lambda: localization(net, images, labels, masks > 0, n_steps=ig_steps))
         if "detectors" in todo:
-            rec["detectors"] = stage_detectors(net, images, labels, masks, layers=layers)
+            part("detectors", lambda: stage_detectors(net, images, labels, masks, layers=layers))
         if "renders" in todo:
             rec["renders"] = {k: v for k, v in renders[name].items() if k.endswith(("_high_ratio", "_relative_spectrum"))}
         per_model[name] = rec
     names = list(nets)
     cka = {}
     if "cka" in todo:
-        cka = {
-            f"{a}|{b}": cka_matrix(nets[a], nets[b], images, layers) for i, a in enumerate(names) for b in names[i + 1 :]
-        }
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                compute = lambda a=a, b=b: cka_matrix(nets[a], nets[b], images, layers)  # noqa: E731
+                cka[f"{a}|{b}"] = parts.get(f"{a}|{b}", "cka", [nets[a], nets[b]], compute)
     return {
         "schema": FINDINGS_SCHEMA,
         "images": len(images),

@@ -65,6 +65,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from ..checkpoint import load_run
     from ..data.subsets import stratified_subset
     from ..io import atomic_write_json
+    from ..robustness.results import PartStore
     from ..options import parse_args
     from ..vis.dissection import synthetic_masks
     from . import compute_findings
@@ -93,6 +94,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         renders=render_details(args.vis, list(run_.models)) if args.vis else None,
         which=args.findings,
         layers=args.layers,
+        store=PartStore(args.out),
         subject=args.subject,
         seed=args.seed,
         ig_steps=args.ig_steps,
