@@ -34,6 +34,9 @@ class RenderResult:
         snapshots: ``{step: images}`` for the steps asked for.
         recipe: objective, transforms, steps, lr, seed... (JSON-ready).
         seconds: wall-clock time of the optimization.
+        transparency: with ``transparency=True``, ``(B, H, W)``: the objective's input gradient, its absolute
+            value summed over the colour channels and the steps (MACO's transparency map: where the render
+            matters to the objective); else ``None``.
     """
 
     images: torch.Tensor
@@ -42,6 +45,7 @@ class RenderResult:
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    transparency: torch.Tensor | None = None
 
 
 def fit_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -85,6 +89,7 @@ def render(
     snapshots: Sequence[int] = (),
     keep_size: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    transparency: bool = False,
 ) -> RenderResult:
     """Optimize ``param`` so that ``objective`` rises, under random ``transforms``.
 
@@ -106,6 +111,7 @@ def render(
         snapshots: steps (1-based: after that many updates) at which to keep a copy of the images.
         keep_size: resize the transformed batch back to the parameterization's size.
         progress: called as ``progress(step, steps)`` after every step.
+        transparency: also accumulate the transparency map (:attr:`RenderResult.transparency`).
     """
     objective = as_objective(objective)
     if steps < 0:
@@ -118,6 +124,7 @@ def render(
     kept: dict[int, torch.Tensor] = {}
     relu_ctx = redirected_relu(model) if redirect_relu_steps > 0 else contextlib.nullcontext([])
     cap = capture(model, objective.layers, stop_early=True)
+    seen: torch.Tensor | None = None
     start = time.perf_counter()
     with frozen(model), relu_ctx as relus, cap:
         for step in range(steps):
@@ -126,11 +133,16 @@ def render(
                     r.enabled = False
             opt.zero_grad(set_to_none=True)
             img = param.image_fn()
+            if transparency:
+                img.retain_grad()
             x = tf(img, gen) if len(tf) else img
             if keep_size:
                 x = fit_size(x, img.shape[-2:])
             values = objective(cap.run(x, image=img))
             (-values.sum()).backward()
+            if transparency:
+                step_map = img.grad.detach().abs().sum(1)
+                seen = step_map if seen is None else seen + step_map
             opt.step()
             history.append(values.detach())
             if step + 1 in snapshots:
@@ -156,7 +168,7 @@ def render(
         "size": list(final.shape[-2:]),
     }
     hist = torch.stack(history) if history else final.new_zeros(0, final.shape[0])
-    return RenderResult(final, values, hist, kept, recipe, seconds)
+    return RenderResult(final, values, hist, kept, recipe, seconds, seen)
 
 
 def _device_of(model: nn.Module) -> torch.device:
