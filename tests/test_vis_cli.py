@@ -103,3 +103,20 @@ def test_spectra_render_every_class_from_every_seed_and_the_naive_renders_carry_
         assert all(len(set(v)) == len(d["seeds"]) for v in by_seed), name  # every seed renders anew
         assert sum(d["naive_high_ratio"]) / n > 2 * sum(d["class_high_ratio"]) / n, name
         assert d["class_relative_spectrum"][0] is None and len(d["class_relative_spectrum"]) == 17  # 32 px: 0..16
+
+
+def test_maco_renders_every_method_that_takes_the_shared_recipe(tiny_checkpoints, tmp_path, capsys) -> None:
+    """--parameterization maco: the magnitude spectrum is derived once from the training images and recorded,
+    the recipes say so, and the renders are images."""
+    ck = tiny_checkpoints
+    args = ["visualize", "--ckpt", str(ck["baseline"]), "--ckpt", str(ck["topdown"]), "--out", str(tmp_path)]
+    evaluate_main([*args, *QUICK, "--parameterization", "maco", "--methods", "[classes, channels, dream]"])
+    doc = json.loads((tmp_path / "vis.json").read_text())
+    assert doc["spectrum"]["size"] == [32, 32] and doc["spectrum"]["images"] > 0 and len(doc["spectrum"]["sha256"]) == 64
+    for m in doc["models"].values():
+        for method in ("classes", "channels", "dream"):
+            assert m["methods"][method]["recipe"]["spectrum"] == doc["spectrum"], method
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        evaluate_main([*args, *QUICK, "--parameterization", "lucid"])
+    assert "parameterization: expected one of fourier, maco, got 'lucid'" in capsys.readouterr().err

@@ -209,6 +209,10 @@ class DissectionSettings:
     quantile: float = 0.95
 
 
+#: What ``parameterization`` may name.
+PARAMETERIZATIONS = ("fourier", "maco")
+
+
 def _all_methods() -> list[str]:
     from .catalog import METHODS
 
@@ -227,6 +231,9 @@ class VisConfig:
         steps: optimizer steps of a render.
         lr: Adam learning rate of a render.
         tv_weight: total-variation penalty (normalized units).
+        parameterization: ``fourier`` (Lucid's: a 1/f-scaled spectrum, decorrelated colour) or ``maco`` (only
+            the spectrum's phase, its magnitude the training images': :mod:`topdown.vis.maco`), for every method
+            that renders with the shared recipe.
         batch_size: most images optimized together.
         channels: channels sampled per layer.
         images: real images for dream, inversion and attribution.
@@ -243,6 +250,7 @@ class VisConfig:
     steps: int = Recipe.steps
     lr: float = Recipe.lr
     tv_weight: float = Recipe.tv_weight
+    parameterization: str = "fourier"
     batch_size: int = Recipe.batch_size
     channels: int = 12
     images: int = 6
@@ -293,6 +301,10 @@ class VisConfig:
                 isinstance(value, list) and all(isinstance(v, str) for v in value)
             ):
                 raise ValueError(f"{key}: expected a list of names, got {value!r}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"parameterization: expected one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}"
+            )
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"methods: unknown method(s) {unknown}; choose from {', '.join(METHODS)}")

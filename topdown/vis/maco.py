@@ -101,19 +101,11 @@ def unclipped(param: ImageParam) -> torch.Tensor:
     return param.image_fn.unclipped()  # type: ignore[attr-defined]
 
 
-def maco_image(
-    spectrum: Spectrum,
-    batch: int = 1,
-    generator: int | torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> ImageParam:
-    """``batch`` MACO images at the spectrum's size, phases drawn uniformly in [-pi, pi) (seeded)."""
+def _maco_param(spectrum: Spectrum, phase: torch.Tensor) -> ImageParam:
     h, w = spectrum.size
-    gen = _as_generator(generator)
-    phase = (torch.rand(batch, 3, h, w // 2 + 1, generator=gen) * 2 - 1) * math.pi
-    phase = phase.to(device).requires_grad_(True)
-    magnitude = spectrum.magnitude.to(device)
-    mean = spectrum.mean.to(device).view(1, 3, 1, 1)
+    phase = phase.detach().clone().requires_grad_(True)
+    magnitude = spectrum.magnitude.to(phase.device)
+    mean = spectrum.mean.to(phase.device).view(1, 3, 1, 1)
 
     def unclipped() -> torch.Tensor:
         coeffs = torch.polar(magnitude.expand_as(phase), _hermitian(phase, w))
@@ -124,3 +116,24 @@ def maco_image(
 
     image_fn.unclipped = unclipped  # type: ignore[attr-defined]
     return ImageParam([phase], image_fn)
+
+
+def maco_from_image(images: torch.Tensor, spectrum: Spectrum) -> ImageParam:
+    """MACO images started at the phase of ``images`` (``(B, 3, H, W)`` or ``(3, H, W)`` in [0, 1]), with the
+    spectrum's magnitude: for dream, caricatures and facets, which start from real images."""
+    x = images[None] if images.dim() == 3 else images
+    phase = torch.fft.rfft2(x.detach() - x.detach().mean(dim=(-2, -1), keepdim=True), norm="ortho").angle()
+    return _maco_param(spectrum, phase)
+
+
+def maco_image(
+    spectrum: Spectrum,
+    batch: int = 1,
+    generator: int | torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> ImageParam:
+    """``batch`` MACO images at the spectrum's size, phases drawn uniformly in [-pi, pi) (seeded)."""
+    h, w = spectrum.size
+    gen = _as_generator(generator)
+    phase = (torch.rand(batch, 3, h, w // 2 + 1, generator=gen) * 2 - 1) * math.pi
+    return _maco_param(spectrum, phase.to(device))

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .maco import Spectrum, maco_from_image, maco_image
 from .objectives import Objective
 from .param import ColorStats, ImageParam, from_image, image
 from .render import RenderResult, render
@@ -49,6 +50,8 @@ class Recipe:
         redirect_relu_steps: redirected ReLUs during the first this-many steps.
         batch_size: most images optimized together.
         seed: seeds the initial images and the transforms.
+        spectrum: MACO: optimize only the phase of the image's spectrum, its magnitude this one (the training
+            images', :func:`~topdown.vis.maco.data_spectrum`); ``None``: the parameterization ``fft`` names.
         starts: the flat colours a render starts from, each image rendered once from each and the one whose
             objective ends highest kept: ``"mean"`` (the training data's mean colour) and ``"gray"`` (mid-grey,
             Lucid's start). A flat start is a saddle some units never leave: on the procedural flowers the
@@ -67,6 +70,7 @@ class Recipe:
     batch_size: int = 64
     seed: int = 0
     starts: tuple[str, ...] = ("mean",)
+    spectrum: Spectrum | None = None
 
     def __post_init__(self) -> None:
         check_starts(self.starts)
@@ -94,7 +98,10 @@ class Recipe:
         start: str | None = None,
     ) -> ImageParam:
         """A fresh batch of images for this recipe (seeded by ``seed + seed_offset``), flat at the colour
-        ``start`` names (default: this recipe's first)."""
+        ``start`` names (default: this recipe's first); with a ``spectrum``, MACO images of random phase (a flat
+        start does not apply: every MACO image has the data's power at every frequency)."""
+        if self.spectrum is not None:
+            return maco_image(self.spectrum, batch, generator=self.seed + seed_offset, device=device)
         return image(
             size,
             batch,
@@ -108,13 +115,24 @@ class Recipe:
         )
 
     def param_from(self, images: torch.Tensor, color: ColorStats | None) -> ImageParam:
-        """This recipe's parameterization started at ``images``."""
+        """This recipe's parameterization started at ``images`` (MACO: at their phase)."""
+        if self.spectrum is not None:
+            return maco_from_image(images, self.spectrum)
         return from_image(images, self.fft, self.decorrelate, color, self.decay_power)
 
+    @property
+    def parameterization(self) -> str:
+        """``maco``, ``fourier`` or ``pixel``."""
+        return "maco" if self.spectrum is not None else "fourier" if self.fft else "pixel"
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(replace(self, spectrum=None))
         d["starts"] = list(self.starts)
         d["transforms"] = describe(self.tf())
+        if self.spectrum is not None:
+            d["spectrum"] = self.spectrum.to_dict()
+        else:
+            d.pop("spectrum")
         return d
 
     @staticmethod

@@ -76,6 +76,7 @@ def model_layers(models: dict[str, LoadedModel], layers: list[str] | None) -> di
 
 def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> Context:
     """The data, the seeded reference images (validation split) and the colour statistics (training split)."""
+    from .maco import data_spectrum
     from .param import color_stats
 
     val = data.subset("val")
@@ -88,9 +89,13 @@ def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> Con
     train = data.subset("train")
     m = min(cfg.color_images, len(train))
     tpick = torch.randperm(len(train), generator=gen)[:m].tolist()
-    color = color_stats(torch.stack([train[i][0] for i in tpick]))
+    train_images = torch.stack([train[i][0] for i in tpick])
+    color = color_stats(train_images)
+    recipe = cfg.recipe()
+    if cfg.parameterization == "maco":  # the magnitude spectrum, from the same training images as the colours
+        recipe = recipe.with_(spectrum=data_spectrum(train_images))
     size = int(data.image_size)
-    return Context(data, real, labels, color, size, cfg.recipe(), cfg.channels, cfg.images, device)
+    return Context(data, real, labels, color, size, recipe, cfg.channels, cfg.images, device)
 
 
 def data_fingerprint(ctx: Context, data_desc: dict[str, Any]) -> str:
@@ -98,7 +103,8 @@ def data_fingerprint(ctx: Context, data_desc: dict[str, Any]) -> str:
     h = hashlib.sha256()
     for t in (ctx.real, ctx.labels):
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return fingerprint(data_desc, ctx.color.to_dict(), h.hexdigest())
+    spectrum = ctx.recipe.spectrum.to_dict() if ctx.recipe.spectrum is not None else None
+    return fingerprint(data_desc, ctx.color.to_dict(), h.hexdigest(), *([spectrum] if spectrum else []))
 
 
 def code_fingerprint() -> str:
@@ -176,6 +182,7 @@ def visualize(
         "seed": cfg.seed,
         "data": data_desc,
         "color": ctx.color.to_dict(),
+        **({"spectrum": ctx.recipe.spectrum.to_dict()} if ctx.recipe.spectrum is not None else {}),
         "layers": layers,
         "models": {
             name: {"checkpoint": str(lm.path), "arch": lm.arch, "epoch": lm.epoch, "methods": {}}
