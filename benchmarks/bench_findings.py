@@ -24,7 +24,7 @@ from topdown.findings import DEFAULT_LEVELS, SIGMAS
 from topdown.findings.bands import band_reliance
 from topdown.findings.cues import cue_reliance, pyramid_swaps
 from topdown.findings.detectors import stage_detectors
-from topdown.findings.localization import localization
+from topdown.findings.localization import attributions, localization
 from topdown.findings.similarity import cka_matrix
 from topdown.findings.spectra import gradient_spectrum
 from topdown.vis.catalog import METHODS
@@ -54,15 +54,21 @@ def main() -> None:
     masks = synthetic_masks(src, [idx[int(k)] for k in chosen]) if synthetic else None
     nets = {name: m.net.eval() for name, m in run.models.items()}
     levels = next((n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), DEFAULT_LEVELS)
+    ig = {}  # the integrated gradients band reliance and localization share, timed on their own
+
+    def integrated_gradients(n):
+        ig[id(n)] = attributions(n, x, y, "integrated_gradients", n_steps=args.ig_steps)
+
     parts = {
         "gradient spectrum": lambda n: gradient_spectrum(n, x, y),
-        "band reliance": lambda n: band_reliance(n, x, y, levels, ig_steps=args.ig_steps),
+        "integrated grads": integrated_gradients,
+        "band reliance": lambda n: band_reliance(n, x, y, levels, ig=ig[id(n)]),
     }
     if synthetic:
         parts |= {
             "cue reliance": lambda n: cue_reliance(n, x, y, src.class_table, SIGMAS),
             "pyramid swaps": lambda n: pyramid_swaps(n, x, y, src.class_table) if getattr(n, "pyramid", None) else None,
-            "localization": lambda n: localization(n, x, y, masks > 0, n_steps=args.ig_steps),
+            "localization": lambda n: localization(n, x, y, masks > 0, n_steps=args.ig_steps, ig=ig[id(n)]),
             "dissection": lambda n: stage_detectors(n, x, y, masks),
         }
     vis = VisConfig(steps=args.vis_steps)

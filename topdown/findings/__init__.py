@@ -29,7 +29,7 @@ from ..stats import paired_p_value, paired_rank_p_value
 from .bands import DEFAULT_LEVELS, band_reliance
 from .cues import cue_reliance, pyramid_swaps
 from .detectors import stage_detectors
-from .localization import localization
+from .localization import attributions, localization
 from .similarity import cka_matrix
 from .spectra import gradient_spectrum
 
@@ -243,16 +243,24 @@ def compute_findings(
         def part(key: str, compute: Any, name: str = name, net: nn.Module = net, rec: dict = rec) -> None:
             rec[key] = parts.get(name, key, [net], compute)
 
+        memo: dict[str, torch.Tensor] = {}
+
+        def ig(net: nn.Module = net, memo: dict = memo) -> torch.Tensor:
+            """The integrated gradients band reliance and localization share, computed once per net."""
+            if "ig" not in memo:
+                memo["ig"] = attributions(net, images, labels, "integrated_gradients", n_steps=ig_steps)
+            return memo["ig"]
+
         if "spectrum" in todo:
             part("spectrum", lambda: gradient_spectrum(net, images, labels))
         if "bands" in todo:
-            part("bands", lambda: band_reliance(net, images, labels, levels, ig_steps=ig_steps))
+            part("bands", lambda: band_reliance(net, images, labels, levels, ig=ig()))
         if "cues" in todo:
             part("cues", lambda: cue_reliance(net, images, labels, class_table, SIGMAS, seed))
             if getattr(net, "pyramid", None) is not None:
                 part("pyramid_swaps", lambda: pyramid_swaps(net, images, labels, class_table, seed))
         if "localization" in todo:
-            part("localization", lambda: localization(net, images, labels, masks > 0, n_steps=ig_steps))
+            part("localization", lambda: localization(net, images, labels, masks > 0, n_steps=ig_steps, ig=ig()))
         if "detectors" in todo:
             part("detectors", lambda: stage_detectors(net, images, labels, masks, layers=layers))
         if "renders" in todo:

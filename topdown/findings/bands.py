@@ -17,8 +17,8 @@ from torch import nn
 
 from ..models.pyramid import downscale
 from ..robustness.scales import band, level_factors
-from ..vis.attribution import attribute
 from .cues import predict
+from .localization import attributions
 
 #: Levels of the split when no net in the comparison has a pyramid (the reference top-down net's three).
 DEFAULT_LEVELS = 3
@@ -45,21 +45,17 @@ def band_reliance(
     labels: torch.Tensor,
     num_levels: int = DEFAULT_LEVELS,
     ig_steps: int = 32,
-    batch_size: int = 32,
+    ig: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Per band ``"level=i"``: ``removed_correct`` (one bool per image) and ``ig_per_pixel`` (one share per
     image); ``plane_share`` (the band's share of the frequency plane) and ``image_per_pixel`` (the images' own
-    energy per band, normalized alike, for reference)."""
+    energy per band, normalized alike, for reference). ``ig``: the images' integrated gradients where already
+    computed."""
     planes = plane_shares(images.shape[-1], num_levels)
     parts = bands(images, num_levels)
     mean = images.mean(dim=(-2, -1), keepdim=True)
     out: dict[str, Any] = {}
-    maps = torch.cat(
-        [
-            attribute(net, images[s : s + batch_size], labels[s : s + batch_size], "integrated_gradients", n_steps=ig_steps)
-            for s in range(0, len(images), batch_size)
-        ]
-    )
+    maps = ig if ig is not None else attributions(net, images, labels, "integrated_gradients", n_steps=ig_steps)
     energy = torch.stack([p.pow(2).flatten(1).sum(1) for p in bands(maps, num_levels)], 1)  # (N, levels)
     shares = energy / energy.sum(1, keepdim=True).clamp_min(1e-30)
     own = torch.stack([p.pow(2).flatten(1).sum(1) for p in parts], 1)

@@ -52,25 +52,43 @@ def cam_stage(net: nn.Module, which: str, image_size: int) -> str:
     return max(reversed(list(sides)), key=sides.get)
 
 
+def attributions(
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    method: str,
+    layer: str | None = None,
+    n_steps: int = 32,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """``method``'s attribution of each image's label, ``(N, C, H, W)`` (Grad-CAM: ``(N, 1, H, W)``)."""
+    parts = [
+        attribute(net, images[s : s + batch_size], labels[s : s + batch_size], method, layer, n_steps=n_steps)
+        for s in range(0, len(images), batch_size)
+    ]
+    return torch.cat(parts)
+
+
 def localization(
     net: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     flower: torch.Tensor,
     n_steps: int = 32,
-    batch_size: int = 32,
+    ig: torch.Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per method: ``inside`` (share of positive energy on the flower), ``hit`` (pointing game) and ``chance``
-    (the flower's share of the image), one value per image; ``flower`` is ``(N, H, W)`` bool."""
+    (the flower's share of the image), one value per image; ``flower`` is ``(N, H, W)`` bool; ``ig``: the
+    integrated gradients of these images where already computed (:func:`attributions`)."""
     chance = flower.flatten(1).float().mean(1)
     out: dict[str, dict[str, Any]] = {}
     for name, (method, which) in LOCALIZATION_METHODS.items():
         layer = cam_stage(net, which, images.shape[-1]) if which else None
-        maps = []
-        for s in range(0, len(images), batch_size):
-            a = attribute(net, images[s : s + batch_size], labels[s : s + batch_size], method, layer, n_steps=n_steps)
-            maps.append(a.sum(1))  # (n, H, W): the colour channels' attributions summed
-        energy = torch.cat(maps).clamp_min(0).flatten(1)
+        if method == "integrated_gradients" and ig is not None:
+            maps = ig
+        else:
+            maps = attributions(net, images, labels, method, layer, n_steps)
+        energy = maps.sum(1).clamp_min(0).flatten(1)  # the colour channels' attributions summed
         mask = flower.flatten(1).float()
         total = energy.sum(1)
         inside = torch.where(total > 0, (energy * mask).sum(1) / total.clamp_min(1e-12), torch.zeros_like(total))
