@@ -53,7 +53,8 @@ class PipelineConfig:
         vis_args: extra ``evaluate.py visualize`` arguments (``None``: the dataset's, from ``per_dataset``, else
             none).
         findings_images: test images the ``findings`` stage compares every model on (``python -m
-            topdown.findings``: cue reliance, localization, band reliance, gradient and render spectra, dissection, CKA, with paired tests).
+            topdown.findings``: cue reliance, localization, band reliance, gradient and render spectra,
+            dissection, CKA, with paired tests).
         findings_ig_steps: the findings' integrated-gradients steps (most of the stage's time).
         stages: which stages to run, in order.
         redo: finished stages to run again, with every later one (e.g. ``[visualize]`` after a change to the
