@@ -53,7 +53,9 @@ def main() -> None:
     synthetic = run.data_module.dataset == "synthetic"
     masks = synthetic_masks(src, [idx[int(k)] for k in chosen]) if synthetic else None
     nets = {name: m.net.eval() for name, m in run.models.items()}
-    levels = next((n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), DEFAULT_LEVELS)
+    levels = next(
+        (n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), DEFAULT_LEVELS
+    )
     ig = {}  # the integrated gradients band reliance and localization share, timed on their own
 
     def integrated_gradients(n):
@@ -92,7 +94,8 @@ def main() -> None:
     total += took
     print(f"  {'CKA (the pair)':18s} {took:6.1f} s")
     scaled = total * gflops / REFERENCE_GFLOPS
-    print(f"total per pair: {total:.1f} s at {gflops:.0f} GFLOP/s; {scaled:.1f} s scaled to {REFERENCE_GFLOPS:.0f} GFLOP/s")
+    ref = f"{REFERENCE_GFLOPS:.0f} GFLOP/s"
+    print(f"total per pair: {total:.1f} s at {gflops:.0f} GFLOP/s; {scaled:.1f} s scaled to {ref}")
 
 
 if __name__ == "__main__":

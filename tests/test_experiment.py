@@ -337,10 +337,14 @@ def test_what_the_visualizations_found_takes_every_seed_and_every_control(tmp_pa
         results_md=str(tmp_path / "docs" / "results.md"),
     )
     seeds = [
-        {"baseline": {"loc.grad_cam_last.inside": (0.2, 1e-4), "loc.guided_backprop.inside": (-0.1, 1e-3)},
-         "blur_control": {"loc.grad_cam_last.inside": (0.1, 0.01), "loc.guided_backprop.inside": (0.1, 0.2)}},
-        {"baseline": {"loc.grad_cam_last.inside": (0.1, 1e-3), "loc.guided_backprop.inside": (-0.2, 1e-4)},
-         "blur_control": {"loc.grad_cam_last.inside": (0.2, 0.01), "loc.guided_backprop.inside": (-0.1, 0.2)}},
+        {
+            "baseline": {"loc.grad_cam_last.inside": (0.2, 1e-4), "loc.guided_backprop.inside": (-0.1, 1e-3)},
+            "blur_control": {"loc.grad_cam_last.inside": (0.1, 0.01), "loc.guided_backprop.inside": (0.1, 0.2)},
+        },
+        {
+            "baseline": {"loc.grad_cam_last.inside": (0.1, 1e-3), "loc.guided_backprop.inside": (-0.2, 1e-4)},
+            "blur_control": {"loc.grad_cam_last.inside": (0.2, 0.01), "loc.guided_backprop.inside": (-0.1, 0.2)},
+        },
     ]
     for seed, rows in enumerate(seeds):
         _write(cfg, "synthetic", seed, _results(0.9, 0.9), published=True)

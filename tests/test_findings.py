@@ -18,8 +18,8 @@ from topdown.findings.detectors import detector_rows, matched_stages
 from topdown.findings.localization import localization
 from topdown.findings.similarity import cka_matrix, linear_cka
 from topdown.findings.spectra import gradient_spectrum
-from topdown.vis.quality import high_frequency_share, radial_power
 from topdown.stats import paired_rank_p_value
+from topdown.vis.quality import high_frequency_share, radial_power
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -255,7 +255,9 @@ def _doc(diffs_and_ps: list[tuple[float, float]]) -> dict:
     return {"subject": "topdown", "comparisons": {"baseline": rows}}
 
 
-def test_a_finding_the_data_cannot_give_an_unknown_one_and_a_missing_layer_are_named(trained_pair, small_flowers) -> None:
+def test_a_finding_the_data_cannot_give_an_unknown_one_and_a_missing_layer_are_named(
+    trained_pair, small_flowers
+) -> None:
     test = small_flowers.subset("test")
     x, y = torch.stack([test[i][0] for i in range(8)]), torch.tensor(test.targets[:8])
     with pytest.raises(ValueError, match="unknown finding 'texture'; choose from spectrum, bands"):

@@ -112,7 +112,9 @@ def test_maco_renders_every_method_that_takes_the_shared_recipe(tiny_checkpoints
     args = ["visualize", "--ckpt", str(ck["baseline"]), "--ckpt", str(ck["topdown"]), "--out", str(tmp_path)]
     evaluate_main([*args, *QUICK, "--parameterization", "maco", "--methods", "[classes, channels, dream]"])
     doc = json.loads((tmp_path / "vis.json").read_text())
-    assert doc["spectrum"]["size"] == [32, 32] and doc["spectrum"]["images"] > 0 and len(doc["spectrum"]["sha256"]) == 64
+    assert (
+        doc["spectrum"]["size"] == [32, 32] and doc["spectrum"]["images"] > 0 and len(doc["spectrum"]["sha256"]) == 64
+    )
     for m in doc["models"].values():
         for method in ("classes", "channels", "dream"):
             assert m["methods"][method]["recipe"]["spectrum"] == doc["spectrum"], method

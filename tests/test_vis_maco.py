@@ -4,10 +4,10 @@ to the phase, and still raises the objective; the transparency map shows where t
 from __future__ import annotations
 
 import pytest
+import tiny_nets
 import torch
 from torch import nn
 
-import tiny_nets
 from topdown.vis import objectives as O
 from topdown.vis.maco import data_spectrum, maco_image, unclipped
 from topdown.vis.render import render

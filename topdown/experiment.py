@@ -389,8 +389,11 @@ def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
     for ds in cfg.runs:
         for seed in ds.seeds:
             path = next(
-                (f for d in (run_dir(cfg, ds.dataset, seed), published_dir(cfg, ds.dataset, seed))
-                 if (f := d / "findings" / "findings.json").is_file()),
+                (
+                    f
+                    for d in (run_dir(cfg, ds.dataset, seed), published_dir(cfg, ds.dataset, seed))
+                    if (f := d / "findings" / "findings.json").is_file()
+                ),
                 None,
             )
             if path is not None:

@@ -66,12 +66,19 @@ def figures(models: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
             )
         )
         out.append(Figure(f"loc.{method}.hit", f"{method}: pointing game", ("localization", method, "hit"), "outcome"))
-    for level, rec in first.get("bands", {}).items():
+    for level in first.get("bands", {}):
         out.append(
-            Figure(f"bands.{level}.removed", f"correct without band {level}", ("bands", level, "removed_correct"), "outcome")
+            Figure(
+                f"bands.{level}.removed",
+                f"correct without band {level}",
+                ("bands", level, "removed_correct"),
+                "outcome",
+            )
         )
         out.append(
-            Figure(f"bands.{level}.ig", f"IG energy per pixel in band {level}", ("bands", level, "ig_per_pixel"), "share")
+            Figure(
+                f"bands.{level}.ig", f"IG energy per pixel in band {level}", ("bands", level, "ig_per_pixel"), "share"
+            )
         )
     if "spectrum" in first:
         out.append(
@@ -180,7 +187,9 @@ class _Parts:
         if store is not None:
             h = hashlib.sha256()
             for t in inputs:
-                h.update(t.detach().cpu().contiguous().numpy().tobytes() if isinstance(t, torch.Tensor) else repr(t).encode())
+                h.update(
+                    t.detach().cpu().contiguous().numpy().tobytes() if isinstance(t, torch.Tensor) else repr(t).encode()
+                )
             self.base = fingerprint(FINDINGS_SCHEMA, code_fingerprint(), h.hexdigest())
 
     def get(self, model: str, part: str, nets: Sequence[nn.Module], compute: Any) -> Any:
@@ -235,17 +244,17 @@ def compute_findings(
     levels = next((n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), None)
     levels = levels or DEFAULT_LEVELS
     parts = _Parts(store, images, labels, class_table, masks, seed, ig_steps, levels, layers, SIGMAS)
-    per_model: dict[str, dict[str, Any]] = {}
-    for name, net in nets.items():
+
+    def of_model(name: str, net: nn.Module) -> dict[str, Any]:
+        """Every finding of one net, each part from the store where it is there."""
         net.eval()
         rec: dict[str, Any] = {}
-
-        def part(key: str, compute: Any, name: str = name, net: nn.Module = net, rec: dict = rec) -> None:
-            rec[key] = parts.get(name, key, [net], compute)
-
         memo: dict[str, torch.Tensor] = {}
 
-        def ig(net: nn.Module = net, memo: dict = memo) -> torch.Tensor:
+        def part(key: str, compute: Any) -> None:
+            rec[key] = parts.get(name, key, [net], compute)
+
+        def ig() -> torch.Tensor:
             """The integrated gradients band reliance and localization share, computed once per net."""
             if "ig" not in memo:
                 memo["ig"] = attributions(net, images, labels, "integrated_gradients", n_steps=ig_steps)
@@ -264,8 +273,11 @@ def compute_findings(
         if "detectors" in todo:
             part("detectors", lambda: stage_detectors(net, images, labels, masks, layers=layers))
         if "renders" in todo:
-            rec["renders"] = {k: v for k, v in renders[name].items() if k.endswith(("_high_ratio", "_relative_spectrum"))}
-        per_model[name] = rec
+            keep = ("_high_ratio", "_relative_spectrum")
+            rec["renders"] = {k: v for k, v in renders[name].items() if k.endswith(keep)}
+        return rec
+
+    per_model = {name: of_model(name, net) for name, net in nets.items()}
     names = list(nets)
     cka = {}
     if "cka" in todo:

@@ -33,7 +33,9 @@ def build_parser() -> Any:
     parser.add_argument(
         "--findings", type=list[str] | None, default=None, help="which (default: every one the data allows)"
     )
-    parser.add_argument("--layers", type=list[str] | None, default=None, help="CKA's and dissection's (default: stages)")
+    parser.add_argument(
+        "--layers", type=list[str] | None, default=None, help="CKA's and dissection's (default: stages)"
+    )
     parser.add_argument("--table", type=bool, default=True, help="print the comparisons")
     parser.add_argument("--plots", type=bool, default=True, help="write the figures beside findings.json")
     parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
@@ -65,8 +67,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     from ..checkpoint import load_run
     from ..data.subsets import stratified_subset
     from ..io import atomic_write_json
-    from ..robustness.results import PartStore
     from ..options import parse_args
+    from ..robustness.results import PartStore
     from ..vis.dissection import synthetic_masks
     from . import compute_findings
     from .plots import localization_plot, make_plots

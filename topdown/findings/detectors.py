@@ -40,6 +40,7 @@ def stage_detectors(
 def matched_stages(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> list[tuple[int, str, str]]:
     """``(side, stage of a, stage of b)`` for every map side both nets have (the later stage of each on a tie),
     finest first."""
+
     def last_at(rec: dict[str, dict[str, Any]]) -> dict[int, str]:
         out: dict[int, str] = {}
         for stage, r in rec.items():
@@ -55,5 +56,11 @@ def detector_rows(models: dict[str, dict[str, Any]], names: Sequence[str]) -> li
     a, b = names[0], names[1]
     rows = []
     for side, sa, sb in matched_stages(models[a]["detectors"], models[b]["detectors"]):
-        rows.append({"side": side, a: {"stage": sa, **models[a]["detectors"][sa]}, b: {"stage": sb, **models[b]["detectors"][sb]}})
+        rows.append(
+            {
+                "side": side,
+                a: {"stage": sa, **models[a]["detectors"][sa]},
+                b: {"stage": sb, **models[b]["detectors"][sb]},
+            }
+        )
     return rows

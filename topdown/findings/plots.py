@@ -38,7 +38,9 @@ def hybrid_plot(doc: Mapping[str, Any], path: Path) -> Path | None:
     groups += [(f"pyramid {k}", ("pyramid_swaps", k)) for k in first.get("pyramid_swaps", {})]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     width = 0.8 / len(models)
-    for ax, key, title in zip(axes, ("follows_form", "follows_pattern"), ("follows the coarse form", "follows the fine pattern")):
+    for ax, key, title in zip(
+        axes, ("follows_form", "follows_pattern"), ("follows the coarse form", "follows the fine pattern")
+    ):
         for j, (name, m) in enumerate(models.items()):
             values = []
             for _, (part, sub) in groups:
@@ -87,7 +89,9 @@ def bands_plot(doc: Mapping[str, Any], path: Path) -> Path | None:
         axes[0].bar(x, [_share(m["bands"][lv]["removed_correct"]) for lv in levels], width, label=name)
         axes[1].bar(x, [_share(m["bands"][lv]["ig_per_pixel"]) for lv in levels], width, label=name)
     for ax, title in zip(axes, ("accuracy with the band removed", "IG energy per pixel in the band (1: uniform)")):
-        ax.set_xticks(np.arange(len(levels)) + width * (len(models) - 1) / 2, [f"band {lv} (coarse=0)" for lv in levels])
+        ax.set_xticks(
+            np.arange(len(levels)) + width * (len(models) - 1) / 2, [f"band {lv} (coarse=0)" for lv in levels]
+        )
         ax.set_title(title)
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
@@ -129,7 +133,9 @@ def localization_plot(
     """Each of ``images`` (a few), its flower mask, then every method's positive map for every model."""
     plt = pyplot()
     cols = [(name, method) for name in nets for method in LOCALIZATION_METHODS]
-    fig, axes = plt.subplots(len(images), 2 + len(cols), figsize=(1.3 * (2 + len(cols)), 1.45 * len(images)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(images), 2 + len(cols), figsize=(1.3 * (2 + len(cols)), 1.45 * len(images)), squeeze=False
+    )
     maps = {}
     for name, net in nets.items():
         for method, (captum, which) in LOCALIZATION_METHODS.items():
@@ -151,7 +157,12 @@ def localization_plot(
 def make_plots(doc: Mapping[str, Any], out: Path) -> list[Path]:
     """Every figure ``doc`` allows (all but the localization maps, which need the nets) into ``out``."""
     written = []
-    for fn, name in ((hybrid_plot, "hybrids.png"), (spectra_plot, "spectra.png"), (bands_plot, "bands.png"), (cka_plot, "cka.png")):
+    for fn, name in (
+        (hybrid_plot, "hybrids.png"),
+        (spectra_plot, "spectra.png"),
+        (bands_plot, "bands.png"),
+        (cka_plot, "cka.png"),
+    ):
         p = fn(doc, out / name)
         if p:
             written.append(p)

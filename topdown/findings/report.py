@@ -45,15 +45,30 @@ def detector_table(findings: Mapping[str, Any], other: str = "baseline") -> tupl
     subject, models = findings["subject"], findings["models"]
     if not all("detectors" in models.get(n, {}) for n in (subject, other)):
         return None
-    header = ["map side", "model", "stage", "units", "detectors (background / petals / centre)", "mean best IoU", "shuffled"]
+    header = [
+        "map side",
+        "model",
+        "stage",
+        "units",
+        "detectors (background / petals / centre)",
+        "mean best IoU",
+        "shuffled",
+    ]
     rows = []
     for r in detector_rows(models, [subject, other]):
         for name in (subject, other):
             d = r[name]
             counts = " / ".join(str(v) for v in d["detectors"].values())
             rows.append(
-                [f"{r['side']}×{r['side']}", name, d["stage"], str(d["units"]), counts,
-                 f"{d['mean_best_iou']:.3f}", f"{d['mean_best_iou_shuffled']:.3f}"]
+                [
+                    f"{r['side']}×{r['side']}",
+                    name,
+                    d["stage"],
+                    str(d["units"]),
+                    counts,
+                    f"{d['mean_best_iou']:.3f}",
+                    f"{d['mean_best_iou_shuffled']:.3f}",
+                ]
             )
     return header, rows
 
@@ -144,7 +159,11 @@ def markdown_across_seeds(docs: list[Mapping[str, Any]]) -> str:
 #: "less"), and the direction the paper's account predicts (+1: more, -1: less).
 PAPER_CLAIMS = (
     ("loc.grad_cam_last.inside", "its last stage's Grad-CAM puts {more} of its energy on the flower", +1),
-    ("loc.grad_cam_finest.inside", "its Grad-CAM at the stage of matched resolution puts {more} energy on the flower", +1),
+    (
+        "loc.grad_cam_finest.inside",
+        "its Grad-CAM at the stage of matched resolution puts {more} energy on the flower",
+        +1,
+    ),
     ("loc.integrated_gradients.inside", "its integrated gradients put {more} energy on the flower", +1),
     ("loc.guided_backprop.inside", "its guided backprop puts {more} energy on the flower", +1),
     ("cues.sigma=2.follows_form", "its decisions on hybrids follow the coarse image's form {more} often", +1),
@@ -166,7 +185,9 @@ def paper_claims(docs: list[Mapping[str, Any]]) -> list[str]:
         if key not in verdicts["baseline"]:
             continue
         v = verdicts["baseline"][key]
-        controls = [f"against the {o.replace('_', ' ')}: {verdicts[o].get(key, '–')}" for o in others if o != "baseline"]
+        controls = [
+            f"against the {o.replace('_', ' ')}: {verdicts[o].get(key, '–')}" for o in others if o != "baseline"
+        ]
         tail = f" ({'; '.join(controls)})" if controls else ""
         if v in ("higher", "lower"):
             what = meaning.format(more="more" if v == "higher" else "less")

@@ -397,7 +397,9 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
     )
     header = ["against", "figure", subject, "other", "difference", "p", f"{subject} is"]
     body = intro
-    body += "".join(figure(fdir / name, caption) for name, caption in FINDINGS_FIGURES.items() if (fdir / name).is_file())
+    body += "".join(
+        figure(fdir / name, caption) for name, caption in FINDINGS_FIGURES.items() if (fdir / name).is_file()
+    )
     body += table(header, comparison_rows(doc))
     for pair, matrix in doc.get("cka", {}).items():
         a, b = pair.split("|")

@@ -201,7 +201,11 @@ class Spectra(Method, name="spectra", takes_layer=False, settings=C.SpectraSetti
     def panels(self, job: Job, out: Outcome) -> dict[str, np.ndarray]:
         seeds = out.details["seeds"]
         return rows(
-            [row(f"{kind} renders, seed {seed}", out.images[kind][i]) for kind in out.images for i, seed in enumerate(seeds)]
+            [
+                row(f"{kind} renders, seed {seed}", out.images[kind][i])
+                for kind in out.images
+                for i, seed in enumerate(seeds)
+            ]
         )
 
     def describe(self, job: Job, out: Outcome) -> str:
