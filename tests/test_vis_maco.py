@@ -74,3 +74,14 @@ def test_the_transparency_map_lies_where_the_objective_reads(train_images) -> No
     half = t.shape[-1] // 2
     assert t[..., :half].min() > 0 and t[..., half:].abs().max() == 0
     assert render(LeftHalf(), O.classes([0]), maco_image(sp, 1), steps=2, transforms=[]).transparency is None
+
+
+def test_each_start_of_a_maco_recipe_is_another_phase_draw(train_images) -> None:
+    """A flat start cannot apply to MACO: the classes method's two starts are two phase draws, not one twice."""
+    from topdown.vis.recipe import Recipe
+
+    recipe = Recipe(spectrum=data_spectrum(train_images), starts=("mean", "gray"))
+    a, b = recipe.param(32, 2, None, "cpu", start="mean"), recipe.param(32, 2, None, "cpu", start="gray")
+    assert not torch.allclose(a(), b())
+    assert torch.equal(a(), recipe.param(32, 2, None, "cpu", start="mean")())  # seeded
+    assert recipe.parameterization == "maco" and recipe.to_dict()["spectrum"]["images"] == 128

@@ -15,6 +15,8 @@ from .render import RenderResult, render
 from .transforms import Compose, describe, standard_transforms
 
 STARTS = ("mean", "gray")
+#: MACO: the seed distance between the phase draws of two starts (far beyond any batch's ``seed_offset``).
+MACO_DRAW_STRIDE = 100_003
 
 
 def check_starts(starts: object, key: str = "starts") -> None:
@@ -98,10 +100,13 @@ class Recipe:
         start: str | None = None,
     ) -> ImageParam:
         """A fresh batch of images for this recipe (seeded by ``seed + seed_offset``), flat at the colour
-        ``start`` names (default: this recipe's first); with a ``spectrum``, MACO images of random phase (a flat
-        start does not apply: every MACO image has the data's power at every frequency)."""
+        ``start`` names (default: this recipe's first); with a ``spectrum``, MACO images of random phase, where a
+        flat start cannot apply (every MACO image has the data's power at every frequency): each start is
+        another draw of the phase, so the best of the starts is the best of that many draws."""
         if self.spectrum is not None:
-            return maco_image(self.spectrum, batch, generator=self.seed + seed_offset, device=device)
+            draw = STARTS.index(start or self.starts[0])
+            seed = self.seed + seed_offset + MACO_DRAW_STRIDE * draw
+            return maco_image(self.spectrum, batch, generator=seed, device=device)
         return image(
             size,
             batch,
