@@ -375,13 +375,10 @@ def _link(path: Path, page: Path) -> str:
 PLOTS = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png")
 
 
-#: The findings' figures the page shows, of each dataset's first seed with findings.
-FINDINGS_PLOTS = ("hybrids.png", "localization.png", "bands.png", "spectra.png", "cka.png")
-
-
 def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
     """The page's "What the visualizations found": every seed's findings.json, from its run or its published
     copy, through :func:`topdown.findings.report.markdown_section`, and the first seed's figures."""
+    from .findings.plots import FIGURES
     from .findings.report import markdown_section
 
     per_dataset: dict[str, list[dict[str, Any]]] = {}
@@ -404,7 +401,7 @@ def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
     md = markdown_section(per_dataset)
     for dataset, src in first.items():
         figs = page.parent / "figures" / dataset / "findings"
-        pngs = [p for p in FINDINGS_PLOTS if (src / p).is_file() or (figs / p).is_file()]
+        pngs = [p for p in FIGURES if (src / p).is_file() or (figs / p).is_file()]
         if pngs:
             md += [f"Figures of the first seed of {dataset}:", ""]
             figs.mkdir(parents=True, exist_ok=True)

@@ -87,8 +87,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     labels = torch.tensor([test.targets[int(k)] for k in chosen])
     synthetic = run_.data_module.dataset == "synthetic"
     masks = synthetic_masks(src, [idx[int(k)] for k in chosen]) if synthetic else None
+    nets = {name: m.net for name, m in run_.models.items()}
     findings = compute_findings(
-        {name: m.net for name, m in run_.models.items()},
+        nets,
         images,
         labels,
         class_table=src.class_table if synthetic else None,
@@ -109,7 +110,6 @@ def run(argv: list[str]) -> dict[str, Any]:
         make_plots(findings, out)
         if "localization" in findings["findings"]:  # one image of each of the first four classes
             first = [int(np.flatnonzero(labels.numpy() == c)[0]) for c in sorted(set(labels.tolist()))[:4]]
-            nets = {name: m.net for name, m in run_.models.items()}
             localization_plot(nets, images[first], labels[first], masks[first] > 0, out / "localization.png")
     atomic_write_json(out / "findings.json", findings)  # last: the stage is done once it is there
     if args.table:

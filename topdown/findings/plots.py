@@ -19,9 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..robustness.plots import pyplot, save_figure
+from ..robustness.plots import pyplot, save_figure, write_figures
 from ..vis.attribution import attribute
 from .localization import LOCALIZATION_METHODS, cam_stage
+
+#: Every figure of the findings, in the order the report and the results page show them, with its caption.
+FIGURES = {
+    "hybrids.png": "Hybrids and pyramid swaps: which image's form and which image's pattern each decision follows.",
+    "localization.png": "Where each method puts the evidence, beside the flower's exact mask.",
+    "bands.png": "Accuracy with each band of the image removed, and where the integrated gradients lie.",
+    "spectra.png": "Power spectra of the class gradients and the class renders, relative to the photos'.",
+    "cka.png": "Linear CKA of every stage against every stage.",
+}
 
 
 def _share(v: Sequence[Any]) -> float:
@@ -156,14 +165,5 @@ def localization_plot(
 
 def make_plots(doc: Mapping[str, Any], out: Path) -> list[Path]:
     """Every figure ``doc`` allows (all but the localization maps, which need the nets) into ``out``."""
-    written = []
-    for fn, name in (
-        (hybrid_plot, "hybrids.png"),
-        (spectra_plot, "spectra.png"),
-        (bands_plot, "bands.png"),
-        (cka_plot, "cka.png"),
-    ):
-        p = fn(doc, out / name)
-        if p:
-            written.append(p)
-    return written
+    makers = {"hybrids.png": hybrid_plot, "spectra.png": spectra_plot, "bands.png": bands_plot, "cka.png": cka_plot}
+    return write_figures([(makers[name], name) for name in FIGURES if name in makers], doc, out)

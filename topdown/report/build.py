@@ -368,16 +368,6 @@ def _vis_section(vis: VisResults | None, vdir: Path) -> str:
     return body
 
 
-#: The findings' figures (``topdown/findings/plots.py``), in the order the report shows them.
-FINDINGS_FIGURES = {
-    "hybrids.png": "Hybrids and pyramid swaps: which image's form and which image's pattern each decision follows.",
-    "localization.png": "Where each method puts the evidence, beside the flower's exact mask.",
-    "bands.png": "Accuracy with each band of the image removed, and where the integrated gradients lie.",
-    "spectra.png": "Power spectra of the class gradients and the class renders, relative to the photos'.",
-    "cka.png": "Linear CKA of every stage against every stage.",
-}
-
-
 def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
     """The findings stage's paired comparisons of the top-down net with every other model (one run: a
     difference is stated where that run's paired test is below 0.05; verdicts across seeds need every seed)."""
@@ -385,6 +375,7 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
         return '<p class="muted">No findings (findings/findings.json missing).</p>'
     # here, not at the top: the findings package imports captum and the attribution code, which a report of a
     # run without findings never needs
+    from ..findings.plots import FIGURES
     from ..findings.report import ALPHA, comparison_rows, detector_table
 
     subject = doc["subject"]
@@ -397,9 +388,7 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
     )
     header = ["against", "figure", subject, "other", "difference", "p", f"{subject} is"]
     body = intro
-    body += "".join(
-        figure(fdir / name, caption) for name, caption in FINDINGS_FIGURES.items() if (fdir / name).is_file()
-    )
+    body += "".join(figure(fdir / name, caption) for name, caption in FIGURES.items() if (fdir / name).is_file())
     body += table(header, comparison_rows(doc))
     for pair, matrix in doc.get("cka", {}).items():
         a, b = pair.split("|")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +30,26 @@ def pyplot() -> Any:
     return plt
 
 
+def write_figures(makers: Iterable[tuple[Callable[[Any, Path], Path | None], str]], data: Any, out: Path) -> list[Path]:
+    """``maker(data, out / name)`` for each ``(maker, name)``; the paths of the figures written (a maker returns
+    ``None`` where the data has nothing for its figure)."""
+    written = [maker(data, out / name) for maker, name in makers]
+    return [p for p in written if p is not None]
+
+
 def make_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
     """Write every figure the results allow into ``out``; returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for norm in ("linf", "l2"):
-        p = _attack_plot(results, norm, out / f"attacks_{norm}.png")
-        if p:
-            written.append(p)
-    for fn, name in (
+    attacks = [
+        (lambda r, path, norm=norm: _attack_plot(r, norm, path), f"attacks_{norm}.png") for norm in ("linf", "l2")
+    ]
+    others = [
         (_perturbation_plot, "perturbations.png"),
         (_corruption_plot, "corruptions.png"),
         (_scale_plot, "scales.png"),
-    ):
-        p = fn(results, out / name)
-        if p:
-            written.append(p)
-    return written
+    ]
+    return write_figures([*attacks, *others], results, out)
 
 
 def save_figure(fig: Any, path: Path) -> Path:

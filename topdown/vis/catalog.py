@@ -192,8 +192,9 @@ class Spectra(Method, name="spectra", takes_layer=False, settings=C.SpectraSetti
         details: dict[str, Any] = {"classes": classes, "seeds": seeds, "photos_high": photo_high}
         for kind, images in rendered.items():
             power = Q.radial_power(torch.cat(images))  # seed-major: seeds[0]'s classes, then seeds[1]'s...
-            details[f"{kind}_high"] = Q.high_frequency_share(power).tolist()
-            details[f"{kind}_high_ratio"] = (Q.high_frequency_share(power) / max(photo_high, 1e-12)).tolist()
+            high = Q.high_frequency_share(power)
+            details[f"{kind}_high"] = high.tolist()
+            details[f"{kind}_high_ratio"] = (high / max(photo_high, 1e-12)).tolist()
             details[f"{kind}_relative_spectrum"] = Q.relative_spectrum(power, photos)
         recipe = ctx.recipe.with_(steps=steps, starts=tuple(s.starts))
         return Outcome({**recipe.to_dict(), "seeds": seeds}, details, images=rendered)
