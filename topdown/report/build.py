@@ -348,6 +348,16 @@ def _quality_table(quality: dict[str, Check]) -> str:
     return table(["quality figure", "value", "target", "", "from"], rows, raw=True)
 
 
+def _measure_tables(details: dict[str, Any]) -> str:
+    """A method's side-by-side tables (``details["tables"]``: the priors method's, one per judging net)."""
+    out = ""
+    for t in details.get("tables", []):
+        judge = t.get("judge")
+        out += f'<p class="muted">Judged by {esc(judge) if judge else "this net"}:</p>'
+        out += table(t["header"], [[str(v) for v in r] for r in t["rows"]])
+    return out
+
+
 def _vis_section(vis: VisResults | None, vdir: Path) -> str:
     if not vis:
         return '<p class="muted">No visualizations (vis/vis.json missing).</p>'
@@ -362,7 +372,7 @@ def _vis_section(vis: VisResults | None, vdir: Path) -> str:
             entry = m.methods.get(method) or VisMethod({})
             imgs = "".join(figure(vdir / p, "", pixelated=True) for p in entry.images)
             desc = esc(entry.description or "")
-            quality = _quality_table(entry.quality)
+            quality = _quality_table(entry.quality) + _measure_tables(entry.details)
             body += f'<div><h3>{esc(name)}</h3><p class="muted">{desc}</p>{imgs}{quality}</div>'
         body += "</div>"
     return body

@@ -10,7 +10,7 @@ part of the fingerprint that decides whether a saved result can be reused.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .recipe import Recipe
 
@@ -209,6 +209,71 @@ class DissectionSettings:
     quantile: float = 0.95
 
 
+@dataclass
+class DgnAmSettings:
+    """``dgn_am``: activation maximization of every class in the code space of the net's generator (DGN-AM).
+
+    Args:
+        max_classes: the first this-many classes are rendered.
+        steps: ascent steps on the code.
+        lr: each step's size, in units of the codes' per-dimension spread (the gradient normalized by its mean
+            absolute value, as the original).
+    """
+
+    max_classes: int = 24
+    steps: int = 200
+    lr: float = 0.05
+
+
+@dataclass
+class PpgnSettings:
+    """``ppgn``: the PPGN-h sampler through the net's generator, several chains per class, and the same
+    sampler started from the means of a class's code clusters (multifaceted).
+
+    Args:
+        max_classes: the first this-many classes are sampled.
+        chains: chains per class (diversity).
+        steps: sampler steps.
+        eps1: weight of the prior term ``R(h) - h``.
+        eps2: weight of the class term (the class log-probability's gradient, normalized as DGN-AM's, in units
+            of the codes' spread).
+        eps3: noise, in units of the codes' spread.
+        prior: ``dae`` (the code autoencoder trained with the generator) or ``reconstruction`` (``E(G(h))``).
+        facets: clusters of a class's training codes whose means start the multifaceted chains.
+        facet_classes: the first this-many classes get multifaceted chains.
+    """
+
+    max_classes: int = 24
+    chains: int = 3
+    steps: int = 200
+    eps1: float = 0.1
+    eps2: float = 0.05
+    eps3: float = 0.02
+    prior: Literal["dae", "reconstruction"] = "dae"
+    facets: int = 2
+    facet_classes: int = 2
+
+
+@dataclass
+class PriorsSettings(ClassesSettings):
+    """``priors``: the same class objectives through each prior (Fourier, MACO and, where the net has a
+    generator, DGN-AM and PPGN), measured side by side: the target's probability under this net and under
+    every other net, diversity within a class, KID to the class's real images and the distance to the nearest
+    training image (both under every other net's features), the objective against real images' maxima, and
+    the time per render. The pixel-space renders use the ``classes`` recipe (these settings default to its own).
+
+    Args:
+        renders: images per class and prior (render seeds; chains for PPGN; starts for DGN-AM).
+        dgn_am: DGN-AM's settings here.
+        ppgn: PPGN's settings here.
+    """
+
+    max_classes: int = 6
+    renders: int = 3
+    dgn_am: DgnAmSettings = field(default_factory=DgnAmSettings)
+    ppgn: PpgnSettings = field(default_factory=PpgnSettings)
+
+
 #: What ``parameterization`` may name.
 PARAMETERIZATIONS = ("fourier", "maco")
 
@@ -241,7 +306,11 @@ class VisConfig:
         color_images: training images the colour-decorrelation statistics are computed from.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
         classes, naive, spectra, dream, caricature, inversion, pairs, interpolation, diversity, dictionary,
-            multifaceted, attribution, pyramid_attribution, dissection: each of these methods' own settings.
+            multifaceted, attribution, pyramid_attribution, dissection, dgn_am, ppgn, priors: each of these
+            methods' own settings.
+        generators: ``{model: generator file}`` (``python -m topdown.generator``): the learned prior of each
+            named model, for ``dgn_am``, ``ppgn`` and ``priors``; a model without one is not rendered by the first
+            two, and ``priors`` measures only the pixel-space recipes for it.
     """
 
     methods: list[str] = field(default_factory=_all_methods)
@@ -271,6 +340,10 @@ class VisConfig:
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
     pyramid_attribution: PyramidAttributionSettings = field(default_factory=PyramidAttributionSettings)
     dissection: DissectionSettings = field(default_factory=DissectionSettings)
+    dgn_am: DgnAmSettings = field(default_factory=DgnAmSettings)
+    ppgn: PpgnSettings = field(default_factory=PpgnSettings)
+    priors: PriorsSettings = field(default_factory=PriorsSettings)
+    generators: dict[str, str] = field(default_factory=dict)
 
     def recipe(self) -> Recipe:
         """The shared render recipe every method starts from."""
@@ -281,7 +354,8 @@ class VisConfig:
     def shared(self) -> dict[str, Any]:
         """The settings every method reads (all but the method list, the layers and the methods' own sections)."""
         own = {f.name for f in fields(self) if is_dataclass(getattr(self, f.name))}
-        return {k: v for k, v in asdict(self).items() if k not in own and k not in ("methods", "layers")}
+        skip = ("methods", "layers", "generators")  # a generator enters the fingerprint of the methods that use it
+        return {k: v for k, v in asdict(self).items() if k not in own and k not in skip}
 
     def settings(self, method: str) -> Any:
         """The section of ``method`` (``None`` for a method that only reads the shared settings)."""
@@ -330,15 +404,31 @@ class VisConfig:
             "attribution.ig_steps": self.attribution.ig_steps,
             "attribution.smoothgrad_samples": self.attribution.smoothgrad_samples,
             "pyramid_attribution.ig_steps": self.pyramid_attribution.ig_steps,
+            "dgn_am.max_classes": self.dgn_am.max_classes,
+            "dgn_am.steps": self.dgn_am.steps,
+            "ppgn.max_classes": self.ppgn.max_classes,
+            "ppgn.chains": self.ppgn.chains,
+            "ppgn.steps": self.ppgn.steps,
+            "ppgn.facets": self.ppgn.facets,
+            "priors.max_classes": self.priors.max_classes,
+            "priors.renders": self.priors.renders,
         }
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
-        rates = {"lr": self.lr, "naive.lr": self.naive.lr, "dream.lr": self.dream.lr}
+        rates = {"lr": self.lr, "naive.lr": self.naive.lr, "dream.lr": self.dream.lr, "dgn_am.lr": self.dgn_am.lr}
         rates |= {"caricature.lr": self.caricature.lr, "inversion.lr": self.inversion.lr}
         for key, value in rates.items():
             if not value > 0:
                 raise ValueError(f"{key} must be > 0, got {value}")
+        ppgn = {"ppgn.eps1": self.ppgn.eps1, "ppgn.eps2": self.ppgn.eps2, "ppgn.eps3": self.ppgn.eps3}
+        for key, value in ppgn.items():
+            if value < 0:
+                raise ValueError(f"{key} must be >= 0, got {value}")
+        if self.ppgn.prior not in ("dae", "reconstruction"):
+            raise ValueError(f"ppgn.prior: expected dae or reconstruction, got {self.ppgn.prior!r}")
+        if not isinstance(self.generators, dict) or not all(isinstance(v, str) for v in self.generators.values()):
+            raise ValueError(f"generators: expected {{model: generator file}}, got {self.generators!r}")
         if self.channels < 2:
             raise ValueError(f"channels must be >= 2 (pairs and interpolation need two), got {self.channels}")
         if self.interpolation.frames < 2:

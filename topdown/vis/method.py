@@ -34,6 +34,10 @@ class Context:
         channels: channels sampled per layer.
         images: real images for dream, inversion and attribution.
         device: where the networks and renders are.
+        nets: every model of the run by name (for the methods that judge one net's images by another).
+        priors: each model's learned prior, where it has one.
+        spectrum: the training images' magnitude spectrum.
+        train_images: the training images the colour statistics and the spectrum come from.
     """
 
     data: Any
@@ -45,6 +49,11 @@ class Context:
     channels: int
     images: int
     device: torch.device
+    nets: dict[str, ImageClassifierNet] = field(default_factory=dict)  # every model of the run, by name
+    priors: dict[str, Any] = field(default_factory=dict)  # model -> its LearnedPrior (``generators``)
+    spectrum: Any = None  # the training images' magnitude spectrum (MACO)
+    train_images: torch.Tensor | None = None  # the training images behind the colour statistics and the spectrum
+    train_labels: torch.Tensor | None = None
     _test: Any = None
 
     @property
@@ -71,6 +80,17 @@ class Job:
     layer: str | None
     ctx: Context
     settings: Any = None
+    model: str = ""  # the net's name in the run
+
+    @property
+    def prior(self) -> Any:
+        """This net's learned prior (``None`` where it has none)."""
+        return self.ctx.priors.get(self.model)
+
+    @property
+    def others(self) -> dict[str, ImageClassifierNet]:
+        """Every other model of the run, by name."""
+        return {name: net for name, net in self.ctx.nets.items() if name != self.model}
 
     @property
     def real(self) -> torch.Tensor:
@@ -124,6 +144,8 @@ class Method:
     name: ClassVar[str]
     takes_layer: ClassVar[bool] = True
     settings_type: ClassVar[type | None] = None
+    uses_generator: ClassVar[bool] = False  # its result depends on the net's learned prior
+    uses_other_nets: ClassVar[bool] = False  # ... and on every other model's weights
 
     def __init_subclass__(
         cls, name: str | None = None, takes_layer: bool | None = None, settings: type | None = None, **kw: Any

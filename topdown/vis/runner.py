@@ -90,12 +90,29 @@ def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> Con
     m = min(cfg.color_images, len(train))
     tpick = torch.randperm(len(train), generator=gen)[:m].tolist()
     train_images = torch.stack([train[i][0] for i in tpick])
+    train_labels = torch.tensor([train[i][1] for i in tpick])
     color = color_stats(train_images)
+    spectrum = data_spectrum(train_images)  # the magnitude spectrum, from the same training images as the colours
     recipe = cfg.recipe()
-    if cfg.parameterization == "maco":  # the magnitude spectrum, from the same training images as the colours
-        recipe = recipe.with_(spectrum=data_spectrum(train_images))
+    if cfg.parameterization == "maco":
+        recipe = recipe.with_(spectrum=spectrum)
     size = int(data.image_size)
-    return Context(data, real, labels, color, size, recipe, cfg.channels, cfg.images, device)
+    ctx = Context(data, real, labels, color, size, recipe, cfg.channels, cfg.images, device)
+    ctx.spectrum, ctx.train_images, ctx.train_labels = spectrum, train_images, train_labels
+    return ctx
+
+
+def load_priors(cfg: VisConfig, models: dict[str, LoadedModel], data_desc: dict[str, Any], device: Any) -> dict:
+    """``{model: LearnedPrior}`` for ``cfg.generators``, each checked against its model's weights and data."""
+    from ..generator import load_prior
+
+    unknown = [name for name in cfg.generators if name not in models]
+    if unknown:
+        raise ValueError(f"generators: no model named {', '.join(unknown)} in this run (models: {', '.join(models)})")
+    return {
+        name: load_prior(path, models[name].net, str(models[name].path), data_desc).to(device)
+        for name, path in cfg.generators.items()
+    }
 
 
 def data_fingerprint(ctx: Context, data_desc: dict[str, Any]) -> str:
@@ -168,7 +185,9 @@ def visualize(
     device = torch.device(cfg.device)
     for lm in models.values():
         lm.net.to(device).eval()
+    priors = load_priors(cfg, models, data_desc, device)  # before any work: a wrong file fails now
     ctx = build_context(cfg, loaded.data_module, device)
+    ctx.nets, ctx.priors = {name: lm.net for name, lm in models.items()}, priors
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = PartStore(out)
@@ -184,6 +203,7 @@ def visualize(
         "color": ctx.color.to_dict(),
         **({"spectrum": ctx.recipe.spectrum.to_dict()} if ctx.recipe.spectrum is not None else {}),
         "layers": layers,
+        **({"generators": {name: p.summary() for name, p in priors.items()}} if priors else {}),
         "models": {
             name: {"checkpoint": str(lm.path), "arch": lm.arch, "epoch": lm.epoch, "methods": {}}
             for name, lm in models.items()
@@ -201,7 +221,12 @@ def visualize(
             lays = layers[name] if method.takes_layer else [None]
             for layer in lays:
                 key = method_name if len(lays) == 1 else f"{method_name}:{layer}"
-                fp = fingerprint(*common, weights[name], method_name, layer, settings_dict)
+                extra = []
+                if method.uses_generator and name in priors:
+                    extra.append(priors[name].record["recipe"])
+                if method.uses_other_nets:
+                    extra.append(weights)
+                fp = fingerprint(*common, weights[name], method_name, layer, settings_dict, *extra)
                 entry = None if fresh else store.load(name, key, fp)
                 if entry is not None and all((out / rel).is_file() for rel in entry["images"]):
                     run.reused.append(f"{name}/{key}")
@@ -209,7 +234,7 @@ def visualize(
                 else:
                     start = time.perf_counter()
                     torch.manual_seed(cfg.seed)  # anything that draws from the global RNG starts the same
-                    res = method(Job(lm.net, layer, ctx, settings))
+                    res = method(Job(lm.net, layer, ctx, settings, name))
                     secs = time.perf_counter() - start
                     if res is None:
                         console.print(f"[{name}] {key}: not applicable, skipped", markup=False)

@@ -1,0 +1,297 @@
+"""Training the learned prior for one classifier on its own training images, resumably, into one file.
+
+The generator ``G`` learns to draw an image from its code ``h`` (:func:`~topdown.generator.model.codes`) with
+three losses, each in units of the real images' own scale so that their weights read alike:
+
+* pixels: ``mean (G(h) - x)^2``;
+* features (Dosovitskiy & Brox 2016): the classifier's activation at an earlier stage (``feature_layer``) of
+  ``G(h)`` against that of ``x``, over the real activation's mean square;
+* code: the code of ``G(h)`` against ``h``, over the codes' mean square (the drawn image must be read back as
+  the code it was drawn from: what DGN-AM's ascent and PPGN's sampler rely on).
+
+No adversarial term: ``adversarial_weight`` is recorded as 0 (see docs/generator.md for why).
+
+Beside ``G``, a small denoising autoencoder on the codes is trained (PPGN's learned prior on ``h``), and the codes'
+range and statistics are recorded (DGN-AM clips to that range).
+
+The file (``torch.save``; loads with ``weights_only=True``) records the checkpoint and data it was trained for.
+After every epoch a ``<name>.partial.pt`` is written atomically; a killed run resumes from it, and a finished
+one with the same recipe is reused.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..io import atomic_write_bytes
+from ..lit import NonFiniteLossError
+from ..models.base import ImageClassifierNet
+from ..robustness.results import fingerprint, weights_sha256
+from .model import CodeDAE, CodeGenerator, codes_and_features
+
+#: What a generator file says it is, and the layout version of its record.
+FORMAT = "topdown-generator"
+VERSION = 1
+
+
+class GeneratorError(ValueError):
+    """A generator file that cannot be used: unreadable, of another format, or for another net or data."""
+
+
+@dataclass
+class GeneratorConfig:
+    """How the learned prior is trained.
+
+    Args:
+        epochs: passes over the training images.
+        batch_size: images per step.
+        lr: Adam learning rate (betas 0.5, 0.999, as in DCGAN-style generators).
+        width: the generator's full-resolution channels (coarser blocks have up to 8x as many).
+        pixel_weight: weight of the pixel loss.
+        feature_weight: weight of the feature-matching loss.
+        code_weight: weight of the code loss.
+        adversarial_weight: weight of an adversarial term; only 0 is supported (recorded so a file says it).
+        feature_layer: the stage whose activations are matched (``None``: the net's middle stage, the one the
+            visualizer renders by default).
+        images: at most this many training images (``None``: all).
+        dae_epochs: passes of the code autoencoder over the codes.
+        dae_noise: its input noise, in units of each code dimension's standard deviation.
+        seed: the generator's initialization and the batches' order.
+    """
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    width: int = 32
+    pixel_weight: float = 1.0
+    feature_weight: float = 1.0
+    code_weight: float = 1.0
+    adversarial_weight: float = 0.0
+    feature_layer: str | None = None
+    images: int | None = None
+    dae_epochs: int = 200
+    dae_noise: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "width": self.width}
+        positive |= {"dae_epochs": self.dae_epochs, **({"images": self.images} if self.images is not None else {})}
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"generator {key} must be >= 1, got {value}")
+        if not self.lr > 0:
+            raise ValueError(f"generator lr must be > 0, got {self.lr}")
+        weights = {"pixel_weight": self.pixel_weight, "feature_weight": self.feature_weight}
+        for key, value in {**weights, "code_weight": self.code_weight, "dae_noise": self.dae_noise}.items():
+            if value < 0:
+                raise ValueError(f"generator {key} must be >= 0, got {value}")
+        if self.adversarial_weight != 0:
+            raise ValueError(
+                f"generator adversarial_weight: only 0 is supported, got {self.adversarial_weight} (docs/generator.md)"
+            )
+
+
+def middle_stage(net: ImageClassifierNet) -> str:
+    stages = net.stage_names()
+    return stages[(len(stages) - 1) // 2]
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _save(path: Path, record: dict[str, Any]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(record, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_generator_file(path: str | Path) -> dict[str, Any]:
+    """The record in a generator file (``weights_only=True``), with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratorError(f"{path}: generator file not found (train one: python -m topdown.generator)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling, truncation, not a torch file: all "cannot use it"
+        raise GeneratorError(f"{path}: not a readable generator file ({str(err).splitlines()[0][:200]})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise GeneratorError(f"{path}: not a topdown generator file (no format {FORMAT!r})")
+    if record.get("version") != VERSION:
+        raise GeneratorError(f"{path}: generator file version {record.get('version')}, this topdown reads {VERSION}")
+    return record
+
+
+def _train_dae(h: torch.Tensor, cfg: GeneratorConfig) -> CodeDAE:
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    torch.manual_seed(cfg.seed + 1)
+    dae = CodeDAE(h.shape[1])
+    dae.mean.copy_(h.mean(0))
+    dae.std.copy_(h.std(0).clamp_min(1e-6))
+    opt = torch.optim.Adam(dae.net.parameters(), lr=1e-3)
+    for _ in range(cfg.dae_epochs):
+        for idx in torch.randperm(len(h), generator=gen).split(256):
+            clean = h[idx]
+            noisy = (clean + cfg.dae_noise * dae.std * torch.randn(clean.shape, generator=gen)).clamp_min(0)
+            loss = F.mse_loss((dae(noisy) - dae.mean) / dae.std, (clean - dae.mean) / dae.std)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return dae.eval()
+
+
+def _epoch(
+    gen: CodeGenerator,
+    net: ImageClassifierNet,
+    opt: torch.optim.Optimizer,
+    data: dict[str, torch.Tensor],
+    cfg: GeneratorConfig,
+    layer: str,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass over the images; the loss terms' means."""
+    images, h, feats = data["images"], data["codes"], data["features"]
+    feat_scale, code_scale = float(feats.pow(2).mean()), float(h.pow(2).mean())
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+    sums = {"pixel": 0.0, "feature": 0.0, "code": 0.0, "total": 0.0}
+    gen.train()
+    for idx in order.split(cfg.batch_size):
+        x, hx, fx = images[idx], h[idx], feats[idx]
+        g = gen(hx)
+        hg, fg = codes_and_features(net, g, layer)
+        terms = {
+            "pixel": F.mse_loss(g, x),
+            "feature": F.mse_loss(fg, fx) / feat_scale,
+            "code": F.mse_loss(hg, hx) / code_scale,
+        }
+        loss = cfg.pixel_weight * terms["pixel"] + cfg.feature_weight * terms["feature"]
+        loss = loss + cfg.code_weight * terms["code"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"generator training: the loss is {float(loss)} at epoch {epoch + 1} (lower --lr); the last "
+                "finished epoch is kept in the .partial.pt file"
+            )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for k, v in terms.items():
+            sums[k] += float(v.detach()) * len(idx)
+        sums["total"] += float(loss.detach()) * len(idx)
+    return {k: v / len(images) for k, v in sums.items()}
+
+
+def prepare(net: ImageClassifierNet, images: torch.Tensor, layer: str, batch: int = 128) -> dict[str, torch.Tensor]:
+    """The training images with their codes and ``layer`` activations, computed once (the images are fixed)."""
+    out: dict[str, list[torch.Tensor]] = {"codes": [], "features": []}
+    with torch.no_grad():
+        for x in images.split(batch):
+            h, f = codes_and_features(net, x, layer)
+            out["codes"].append(h)
+            out["features"].append(f.contiguous())
+    return {"images": images, **{k: torch.cat(v) for k, v in out.items()}}
+
+
+def train_generator(
+    net: ImageClassifierNet,
+    images: torch.Tensor,
+    out: str | Path,
+    cfg: GeneratorConfig | None = None,
+    checkpoint: str = "",
+    data: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume, or reuse) the prior for ``net`` on ``images`` (N, 3, S, S) in [0, 1]; write it to
+    ``out``; return its record. ``checkpoint`` and ``data`` (the data's description) are recorded, and checked
+    wherever the file is used."""
+    cfg = cfg or GeneratorConfig()
+    cfg.validate()
+    out = Path(out)
+    partial = out.with_name(out.stem + ".partial.pt")
+    net = net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    layer = cfg.feature_layer or middle_stage(net)
+    if layer not in dict(net.named_modules()):
+        raise ValueError(f"generator feature_layer: {type(net).__name__} has no layer {layer!r}")
+    if cfg.images is not None:
+        images = images[: cfg.images]
+    recipe = fingerprint(VERSION, weights_sha256(net), data or {}, asdict(cfg), layer, list(images.shape))
+    for path in (out, partial):
+        if path.is_file():
+            try:
+                record = read_generator_file(path)
+            except GeneratorError:
+                record = None
+            if record is not None and record.get("recipe") == recipe:
+                if record.get("complete"):
+                    _log(f"generator: {out} is trained for this recipe; reused", progress)
+                    return record
+                break
+    else:
+        record = None
+    size = images.shape[-1]
+    prepared = prepare(net, images, layer)
+    h = prepared["codes"]
+    torch.manual_seed(cfg.seed)
+    G = CodeGenerator(h.shape[1], size, cfg.width)
+    opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    if record is not None:  # resume where the partial file stopped
+        G.load_state_dict(record["generator"]["state_dict"])
+        opt.load_state_dict(record["optimizer"])
+        dae = CodeDAE(**record["dae"]["config"])
+        dae.load_state_dict(record["dae"]["state_dict"])
+        _log(f"generator: resuming at epoch {record['epochs_done'] + 1}/{cfg.epochs} from {partial}", progress)
+    else:
+        start = time.perf_counter()
+        dae = _train_dae(h, cfg)
+        record = {
+            "format": FORMAT,
+            "version": VERSION,
+            "recipe": recipe,
+            "net": {"checkpoint": str(checkpoint), "sha256": weights_sha256(net), "class": type(net).__name__},
+            "data": data or {},
+            "config": asdict(cfg),
+            "layer": layer,
+            "code": {"dim": h.shape[1], "lo": h.min(0).values, "hi": h.max(0).values, "mean": h.mean(0)},
+            "code_std": h.std(0),
+            "images": len(images),
+            "history": [],
+            "epochs_done": 0,
+            "seconds": time.perf_counter() - start,
+            "complete": False,
+        }
+    for epoch in range(record["epochs_done"], cfg.epochs):
+        start = time.perf_counter()
+        for group in opt.param_groups:  # cosine decay to a tenth, a function of the epoch (so resuming matches)
+            group["lr"] = cfg.lr * (0.55 + 0.45 * torch.cos(torch.tensor(torch.pi * epoch / cfg.epochs)).item())
+        losses = _epoch(G, net, opt, prepared, cfg, layer, epoch)
+        seconds = time.perf_counter() - start
+        record["history"].append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in losses.items()}})
+        record.update(
+            epochs_done=epoch + 1,
+            seconds=record["seconds"] + seconds,
+            generator={"config": G.config(), "state_dict": G.state_dict()},
+            dae={"config": dae.config(), "state_dict": dae.state_dict()},
+            optimizer=opt.state_dict(),
+        )
+        _save(partial, record)
+        terms = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        _log(f"generator: epoch {epoch + 1}/{cfg.epochs}: {terms} ({seconds:.1f} s)", progress)
+    record.pop("optimizer", None)
+    record["complete"] = True
+    G.eval()
+    record["generator"] = {"config": G.config(), "state_dict": G.state_dict()}
+    _save(out, record)
+    partial.unlink(missing_ok=True)
+    _log(f"generator: {out} ({record['seconds']:.0f} s, {record['epochs_done']} epochs)", progress)
+    return record
