@@ -27,7 +27,7 @@ from typing import Any
 
 from .io import atomic_write_bytes, atomic_write_text
 from .options import DataOptions, parse_command
-from .pipeline import STAGES, Pipeline, PipelineConfig, check_redo, check_stages
+from .pipeline import DEFAULT_STAGES, Pipeline, PipelineConfig, check_redo, check_stages
 from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
     CONTROLS,
@@ -106,7 +106,7 @@ class ExperimentConfig:
     accuracy_control: bool = False
     results_md: str = "docs/results.md"
     published: str | None = None
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     redo: list[str] = field(default_factory=list)
     only: str = "all"
 

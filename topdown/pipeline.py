@@ -25,9 +25,12 @@ from rich.console import Console
 from . import env  # noqa: F401
 from .io import atomic_write_json
 from .options import DataOptions, parse_command
+from .generator.train import GeneratorConfig
 from .stages import StageBar
 
-STAGES = ("train", "evaluate", "visualize", "findings", "report")
+STAGES = ("train", "generator", "evaluate", "visualize", "findings", "report")
+#: What runs unless ``stages`` says otherwise: every stage but the optional ``generator``.
+DEFAULT_STAGES = ("train", "evaluate", "visualize", "findings", "report")
 #: The name in results.json of a control model trained from ``configs/<stem>.yaml``.
 CONTROL_NAMES = {"baseline_blur": "blur_control"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +59,10 @@ class PipelineConfig:
             topdown.findings``: cue reliance, localization, band reliance, gradient and render spectra,
             dissection, CKA, with paired tests).
         findings_ig_steps: the findings' integrated-gradients steps (most of the stage's time).
-        stages: which stages to run, in order.
+        generator: how the optional ``generator`` stage trains the learned prior of the baseline and the
+            top-down net (``python -m topdown.generator``); the visualize stage then renders through them
+            (``dgn_am``, ``ppgn``, ``priors``).
+        stages: which stages to run, in order (``generator`` is optional: add it after ``train``).
         redo: finished stages to run again, with every later one (e.g. ``[visualize]`` after a change to the
             visualizations: it reruns them and rebuilds the report). ``evaluate`` reuses each saved part of
             the suite whose settings are unchanged. ``train`` cannot be redone in place: delete
@@ -85,7 +91,8 @@ class PipelineConfig:
     vis_args: list[str] | None = None
     findings_images: int = 128
     findings_ig_steps: int = 16
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     redo: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
     accuracy_control: bool = False
@@ -418,6 +425,31 @@ class Pipeline:
         command(argv + list(extra))
         self._finish(key, started, results=str(result))
 
+    def generator_files(self) -> dict[str, Path]:
+        """``{model: generator file}`` for the baseline and the top-down net."""
+        return {name: self.out / "generator" / f"{name}.pt" for name in ["baseline", "topdown"][: len(self.cfg.models)]}
+
+    def generator(self, i: int, n: int) -> None:
+        import torch
+
+        from .checkpoint import load_run
+        from .generator import train_generator
+
+        if self.done("generator"):
+            self._skip("generator", f"generator: done ({self.out / 'generator'})")
+            return
+        self._begin("generator", "generator (the learned prior of each net)")
+        started = time.time()
+        stems = self.arch_names()[: len(self.cfg.models)]
+        for (name, path), stem in zip(self.generator_files().items(), stems):
+            loaded = load_run([self.checkpoint(stem)], [name], self.cfg.data_root)
+            train = loaded.data_module.subset("train")
+            count = len(train) if self.cfg.generator.images is None else min(self.cfg.generator.images, len(train))
+            images = torch.stack([train[k][0] for k in range(count)])
+            lm = loaded.models[name]
+            train_generator(lm.net, images, path, self.cfg.generator, str(lm.path), loaded.data_description)
+        self._finish("generator", started, results=str(self.out / "generator"))
+
     def evaluate(self, i: int, n: int) -> None:
         from .robustness.cli import main as evaluate_main
 
@@ -442,7 +474,11 @@ class Pipeline:
 
         def args() -> list[str]:
             ckpts, names = self.eval_models()  # the controls too, with the same recipe and seeds
-            return _ckpt_args(ckpts) + ["--names", json.dumps(names), "--out", str(self.out / "vis")]
+            out = _ckpt_args(ckpts) + ["--names", json.dumps(names), "--out", str(self.out / "vis")]
+            if self.done("generator"):  # render through each net's learned prior too
+                gens = {name: str(path) for name, path in self.generator_files().items() if path.is_file()}
+                out += ["--generators", json.dumps(gens)]
+            return out
 
         self._stage("visualize", "visualize", self.out / "vis" / "vis.json", vis_main, args, self.vis_args)
 

@@ -46,7 +46,7 @@ class CodeGenerator(nn.Module):
     """``h`` (N, code_dim) -> image (N, 3, size, size) in [0, 1].
 
     A linear layer to a ``base`` x ``base`` map, then one block per octave: nearest-neighbour upsampling and
-    two 3x3 convolutions with batch norm and leaky ReLU (upsample-then-convolve draws no checkerboard, which
+    a 3x3 convolution with batch norm and leaky ReLU (upsample-then-convolve draws no checkerboard, which
     transposed convolutions do), halving the channels down to ``width``; a last 3x3 convolution and a sigmoid.
 
     Args:
@@ -56,7 +56,7 @@ class CodeGenerator(nn.Module):
         base: side of the first map.
     """
 
-    def __init__(self, code_dim: int, size: int = 64, width: int = 32, base: int = 4) -> None:
+    def __init__(self, code_dim: int, size: int = 64, width: int = 16, base: int = 4) -> None:
         super().__init__()
         octaves = math.log2(size / base)
         if size % base or octaves != int(octaves) or octaves < 1:
@@ -69,9 +69,6 @@ class CodeGenerator(nn.Module):
             blocks += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
                 nn.BatchNorm2d(cout),
                 nn.LeakyReLU(0.2),
             ]

@@ -69,7 +69,7 @@ class GeneratorConfig:
     epochs: int = 40
     batch_size: int = 64
     lr: float = 2e-3
-    width: int = 32
+    width: int = 16
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
     code_weight: float = 1.0

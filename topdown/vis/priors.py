@@ -160,3 +160,25 @@ def table(measures: dict[str, dict[str, Any]], judge: str | None) -> dict[str, A
             ]
         )
     return {"header": header, "rows": rows, "judge": judge}
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The priors tables of a ``vis.json`` document, one per visualized net and judge, as Markdown."""
+    lines = []
+    for name, model in doc.get("models", {}).items():
+        entry = model.get("methods", {}).get("priors")
+        if entry is None:
+            continue
+        for t in entry["details"]["tables"]:
+            lines += ["", f"**{name}'s renders**, judged by {t['judge'] or 'itself'}:", ""]
+            lines.append("| " + " | ".join(t["header"]) + " |")
+            lines.append("|" + "---|" * len(t["header"]))
+            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in t["rows"]]
+    return "\n".join(lines).strip() + "\n" if lines else "no priors method in this vis.json\n"
+
+
+if __name__ == "__main__":  # python -m topdown.vis.priors <vis.json>: the side-by-side tables as Markdown
+    import json
+    import sys
+
+    print(markdown(json.loads(open(sys.argv[1]).read())), end="")
