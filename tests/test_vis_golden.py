@@ -59,6 +59,11 @@ def normalized(doc: dict[str, Any]) -> dict[str, Any]:
         for entry in m["methods"].values():
             for key in VOLATILE:
                 entry.pop(key, None)
+            details = entry.get("details", {})
+            for measures in details.get("measures", {}).values():  # the priors' time per image
+                measures.pop("seconds_per_image", None)
+            for t in details.get("tables", []):  # its last column is that time
+                t["header"], t["rows"] = t["header"][:-1], [row[:-1] for row in t["rows"]]
     return doc
 
 

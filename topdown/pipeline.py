@@ -23,9 +23,9 @@ from typing import Any
 from rich.console import Console
 
 from . import env  # noqa: F401
+from .generator.train import GeneratorConfig
 from .io import atomic_write_json
 from .options import DataOptions, parse_command
-from .generator.train import GeneratorConfig
 from .stages import StageBar
 
 STAGES = ("train", "generator", "evaluate", "visualize", "findings", "report")
@@ -97,6 +97,11 @@ class PipelineConfig:
     controls: list[str] = field(default_factory=list)
     accuracy_control: bool = False
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.generator, GeneratorConfig):  # a parsed namespace or a stored dict
+            g = self.generator
+            self.generator = GeneratorConfig(**(dict(g) if isinstance(g, dict) else vars(g)))
 
     def for_dataset(self) -> dict[str, Any]:
         """This dataset's ``per_dataset`` entry, checked: a one-line ``ValueError`` names an unknown key."""

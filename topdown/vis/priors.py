@@ -180,5 +180,6 @@ def markdown(doc: dict[str, Any]) -> str:
 if __name__ == "__main__":  # python -m topdown.vis.priors <vis.json>: the side-by-side tables as Markdown
     import json
     import sys
+    from pathlib import Path
 
-    print(markdown(json.loads(open(sys.argv[1]).read())), end="")
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())), end="")
