@@ -150,3 +150,15 @@ def evaluate_main(args: list[str] | None = None) -> Any:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def run_module_command(run: Any, argv: list[str] | None) -> Any:
+    """``run(argv)`` (default ``sys.argv[1:]``) for a ``python -m topdown.<command>``: a user error printed as one
+    ``error:`` line with exit status 1 (its traceback with ``TOPDOWN_TRACEBACK`` set)."""
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except USER_ERRORS as err:
+        if os.environ.get("TOPDOWN_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

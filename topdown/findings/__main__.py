@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +117,9 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ..cli import USER_ERRORS
+    from ..cli import run_module_command
 
-    try:
-        return run(list(sys.argv[1:] if argv is None else argv))
-    except USER_ERRORS as err:
-        if os.environ.get("TOPDOWN_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    return run_module_command(run, argv)
 
 
 if __name__ == "__main__":

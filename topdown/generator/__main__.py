@@ -4,8 +4,6 @@ the same recipe is reused)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from .. import env  # noqa: F401  (sets environment before third-party imports)
@@ -45,15 +43,9 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ..cli import USER_ERRORS
+    from ..cli import run_module_command
 
-    try:
-        return run(list(sys.argv[1:] if argv is None else argv))
-    except USER_ERRORS as err:
-        if os.environ.get("TOPDOWN_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    return run_module_command(run, argv)
 
 
 if __name__ == "__main__":
