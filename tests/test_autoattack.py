@@ -21,7 +21,7 @@ from topdown.robustness import (
     prepare_model,
 )
 from topdown.robustness.autoattack import AutoAttackRun, run_autoattack
-from topdown.robustness.results import bits
+from topdown.robustness.decode import bits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EPS = 8 / 255

@@ -87,14 +87,15 @@ def test_a_generator_for_another_net_or_other_data_is_refused_in_one_line(traine
         load_prior(bad, net)
 
 
-def test_a_killed_training_resumes_where_it_stopped(tmp_path, net, images, data, monkeypatch) -> None:
-    cfg = GeneratorConfig(**{**CFG, "epochs": 3})
+@pytest.mark.parametrize("adversarial", [0.0, 0.1], ids=["plain", "with_critic"])
+def test_a_killed_training_resumes_where_it_stopped(tmp_path, net, images, data, monkeypatch, adversarial) -> None:
+    cfg = GeneratorConfig(**{**CFG, "epochs": 3, "adversarial_weight": adversarial})
     whole = train_generator(net, images, tmp_path / "whole.pt", cfg, "tiny.ckpt", data.describe(), progress=False)
     real_epoch, calls = T._epoch, []
 
     def dies_in_the_third(*args, **kw):
-        calls.append(args[-1])
-        if args[-1] == 2:
+        calls.append(args[6])
+        if args[6] == 2:
             raise KeyboardInterrupt
         return real_epoch(*args, **kw)
 
@@ -106,10 +107,11 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path, net, images, data,
     assert partial["epochs_done"] == 2 and not out.exists()
     monkeypatch.setattr(T, "_epoch", real_epoch)
     calls.clear()
-    monkeypatch.setattr(T, "_epoch", lambda *a, **k: (calls.append(a[-1]), real_epoch(*a, **k))[1])
+    monkeypatch.setattr(T, "_epoch", lambda *a, **k: (calls.append(a[6]), real_epoch(*a, **k))[1])
     resumed = train_generator(net, images, out, cfg, "tiny.ckpt", data.describe(), progress=False)
     assert calls == [2]  # only the epoch the kill lost
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert ("adversarial" in resumed["history"][-1]) == (adversarial > 0) and "critic" not in resumed
     for k, v in whole["generator"]["state_dict"].items():
         assert torch.allclose(v.float(), resumed["generator"]["state_dict"][k].float(), atol=1e-5), k
     # a finished file with the same recipe is reused, not trained again
@@ -121,8 +123,8 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path, net, images, data,
 def test_bad_settings_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="generator epochs must be >= 1"):
         GeneratorConfig(epochs=0).validate()
-    with pytest.raises(ValueError, match="adversarial_weight"):
-        GeneratorConfig(adversarial_weight=0.1).validate()
+    with pytest.raises(ValueError, match="generator adversarial_weight must be >= 0, got -0.1"):
+        GeneratorConfig(adversarial_weight=-0.1).validate()
 
 
 def test_dgn_am_and_ppgn_raise_the_class_probability(trained, net, data) -> None:

@@ -19,6 +19,7 @@ from records import differences, machine
 from torch import nn
 
 from topdown.checkpoint import CheckpointError
+from topdown.io import atomic_write_json
 from topdown.lit import CHECKPOINT_KEY
 from topdown.robustness import (
     CORRUPTIONS,
@@ -46,9 +47,9 @@ from topdown.robustness import (
     stratified_subset,
 )
 from topdown.robustness.perturbations import draws_for
-from topdown.robustness.results import PartStore, atomic_write_json
 from topdown.robustness.sanity import bits, run_checks
 from topdown.robustness.scales import LevelInput, level_factors
+from topdown.store import PartStore
 
 ROOT = Path(__file__).resolve().parents[1]
 EPS_LINF = [0.0, 2 / 255, 8 / 255]

@@ -16,8 +16,9 @@ from test_vis_golden import ADDED, TOLERANCE, golden_checkpoints
 from topdown.cli import evaluate_main
 from topdown.vis.catalog import METHODS
 from topdown.vis.cli import parse
-from topdown.vis.config import VisConfig, scaled_steps
+from topdown.vis.config import VisConfig
 from topdown.vis.method import Method
+from topdown.vis.settings import scaled_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 VIS_CONFIGS = sorted((ROOT / "configs" / "vis").glob("*.yaml"))

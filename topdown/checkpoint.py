@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .errors import ConfigError, TopdownError
 from .lit import CHECKPOINT_KEY
 from .models.base import ImageClassifierNet, is_topdown
 from .models.registry import build_from_config
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 LEGACY_ARGUMENTS: dict[str, dict[str, tuple[Any, Any]]] = {"TopDownResNet": {"merge_at": (None, "after_block")}}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TopdownError, ValueError):
     """A checkpoint that cannot be used: unreadable, unsafe, or of an unknown architecture."""
 
 
@@ -130,11 +131,11 @@ def load_checkpoints(
     from .data.description import SAME_DATA_KEYS
 
     if not paths:
-        raise ValueError("ckpt: no checkpoint given: pass --ckpt <baseline.ckpt> --ckpt <topdown.ckpt>")
+        raise ConfigError("ckpt: no checkpoint given: pass --ckpt <baseline.ckpt> --ckpt <topdown.ckpt>")
     if names is not None and len(names) != len(paths):
-        raise ValueError(f"names: {len(names)} entries for {len(paths)} checkpoints")
+        raise ConfigError(f"names: {len(names)} entries for {len(paths)} checkpoints")
     if names is not None and len(set(names)) != len(names):
-        raise ValueError(f"names: {next(n for n in names if names.count(n) > 1)!r} is given twice")
+        raise ConfigError(f"names: {next(n for n in names if names.count(n) > 1)!r} is given twice")
     loaded = [load_model(p) for p in paths]
     first = loaded[0]
     for lm in loaded:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import warnings
 from typing import Any
 
@@ -13,11 +12,10 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from . import env  # noqa: F401  (sets environment before third-party imports)
-from .checkpoint import CheckpointError
 from .clock import TrainingClock
 from .data.datamodule import FlowerData
-from .data.sources import ImageLoadError
-from .lit import ImageClassifier, NonFiniteLossError
+from .errors import run_command
+from .lit import ImageClassifier
 
 
 class _NoAdverts(logging.Filter):
@@ -41,15 +39,6 @@ def quiet_lightning() -> None:
 
 
 quiet_lightning()
-
-#: Errors a user can act on: printed as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    NonFiniteLossError,
-    ImageLoadError,
-    CheckpointError,
-    FileNotFoundError,
-    ValueError,
-)
 
 
 class TopDownCLI(LightningCLI):
@@ -118,47 +107,30 @@ def trainer_defaults() -> dict[str, Any]:
 
 def train_main(args: list[str] | None = None) -> Any:
     """``python train.py fit|validate|test --config configs/topdown.yaml``."""
-    try:
+
+    def train(argv: list[str]) -> Any:
         return TopDownCLI(
             ImageClassifier,
             FlowerData,
             trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
-            args=args,
+            args=argv,
             auto_configure_optimizers=False,
         )
-    except USER_ERRORS as err:
-        if os.environ.get("TOPDOWN_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+
+    return run_command(train, args)
 
 
 def evaluate_main(args: list[str] | None = None) -> Any:
-    """``evaluate.py [robustness options]`` or ``evaluate.py visualize [options]``."""
-    args = list(sys.argv[1:] if args is None else args)
-    try:
-        if args and args[0] == "visualize":
-            from .vis.cli import main as vis_main
+    """``evaluate.py [robustness options]`` (the suite) or ``evaluate.py visualize [options]``."""
 
-            return vis_main(args[1:])
+    def evaluate(argv: list[str]) -> Any:
+        if argv and argv[0] == "visualize":
+            from .vis.cli import main as visualize  # heavy: captum and the method catalog
+
+            return visualize(argv[1:])
         from .robustness.cli import main as robustness_main
 
-        return robustness_main(args)
-    except USER_ERRORS as err:
-        if os.environ.get("TOPDOWN_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        return robustness_main(argv)
 
-
-def run_module_command(run: Any, argv: list[str] | None) -> Any:
-    """``run(argv)`` (default ``sys.argv[1:]``) for a ``python -m topdown.<command>``: a user error printed as one
-    ``error:`` line with exit status 1 (its traceback with ``TOPDOWN_TRACEBACK`` set)."""
-    try:
-        return run(list(sys.argv[1:] if argv is None else argv))
-    except USER_ERRORS as err:
-        if os.environ.get("TOPDOWN_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    return run_command(evaluate, args)

@@ -23,8 +23,9 @@ import statistics
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from .errors import run_command
 from .io import atomic_write_bytes, atomic_write_text
 from .options import DataOptions, parse_command
 from .pipeline import DEFAULT_STAGES, Pipeline, PipelineConfig, check_redo, check_stages
@@ -108,7 +109,7 @@ class ExperimentConfig:
     published: str | None = None
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     redo: list[str] = field(default_factory=list)
-    only: str = "all"
+    only: Literal["all", "aggregate"] = "all"
 
 
 def run_dir(cfg: ExperimentConfig, dataset: str, seed: int) -> Path:
@@ -620,7 +621,8 @@ def aggregate(cfg: ExperimentConfig) -> str:
     return text
 
 
-def main(args: list[str] | None = None) -> None:
+def run_experiment(argv: list[str]) -> None:
+    """Parse ``argv``, run the experiment it configures (unless ``--only aggregate``) and aggregate."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(
@@ -629,22 +631,19 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(ExperimentConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data", skip={"dataset"})
-    ns = parse_command(parser, args)
+    ns = parse_command(parser, argv)
     init = parser.instantiate(ns)
     cfg = ExperimentConfig(**{k: init[k] for k in ExperimentConfig.__dataclass_fields__ if k in init})
     cfg.data_root = ns.data.root or cfg.data_root
-    if cfg.only not in ("all", "aggregate"):
-        print(f"error: only: expected 'all' or 'aggregate', got {cfg.only!r}", file=sys.stderr)
-        sys.exit(1)
-    try:
-        check_stages(cfg.stages)
-        check_redo(cfg.redo)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    check_stages(cfg.stages)
+    check_redo(cfg.redo)
     if cfg.only == "all":
         run(cfg)
     print(aggregate(cfg))
+
+
+def main(args: list[str] | None = None) -> None:
+    run_command(run_experiment, args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from .errors import ConfigError, TopdownError
 from .metrics import classification_metrics
 from .models.base import ImageClassifierNet
 
@@ -19,7 +20,7 @@ CHECKPOINT_SCHEMA = 1
 CHECKPOINT_KEY = "topdown"
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(TopdownError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
@@ -52,7 +53,7 @@ class ImageClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if schedule not in ("onecycle", "cosine", "constant"):
-            raise ValueError(f"model.schedule: unknown schedule {schedule!r}; choose onecycle, cosine or constant")
+            raise ConfigError(f"model.schedule: unknown schedule {schedule!r}; choose onecycle, cosine or constant")
         self.save_hyperparameters(ignore=["net"])
         if isinstance(net, ImageClassifierNet) and net.num_classes != num_classes:
             net.reset_classifier(num_classes)

@@ -11,6 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
+from .errors import ConfigError
+
 
 def classification_metrics(num_classes: int) -> MetricCollection:
     """top-1, macro accuracy, ECE, and top-5 where there are more than 5 classes."""
@@ -37,7 +39,7 @@ def clean_metrics(
     lg, y = torch.cat(logits), torch.cat(labels)
     k = len(classes)
     if lg.shape[1] != k:
-        raise ValueError(f"the network has {lg.shape[1]} outputs but the data has {k} classes")
+        raise ConfigError(f"the network has {lg.shape[1]} outputs but the data has {k} classes")
     summary = {name: float(v) for name, v in classification_metrics(k)(lg, y).items()}
     per_class = MulticlassAccuracy(k, average=None)(lg, y)
     counts = torch.bincount(y, minlength=k)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .errors import ConfigError
+
 
 class AppendAction(argparse.Action):
     """A list option that can be repeated: ``--ckpt a --ckpt b`` or ``--ckpt '[a, b]'``.
@@ -27,12 +29,12 @@ class AppendAction(argparse.Action):
 
 
 def parse_args(parser: Any, argv: list[str]) -> Any:
-    """``parser.parse_args(argv)`` with any error as one ``ValueError`` line (jsonargparse spreads its messages
+    """``parser.parse_args(argv)`` with any error as one ``ConfigError`` line (jsonargparse spreads its messages
     over several). The parser must be built with ``exit_on_error=False``."""
     try:
         return parser.parse_args(argv)
     except argparse.ArgumentError as err:
-        raise ValueError(" ".join(str(err).split())) from None
+        raise ConfigError(" ".join(str(err).split())) from None
 
 
 class DataOptions:
@@ -62,15 +64,8 @@ def warn_deprecated(argv: list[str]) -> None:
             print(f"note: {old} is deprecated and will be removed; use {new}", file=sys.stderr)
 
 
-def parse_command(parser: Any, args: list[str] | None) -> Any:
-    """A command's options from ``args`` (default ``sys.argv[1:]``): deprecated options noted, and a bad option
-    printed as one ``error:`` line with exit status 1."""
-    import sys
-
-    argv = list(sys.argv[1:] if args is None else args)
+def parse_command(parser: Any, argv: list[str]) -> Any:
+    """A command's options from ``argv``, deprecated options noted; a bad option raises one-line
+    :class:`~topdown.errors.ConfigError` (:func:`topdown.errors.run_command` prints it)."""
     warn_deprecated(argv)
-    try:
-        return parse_args(parser, argv)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    return parse_args(parser, argv)

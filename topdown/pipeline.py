@@ -13,7 +13,6 @@ on their own: the pipeline calls exactly them.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from . import env  # noqa: F401
+from .errors import ConfigError, run_command
 from .generator.train import GeneratorConfig
 from .io import atomic_write_json
 from .options import DataOptions, parse_command
@@ -107,7 +107,7 @@ class PipelineConfig:
         """This dataset's ``per_dataset`` entry, checked: a one-line ``ValueError`` names an unknown key."""
         entry = self.per_dataset.get(self.dataset) or {}
         if bad := sorted(set(entry) - {"eval_config", "vis_args", "estimates"}):
-            raise ValueError(
+            raise ConfigError(
                 f"per_dataset.{self.dataset}: unknown key(s) {bad}; choose from eval_config, vis_args, estimates"
             )
         return entry
@@ -117,13 +117,13 @@ def check_redo(redo: list[str]) -> None:
     """Raise a one-line ``ValueError`` for a stage that cannot be redone in place."""
     check_stages(redo, "redo")
     if "train" in redo:
-        raise ValueError("redo: train cannot be redone in place; delete <out>/train/<model> to retrain a model")
+        raise ConfigError("redo: train cannot be redone in place; delete <out>/train/<model> to retrain a model")
 
 
 def check_stages(stages: list[str], key: str = "stages") -> None:
     """Raise a one-line ``ValueError`` naming ``key`` and any stage that is not one of :data:`STAGES`."""
     if bad := [s for s in stages if s not in STAGES]:
-        raise ValueError(f"{key}: unknown stage(s) {bad}; choose from {list(STAGES)}")
+        raise ConfigError(f"{key}: unknown stage(s) {bad}; choose from {list(STAGES)}")
 
 
 def _has_spectra(path: Path, names: list[str]) -> bool:
@@ -176,7 +176,7 @@ def nearest_epoch(epochs: Sequence[int], goal: float, measure: Callable[[int], f
     schedule (bar a point of noise between neighbours)."""
     order = sorted(epochs)
     if not order:
-        raise ValueError("no epochs to choose from")
+        raise ConfigError("no epochs to choose from")
     seen: dict[int, float] = {}
 
     def key(i: int) -> tuple[float, int]:
@@ -195,7 +195,9 @@ class Pipeline:
         check_stages(cfg.stages)
         check_redo(cfg.redo)
         if cfg.dataset not in ("synthetic", "flower_photos", "flowers102"):
-            raise ValueError(f"dataset: unknown dataset {cfg.dataset!r}; choose synthetic, flower_photos or flowers102")
+            raise ConfigError(
+                f"dataset: unknown dataset {cfg.dataset!r}; choose synthetic, flower_photos or flowers102"
+            )
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.state_path = self.out / "pipeline.json"
@@ -212,9 +214,9 @@ class Pipeline:
                 state = json.loads(self.state_path.read_text())
             except json.JSONDecodeError as err:
                 msg = f"{self.state_path}: unreadable pipeline state ({err}); delete it to start over"
-                raise ValueError(msg) from err
+                raise ConfigError(msg) from err
             if state.get("config", {}).get("dataset") not in (None, self.cfg.dataset):
-                raise ValueError(
+                raise ConfigError(
                     f"{self.out} holds a pipeline run on {state['config']['dataset']!r}; "
                     f"use another --out for {self.cfg.dataset!r}"
                 )
@@ -278,12 +280,12 @@ class Pipeline:
         target = epoch_val_acc(self.out / "train" / td)
         curve = epoch_val_acc(self.out / "train" / base)
         if not target or not curve:
-            raise ValueError(f"{self.out}/train: no validation accuracy logged to choose the accuracy control from")
+            raise ConfigError(f"{self.out}/train: no validation accuracy logged to choose the accuracy control from")
         goal = target[max(target)]
         epoch = min(curve, key=lambda e: (abs(curve[e] - goal), -e))
         path = self._epoch_checkpoint(base, epoch)
         if not path.is_file():
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: the baseline's epoch {epoch} was not kept; train it with configs/keep_epochs.yaml "
                 "(accuracy_control: true does so for new runs)"
             )
@@ -324,7 +326,7 @@ class Pipeline:
 
         kept = kept_epochs(self._epochs_dir(base))
         if not kept:
-            raise ValueError(
+            raise ConfigError(
                 f"{self._epochs_dir(base)}: no epochs kept to choose the accuracy control from; "
                 "train the baseline with configs/keep_epochs.yaml (accuracy_control: true does so for new runs)"
             )
@@ -542,7 +544,8 @@ class Pipeline:
         return report
 
 
-def main(args: list[str] | None = None) -> Path | None:
+def run_pipeline(argv: list[str]) -> Path | None:
+    """Parse ``argv`` and run the pipeline it configures."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(
@@ -551,19 +554,17 @@ def main(args: list[str] | None = None) -> Path | None:
     parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
     parser.add_class_arguments(PipelineConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data")
-    ns = parse_command(parser, args)
+    ns = parse_command(parser, argv)
     cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
     cfg.dataset = ns.data.dataset or cfg.dataset
     cfg.data_root = ns.data.root or cfg.data_root
     if cfg.out == PipelineConfig.out and cfg.dataset != "synthetic":
         cfg.out = f"outputs/{cfg.dataset}"
-    from .cli import USER_ERRORS
+    return Pipeline(cfg).run()
 
-    try:
-        return Pipeline(cfg).run()
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+
+def main(args: list[str] | None = None) -> Path | None:
+    return run_command(run_pipeline, args)
 
 
 if __name__ == "__main__":

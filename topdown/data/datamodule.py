@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import ConfigError
 from .sources import (
     FileImageSource,
     default_data_root,
@@ -145,13 +146,13 @@ class FlowerData(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
-            raise ValueError(f"data.dataset: unknown dataset {dataset!r}; choose one of {DATASETS}")
+            raise ConfigError(f"data.dataset: unknown dataset {dataset!r}; choose one of {DATASETS}")
         if image_size < 16:
-            raise ValueError(f"data.image_size must be >= 16, got {image_size}")
+            raise ConfigError(f"data.image_size must be >= 16, got {image_size}")
         if train_image_size is not None and train_image_size < 16:
-            raise ValueError(f"data.train_image_size must be >= 16, got {train_image_size}")
+            raise ConfigError(f"data.train_image_size must be >= 16, got {train_image_size}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"data.val_fraction {val_fraction} and data.test_fraction {test_fraction} must "
                 "be in [0, 1) and sum below 1"
             )
@@ -208,7 +209,7 @@ class FlowerData(pl.LightningDataModule):
 
         missing = [k for k in REQUIRED_KEYS if k not in desc]
         if missing:
-            raise ValueError(f"data description lacks {missing}: {desc}")
+            raise ConfigError(f"data description lacks {missing}: {desc}")
         args = {k: desc[k] for k in REBUILD_KEYS if k in desc}
         args.update(overrides)
         return cls(root=root, **args)
@@ -247,7 +248,7 @@ class FlowerData(pl.LightningDataModule):
     def subset(self, split: str, train: bool = False) -> AugmentedDataset:
         """A split as a dataset; ``train=True`` applies training augmentation."""
         if split not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {split!r}; choose train, val or test")
+            raise ConfigError(f"unknown split {split!r}; choose train, val or test")
         src, idx = self.splits()[split]
         if isinstance(src, FileImageSource):
             idx = src.drop_unreadable(idx, self.skip_corrupt)

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import TopdownError
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DATA_ROOT_ENV = "TOPDOWN_DATA_ROOT"
 
 
-class ImageLoadError(RuntimeError):
+class ImageLoadError(TopdownError, RuntimeError):
     """An image file that is missing, truncated or not an image."""
 
 

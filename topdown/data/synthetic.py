@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
+from ..errors import ConfigError
+
 __all__ = ["FORMS", "PATTERNS", "SyntheticFlowers", "class_table"]
 
 # Domain tags keep the label stream and the per-image streams independent of each other.
@@ -111,7 +113,7 @@ def class_table(num_classes: int) -> list[tuple[int, int]]:
     neither the form nor the pattern alone identifies the class.
     """
     if not 2 <= num_classes <= _MAX_CLASSES:
-        raise ValueError(f"num_classes must be in 2..{_MAX_CLASSES}, got {num_classes}")
+        raise ConfigError(f"num_classes must be in 2..{_MAX_CLASSES}, got {num_classes}")
     n_patterns = 2 if num_classes <= 12 else 3
     return [(c // n_patterns, c % n_patterns) for c in range(num_classes)]
 
@@ -422,14 +424,14 @@ def _paint(p: dict[str, Any], form: _Form, size: int, noise: np.ndarray) -> tupl
 # --------------------------------------------------------------------------------------------------
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise ConfigError(f"{name} must be an int, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be an int, got {value!r}") from None
+        raise ConfigError(f"{name} must be an int, got {value!r}") from None
     if v < low or (high is not None and v > high):
         bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be {bound}, got {v}")
+        raise ConfigError(f"{name} must be {bound}, got {v}")
     return v
 
 

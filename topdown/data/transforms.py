@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 AUGMENTATIONS = ("standard", "light", "none")
 
 
@@ -18,9 +20,9 @@ def train_transform(image_size: int, augment: str = "standard", crop_min_scale: 
     """Random resized crop (keeping ``crop_min_scale`` to all of the image's area), horizontal flip and colour
     jitter (``standard``); ``light`` keeps crop+flip."""
     if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {augment!r}; choose one of {AUGMENTATIONS}")
+        raise ConfigError(f"unknown augment {augment!r}; choose one of {AUGMENTATIONS}")
     if not 0 < crop_min_scale <= 1:
-        raise ValueError(f"data.crop_min_scale must be in (0, 1], got {crop_min_scale}")
+        raise ConfigError(f"data.crop_min_scale must be in (0, 1], got {crop_min_scale}")
     if augment == "none":
         return eval_transform(image_size)
     ops: list[A.BasicTransform] = [

@@ -16,16 +16,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..results_view import dig
-from ..robustness.results import PartStore, fingerprint, weights_sha256
 from ..stats import paired_p_value, paired_rank_p_value
+from ..store import PartStore, fingerprint, source_fingerprint, weights_sha256
 from .bands import DEFAULT_LEVELS, band_reliance
 from .cues import cue_reliance, pyramid_swaps
 from .detectors import stage_detectors
@@ -103,7 +103,7 @@ def compare(models: Mapping[str, Mapping[str, Any]], subject: str = "topdown") -
     """``{other model: {figure key: {subject, other, difference, p}}}``: the subject's mean of each per-image
     figure against every other model's on the same images, with the paired test's two-sided p-value."""
     if subject not in models:
-        raise ValueError(f"findings: no model named {subject!r} to compare (models: {list(models)})")
+        raise ConfigError(f"findings: no model named {subject!r} to compare (models: {list(models)})")
     out: dict[str, dict[str, Any]] = {}
     shared = figures(models)
     for other in models:
@@ -145,9 +145,9 @@ def check_findings(which: Sequence[str] | None, available: Mapping[str, bool]) -
         return [f for f, needs in FINDINGS.items() if needs is None or available.get(f, False)]
     for f in which:
         if f not in FINDINGS:
-            raise ValueError(f"findings: unknown finding {f!r}; choose from {', '.join(FINDINGS)}")
+            raise ConfigError(f"findings: unknown finding {f!r}; choose from {', '.join(FINDINGS)}")
         if FINDINGS[f] is not None and not available.get(f, False):
-            raise ValueError(f"findings: {f} needs {FINDINGS[f]}, which this data does not have")
+            raise ConfigError(f"findings: {f} needs {FINDINGS[f]}, which this data does not have")
     return list(which)
 
 
@@ -157,24 +157,20 @@ def check_layers(nets: Mapping[str, nn.Module], layers: Sequence[str]) -> None:
         modules = {n for n, _ in net.named_modules() if n}
         for layer in layers:
             if layer not in modules:
-                raise ValueError(
+                raise ConfigError(
                     f"layers: {name} has no layer {layer!r}; its stages are {', '.join(net.stage_names())}"
                 )
 
 
-#: The sources a stored finding depends on beyond its inputs: a result computed by other code is never reused.
-_SOURCES = ("findings/*.py", "vis/attribution.py", "vis/dissection.py", "robustness/scales.py", "models/pyramid.py")
-
-
-def code_fingerprint() -> str:
-    """A hash of the sources :data:`_SOURCES` names."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for pattern in _SOURCES:
-        for path in sorted(root.glob(pattern)):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
+#: The code a stored finding is a function of beyond its inputs (its fingerprint hashes these files).
+SOURCES = (
+    "findings/*.py",
+    "vis/attribution.py",
+    "vis/dissection.py",
+    "robustness/scales.py",
+    "models/*.py",
+    "data/*.py",
+)
 
 
 class _Parts:
@@ -190,17 +186,13 @@ class _Parts:
                 h.update(
                     t.detach().cpu().contiguous().numpy().tobytes() if isinstance(t, torch.Tensor) else repr(t).encode()
                 )
-            self.base = fingerprint(FINDINGS_SCHEMA, code_fingerprint(), h.hexdigest())
+            self.base = fingerprint(FINDINGS_SCHEMA, source_fingerprint(*SOURCES), h.hexdigest())
 
     def get(self, model: str, part: str, nets: Sequence[nn.Module], compute: Any) -> Any:
         if self.store is None:
             return compute()
         fp = fingerprint(self.base, part, [weights_sha256(n) for n in nets])
-        if (hit := self.store.load(model, part, fp)) is not None:
-            return hit["value"]
-        value = compute()
-        self.store.save(model, part, fp, {"value": value})
-        return value
+        return self.store.cached(model, part, fp, lambda: {"value": compute()})[0]["value"]
 
 
 def compute_findings(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import env  # noqa: F401  (sets environment before third-party imports)
+from ..errors import ConfigError, run_command
 
 
 def build_parser() -> Any:
@@ -48,12 +49,12 @@ def render_details(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"--vis {path}: cannot read it ({err})") from None
+        raise ConfigError(f"--vis {path}: cannot read it ({err})") from None
     out = {}
     for name in names:
         entry = doc.get("models", {}).get(name, {}).get("methods", {}).get("spectra")
         if entry is None:
-            raise ValueError(f"--vis {path}: no spectra renders of {name!r} (run the visualizer with its models)")
+            raise ConfigError(f"--vis {path}: no spectra renders of {name!r} (run the visualizer with its models)")
         out[name] = entry["details"]
     return out
 
@@ -66,7 +67,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from ..data.subsets import stratified_subset
     from ..io import atomic_write_json
     from ..options import parse_args
-    from ..robustness.results import PartStore
+    from ..store import PartStore
     from ..vis.dissection import synthetic_masks
     from . import compute_findings
     from .plots import localization_plot, make_plots
@@ -74,9 +75,9 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     args = parse_args(build_parser(), argv)
     if len(args.ckpt) < 2:
-        raise ValueError("--ckpt: give at least two checkpoints (the baseline and the top-down net)")
+        raise ConfigError("--ckpt: give at least two checkpoints (the baseline and the top-down net)")
     if args.images < 8:
-        raise ValueError(f"--images must be at least 8, got {args.images}")
+        raise ConfigError(f"--images must be at least 8, got {args.images}")
     run_ = load_run(args.ckpt, args.names, args.data_root)
     src, idx = run_.data_module.splits()["test"]
     test = run_.data_module.subset("test")
@@ -117,9 +118,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ..cli import run_module_command
-
-    return run_module_command(run, argv)
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import ConfigError
+
 #: A difference is claimed where the paired test's two-sided p is below this (on every seed, where several).
 ALPHA = 0.05
 
@@ -94,11 +96,11 @@ def across_seeds(docs: list[Mapping[str, Any]], other: str = "baseline") -> list
     where every seed agrees but a test does not back it; ``no difference`` where no seed differs; else
     ``mixed``."""
     if not docs:
-        raise ValueError("findings: no seeds to aggregate")
+        raise ConfigError("findings: no seeds to aggregate")
     subject = docs[0]["subject"]
     tables = [d["comparisons"].get(other) for d in docs]
     if any(t is None for t in tables):
-        raise ValueError(f"findings: some seeds have no comparison with {other!r}")
+        raise ConfigError(f"findings: some seeds have no comparison with {other!r}")
     out = []
     for key in [k for k in tables[0] if all(k in t for t in tables)]:
         rows = [t[key] for t in tables]
@@ -136,7 +138,7 @@ def markdown_across_seeds(docs: list[Mapping[str, Any]]) -> str:
     subject = docs[0]["subject"]
     others = _others(docs)
     if not others:
-        raise ValueError("findings: the seeds share no model to compare with")
+        raise ConfigError("findings: the seeds share no model to compare with")
     verdicts = {o: {r["key"]: r for r in across_seeds(docs, o)} for o in others}
     first = others[0]
     lines = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import env  # noqa: F401  (sets environment before third-party imports)
+from ..errors import run_command
 
 
 def build_parser() -> Any:
@@ -43,9 +44,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ..cli import run_module_command
-
-    return run_module_command(run, argv)
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

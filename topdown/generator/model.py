@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.base import ImageClassifierNet
 
 
@@ -60,7 +61,7 @@ class CodeGenerator(nn.Module):
         super().__init__()
         octaves = math.log2(size / base)
         if size % base or octaves != int(octaves) or octaves < 1:
-            raise ValueError(f"generator size {size} must be {base} times a power of two (at least {2 * base})")
+            raise ConfigError(f"generator size {size} must be {base} times a power of two (at least {2 * base})")
         self.code_dim, self.size, self.width, self.base = code_dim, size, width, base
         chans = [width * min(8, 2 ** (int(octaves) - i)) for i in range(int(octaves) + 1)]
         self.fc = nn.Linear(code_dim, chans[0] * base * base)
@@ -109,3 +110,33 @@ class CodeDAE(nn.Module):
 
     def config(self) -> dict[str, int]:
         return {"code_dim": self.code_dim, "hidden": self.hidden}
+
+
+class PatchDiscriminator(nn.Module):
+    """A small convolutional critic for the optional adversarial term: strided 4x4 convolutions with leaky ReLU
+    down to an 8x8 grid of real-or-drawn logits (one per image patch), as in pix2pix's PatchGAN.
+
+    Args:
+        width: channels of the first convolution; each further one doubles them, at most 4x.
+        size: the image side (at least 16).
+    """
+
+    def __init__(self, width: int = 16, size: int = 64) -> None:
+        super().__init__()
+        if size < 16:
+            raise ConfigError(f"discriminator size {size} must be at least 16")
+        layers: list[nn.Module] = []
+        cin, side, i = 3, size, 0
+        while side > 8:
+            cout = width * min(4, 2**i)
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            cin, side, i = cout, side // 2, i + 1
+        layers.append(nn.Conv2d(cin, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+        self.width, self.size = width, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+    def config(self) -> dict[str, int]:
+        return {"width": self.width, "size": self.size}

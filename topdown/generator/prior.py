@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from ..models.base import ImageClassifierNet
-from ..robustness.results import weights_sha256
+from ..store import weights_sha256
 from .model import CodeDAE, CodeGenerator, codes
 from .train import GeneratorError, read_generator_file
 
@@ -174,7 +175,7 @@ def ppgn(
     start from training codes drawn with ``seed`` (the data's own codes, spread over every class) or from
     ``start`` ((len(classes) * chains, C), class-major)."""
     if kind not in PRIORS:
-        raise ValueError(f"ppgn prior: expected one of {', '.join(PRIORS)}, got {kind!r}")
+        raise ConfigError(f"ppgn prior: expected one of {', '.join(PRIORS)}, got {kind!r}")
     device = prior.mean.device
     gen = torch.Generator().manual_seed(seed)
     target = torch.tensor(classes, device=device).repeat_interleave(chains)

@@ -9,7 +9,9 @@ three losses, each in units of the real images' own scale so that their weights 
 * code: the code of ``G(h)`` against ``h``, over the codes' mean square (the drawn image must be read back as
   the code it was drawn from: what DGN-AM's ascent and PPGN's sampler rely on).
 
-No adversarial term: ``adversarial_weight`` is recorded as 0 (see docs/generator.md for why).
+and, where ``adversarial_weight`` > 0, a non-saturating adversarial term against a small patch critic
+(:class:`~topdown.generator.model.PatchDiscriminator`) trained beside ``G``. The default is 0: docs/generator.md
+gives the measurement behind that choice.
 
 Beside ``G``, a small denoising autoencoder on the codes is trained (PPGN's learned prior on ``h``), and the codes'
 range and statistics are recorded (DGN-AM clips to that range).
@@ -30,18 +32,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError, TopdownError
 from ..io import atomic_write_bytes
 from ..lit import NonFiniteLossError
 from ..models.base import ImageClassifierNet
-from ..robustness.results import fingerprint, weights_sha256
-from .model import CodeDAE, CodeGenerator, codes_and_features
+from ..store import fingerprint, weights_sha256
+from .model import CodeDAE, CodeGenerator, PatchDiscriminator, codes_and_features
 
 #: What a generator file says it is, and the layout version of its record.
 FORMAT = "topdown-generator"
 VERSION = 1
 
 
-class GeneratorError(ValueError):
+class GeneratorError(TopdownError, ValueError):
     """A generator file that cannot be used: unreadable, of another format, or for another net or data."""
 
 
@@ -57,7 +60,7 @@ class GeneratorConfig:
         pixel_weight: weight of the pixel loss.
         feature_weight: weight of the feature-matching loss.
         code_weight: weight of the code loss.
-        adversarial_weight: weight of an adversarial term; only 0 is supported (recorded so a file says it).
+        adversarial_weight: weight of the adversarial term (0: none, the default; docs/generator.md measures it).
         feature_layer: the stage whose activations are matched (``None``: the net's middle stage, the one the
             visualizer renders by default).
         images: at most this many training images (``None``: all).
@@ -66,7 +69,7 @@ class GeneratorConfig:
         seed: the generator's initialization and the batches' order.
     """
 
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     width: int = 16
@@ -85,17 +88,14 @@ class GeneratorConfig:
         positive |= {"dae_epochs": self.dae_epochs, **({"images": self.images} if self.images is not None else {})}
         for key, value in positive.items():
             if value < 1:
-                raise ValueError(f"generator {key} must be >= 1, got {value}")
+                raise ConfigError(f"generator {key} must be >= 1, got {value}")
         if not self.lr > 0:
-            raise ValueError(f"generator lr must be > 0, got {self.lr}")
+            raise ConfigError(f"generator lr must be > 0, got {self.lr}")
         weights = {"pixel_weight": self.pixel_weight, "feature_weight": self.feature_weight}
-        for key, value in {**weights, "code_weight": self.code_weight, "dae_noise": self.dae_noise}.items():
-            if value < 0:
-                raise ValueError(f"generator {key} must be >= 0, got {value}")
-        if self.adversarial_weight != 0:
-            raise ValueError(
-                f"generator adversarial_weight: only 0 is supported, got {self.adversarial_weight} (docs/generator.md)"
-            )
+        weights |= {"code_weight": self.code_weight, "adversarial_weight": self.adversarial_weight}
+        for key, value in {**weights, "dae_noise": self.dae_noise}.items():
+            if not value >= 0:
+                raise ConfigError(f"generator {key} must be >= 0, got {value}")
 
 
 def middle_stage(net: ImageClassifierNet) -> str:
@@ -150,6 +150,24 @@ def _train_dae(h: torch.Tensor, cfg: GeneratorConfig) -> CodeDAE:
     return dae.eval()
 
 
+@dataclass
+class Critic:
+    """The adversarial term's patch critic and its optimizer (only where ``adversarial_weight`` > 0)."""
+
+    net: PatchDiscriminator
+    opt: torch.optim.Optimizer
+
+    def step(self, real: torch.Tensor, drawn: torch.Tensor) -> None:
+        """One non-saturating critic update: real patches toward 1, drawn ones toward 0."""
+        loss = F.softplus(-self.net(real)).mean() + F.softplus(self.net(drawn.detach())).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def generator_loss(self, drawn: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-self.net(drawn)).mean()
+
+
 def _epoch(
     gen: CodeGenerator,
     net: ImageClassifierNet,
@@ -158,16 +176,19 @@ def _epoch(
     cfg: GeneratorConfig,
     layer: str,
     epoch: int,
+    critic: Critic | None = None,
 ) -> dict[str, float]:
     """One pass over the images; the loss terms' means."""
     images, h, feats = data["images"], data["codes"], data["features"]
     feat_scale, code_scale = float(feats.pow(2).mean()), float(h.pow(2).mean())
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-    sums = {"pixel": 0.0, "feature": 0.0, "code": 0.0, "total": 0.0}
+    sums = {"pixel": 0.0, "feature": 0.0, "code": 0.0, **({"adversarial": 0.0} if critic else {}), "total": 0.0}
     gen.train()
     for idx in order.split(cfg.batch_size):
         x, hx, fx = images[idx], h[idx], feats[idx]
         g = gen(hx)
+        if critic is not None:
+            critic.step(x, g)
         hg, fg = codes_and_features(net, g, layer)
         terms = {
             "pixel": F.mse_loss(g, x),
@@ -176,6 +197,9 @@ def _epoch(
         }
         loss = cfg.pixel_weight * terms["pixel"] + cfg.feature_weight * terms["feature"]
         loss = loss + cfg.code_weight * terms["code"]
+        if critic is not None:
+            terms["adversarial"] = critic.generator_loss(g)
+            loss = loss + cfg.adversarial_weight * terms["adversarial"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"generator training: the loss is {float(loss)} at epoch {epoch + 1} (lower --lr); the last "
@@ -222,7 +246,7 @@ def train_generator(
         p.requires_grad_(False)
     layer = cfg.feature_layer or middle_stage(net)
     if layer not in dict(net.named_modules()):
-        raise ValueError(f"generator feature_layer: {type(net).__name__} has no layer {layer!r}")
+        raise ConfigError(f"generator feature_layer: {type(net).__name__} has no layer {layer!r}")
     if cfg.images is not None:
         images = images[: cfg.images]
     recipe = fingerprint(VERSION, weights_sha256(net), data or {}, asdict(cfg), layer, list(images.shape))
@@ -245,9 +269,16 @@ def train_generator(
     torch.manual_seed(cfg.seed)
     G = CodeGenerator(h.shape[1], size, cfg.width)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    critic = None
+    if cfg.adversarial_weight > 0:
+        d = PatchDiscriminator(cfg.width, size)
+        critic = Critic(d, torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.999)))
     if record is not None:  # resume where the partial file stopped
         G.load_state_dict(record["generator"]["state_dict"])
         opt.load_state_dict(record["optimizer"])
+        if critic is not None:
+            critic.net.load_state_dict(record["critic"]["state_dict"])
+            critic.opt.load_state_dict(record["critic"]["optimizer"])
         dae = CodeDAE(**record["dae"]["config"])
         dae.load_state_dict(record["dae"]["state_dict"])
         _log(f"generator: resuming at epoch {record['epochs_done'] + 1}/{cfg.epochs} from {partial}", progress)
@@ -272,9 +303,10 @@ def train_generator(
         }
     for epoch in range(record["epochs_done"], cfg.epochs):
         start = time.perf_counter()
-        for group in opt.param_groups:  # cosine decay to a tenth, a function of the epoch (so resuming matches)
-            group["lr"] = cfg.lr * (0.55 + 0.45 * torch.cos(torch.tensor(torch.pi * epoch / cfg.epochs)).item())
-        losses = _epoch(G, net, opt, prepared, cfg, layer, epoch)
+        lr = cfg.lr * (0.55 + 0.45 * torch.cos(torch.tensor(torch.pi * epoch / cfg.epochs)).item())
+        for group in opt.param_groups + (critic.opt.param_groups if critic else []):
+            group["lr"] = lr  # cosine decay to a tenth, a function of the epoch (so resuming matches)
+        losses = _epoch(G, net, opt, prepared, cfg, layer, epoch, critic)
         seconds = time.perf_counter() - start
         record["history"].append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in losses.items()}})
         record.update(
@@ -284,10 +316,13 @@ def train_generator(
             dae={"config": dae.config(), "state_dict": dae.state_dict()},
             optimizer=opt.state_dict(),
         )
+        if critic is not None:
+            record["critic"] = {"state_dict": critic.net.state_dict(), "optimizer": critic.opt.state_dict()}
         _save(partial, record)
         terms = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
         _log(f"generator: epoch {epoch + 1}/{cfg.epochs}: {terms} ({seconds:.1f} s)", progress)
     record.pop("optimizer", None)
+    record.pop("critic", None)
     record["complete"] = True
     G.eval()
     record["generator"] = {"config": G.config(), "state_dict": G.state_dict()}

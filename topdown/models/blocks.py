@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -22,9 +24,9 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):
-            raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
+            raise ConfigError(f"mean has {len(mean)} channels but std has {len(std)}")
         if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {list(std)}")
+            raise ConfigError(f"std must be positive, got {list(std)}")
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -66,7 +68,7 @@ class PreActBlock(nn.Module):
     ) -> None:
         super().__init__()
         if resample not in ("none", "down", "up"):
-            raise ValueError(f"resample must be 'none', 'down' or 'up', got {resample!r}")
+            raise ConfigError(f"resample must be 'none', 'down' or 'up', got {resample!r}")
         self.resample = resample
         self.bn1 = norm_layer(in_ch)
         self.act1 = act_layer()
@@ -95,7 +97,7 @@ class PreActBlock(nn.Module):
         else:
             skip = x if self.shortcut is None else self.shortcut(pre)
             if inject is not None:
-                raise ValueError("only an 'up' block takes an injected merge")
+                raise ConfigError("only an 'up' block takes an injected merge")
             out = self.conv1(pre)
         out = self.conv2(self.act2(self.bn2(out)))
         return out + skip
@@ -111,7 +113,7 @@ def make_stage(
 ) -> nn.Sequential:
     """``depth`` blocks; the first one changes width and resolution."""
     if depth < 1:
-        raise ValueError(f"every stage needs at least one block, got depth {depth}")
+        raise ConfigError(f"every stage needs at least one block, got depth {depth}")
     blocks = [PreActBlock(in_ch, out_ch, resample, norm_layer, act_layer)]
     blocks += [PreActBlock(out_ch, out_ch, "none", norm_layer, act_layer) for _ in range(depth - 1)]
     return nn.Sequential(*blocks)
@@ -169,9 +171,9 @@ class Merge(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in self.MODES:
-            raise ValueError(f"unknown merge mode {mode!r}; choose one of {self.MODES}")
+            raise ConfigError(f"unknown merge mode {mode!r}; choose one of {self.MODES}")
         if kernel_size not in (1, 3):
-            raise ValueError(f"merge kernel_size must be 1 or 3, got {kernel_size}")
+            raise ConfigError(f"merge kernel_size must be 1 or 3, got {kernel_size}")
         self.mode = mode
         if mode != "add":
             self.bn = norm_layer(2 * channels)

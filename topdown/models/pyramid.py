@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 PYRAMID_METHODS = ("gaussian", "antialias", "noblur", "pool")
 
 
@@ -75,7 +77,7 @@ def downscale(x: torch.Tensor, factor: int, method: str = "gaussian") -> torch.T
         return x
     h, w = x.shape[-2:]
     if h % factor or w % factor:
-        raise ValueError(f"image size {h}x{w} is not divisible by the pyramid factor {factor}")
+        raise ConfigError(f"image size {h}x{w} is not divisible by the pyramid factor {factor}")
     if method == "gaussian":
         # sigma = 1 per octave below full resolution (1 for 1/2, 2 for 1/4, ...), then subsample;
         # each level is made from the full image, not from the previous level.
@@ -86,7 +88,7 @@ def downscale(x: torch.Tensor, factor: int, method: str = "gaussian") -> torch.T
         return x[..., ::factor, ::factor]
     if method == "pool":
         return F.avg_pool2d(x, kernel_size=factor)
-    raise ValueError(f"unknown pyramid method {method!r}; choose one of {PYRAMID_METHODS}")
+    raise ConfigError(f"unknown pyramid method {method!r}; choose one of {PYRAMID_METHODS}")
 
 
 class ImagePyramid(nn.Module):
@@ -103,9 +105,9 @@ class ImagePyramid(nn.Module):
     def __init__(self, num_levels: int = 4, method: str = "gaussian") -> None:
         super().__init__()
         if num_levels < 1:
-            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+            raise ConfigError(f"num_levels must be >= 1, got {num_levels}")
         if method not in PYRAMID_METHODS:
-            raise ValueError(f"unknown pyramid method {method!r}; choose one of {PYRAMID_METHODS}")
+            raise ConfigError(f"unknown pyramid method {method!r}; choose one of {PYRAMID_METHODS}")
         self.num_levels = num_levels
         self.method = method
 
@@ -115,7 +117,7 @@ class ImagePyramid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.dim() != 4:
-            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
+            raise ConfigError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
         return [downscale(x, f, self.method) for f in self.factors()]
 
     def extra_repr(self) -> str:
@@ -132,7 +134,7 @@ class LowPass(nn.Module):
     def __init__(self, factor: int = 2, method: str = "gaussian") -> None:
         super().__init__()
         if factor < 2 or factor & (factor - 1):
-            raise ValueError(f"input_lowpass must be a power of two >= 2, got {factor}")
+            raise ConfigError(f"input_lowpass must be a power of two >= 2, got {factor}")
         self.factor = factor
         self.method = method
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ConfigError
 from .base import ImageClassifierNet
 from .resnet import ResNet
 from .topdown import TopDownResNet
@@ -18,7 +19,7 @@ def register_model(name: str) -> Callable[[Callable[..., ImageClassifierNet]], C
 
     def wrap(fn: Callable[..., ImageClassifierNet]) -> Callable[..., ImageClassifierNet]:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
+            raise ConfigError(f"model {name!r} is registered twice")
         _REGISTRY[name] = fn
         return fn
 
@@ -39,14 +40,14 @@ def create_model(name: str, **overrides: Any) -> ImageClassifierNet:
 def build_from_config(config: dict[str, Any]) -> ImageClassifierNet:
     """Rebuild a network from ``{"class_path": ..., "init_args": ...}`` (only topdown's own classes)."""
     if not isinstance(config, dict) or "class_path" not in config:
-        raise ValueError(f"not an architecture config (needs 'class_path'): {config!r}")
+        raise ConfigError(f"not an architecture config (needs 'class_path'): {config!r}")
     cls_name = str(config["class_path"]).rsplit(".", 1)[-1]
     if cls_name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config['class_path']!r}; topdown builds {sorted(ARCHITECTURES)}")
+        raise ConfigError(f"unknown architecture {config['class_path']!r}; topdown builds {sorted(ARCHITECTURES)}")
     try:
         return ARCHITECTURES[cls_name](**config.get("init_args", {}))
     except TypeError as err:
-        raise ValueError(f"architecture {cls_name}: bad init_args {config.get('init_args')}: {err}") from err
+        raise ConfigError(f"architecture {cls_name}: bad init_args {config.get('init_args')}: {err}") from err
 
 
 def _tiny(**kw: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, ImageClassifierNet
 from .blocks import ClassifierHead, Normalize, Stem, make_stage
 from .pyramid import LowPass
@@ -44,7 +45,7 @@ class ResNet(ImageClassifierNet):
         super().__init__()
         self._record(locals())
         if len(widths) != len(depths) or not widths:
-            raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
+            raise ConfigError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
         self.num_classes = num_classes
         self.lowpass = LowPass(input_lowpass) if input_lowpass else nn.Identity()
         self.normalize = Normalize(mean, std)

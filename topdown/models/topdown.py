@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, ImageClassifierNet
 from .blocks import ClassifierHead, Merge, Normalize, Stem, make_stage
 from .pyramid import ImagePyramid
@@ -30,7 +31,7 @@ def topdown_widths(widths: Sequence[int], schedule: str) -> list[int]:
         return [w] * len(widths)
     if schedule == "reverse":
         return list(widths)
-    raise ValueError(f"unknown width schedule {schedule!r}; choose one of {WIDTH_SCHEDULES}")
+    raise ConfigError(f"unknown width schedule {schedule!r}; choose one of {WIDTH_SCHEDULES}")
 
 
 class TopDownStage(nn.Module):
@@ -50,7 +51,7 @@ class TopDownStage(nn.Module):
     ) -> None:
         super().__init__()
         if merge_at not in MERGE_POSITIONS:
-            raise ValueError(f"unknown merge_at {merge_at!r}; choose one of {MERGE_POSITIONS}")
+            raise ConfigError(f"unknown merge_at {merge_at!r}; choose one of {MERGE_POSITIONS}")
         self.merge_at = merge_at
         blocks = make_stage(in_ch, out_ch, depth, "none" if merge is None else "up")
         for i, block in enumerate(blocks):
@@ -126,15 +127,15 @@ class TopDownResNet(ImageClassifierNet):
         if head_width == "widest":
             head_width = max(widths)
         if head_width is not None and (not isinstance(head_width, int) or head_width < 1):
-            raise ValueError(f"head_width must be a positive number of channels, 'widest' or null, got {head_width!r}")
+            raise ConfigError(f"head_width must be a positive number of channels, 'widest' or null, got {head_width!r}")
         if len(widths) != len(depths) or not widths:
-            raise ValueError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
+            raise ConfigError(f"widths {list(widths)} and depths {list(depths)} must be non-empty and of equal length")
         self.num_classes = num_classes
         self.num_stages = len(widths)
         self.stage_widths = topdown_widths(widths, width_schedule)
         levels = self.num_stages if pyramid_levels is None else pyramid_levels
         if not isinstance(levels, int) or not 1 <= levels <= self.num_stages:
-            raise ValueError(
+            raise ConfigError(
                 f"pyramid_levels must be between 1 and the {self.num_stages} stages, got {pyramid_levels!r}"
             )
         self.pyramid = ImagePyramid(levels, pyramid_method)
@@ -160,10 +161,10 @@ class TopDownResNet(ImageClassifierNet):
             return self.pyramid(x)
         levels = list(x)
         if len(levels) != self.pyramid.num_levels:
-            raise ValueError(f"expected a pyramid of {self.pyramid.num_levels} levels, got {len(levels)}")
+            raise ConfigError(f"expected a pyramid of {self.pyramid.num_levels} levels, got {len(levels)}")
         for coarse, fine in zip(levels, levels[1:]):
             if fine.shape[-1] != 2 * coarse.shape[-1] or fine.shape[-2] != 2 * coarse.shape[-2]:
-                raise ValueError(
+                raise ConfigError(
                     "pyramid levels must be ordered coarse to fine with factor 2, got sizes "
                     f"{[tuple(t.shape[-2:]) for t in levels]}"
                 )

@@ -6,6 +6,7 @@ runs it all (``cli.py``); :func:`evaluate_models` does the same from Python. The
 in ``SCHEMA.md`` beside this file.
 """
 
+from ..store import SCHEMA_VERSION
 from .attacks import AttackResult, AttackSpec, fool_model, prepare_model, run_attack
 from .config import (
     AttackSuite,
@@ -24,7 +25,6 @@ from .config import (
 )
 from .corruptions import CORRUPTIONS, corrupt_batch, corruption_errors
 from .perturbations import PERTURBATIONS, apply_perturbation
-from .results import SCHEMA_VERSION
 from .sanity import run_checks
 from .scales import band
 from .suite import ModelEntry, RunReport, evaluate_models, stratified_subset

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..seeds import derive_seed
 
 FIXED = ("fgsm", "linf_pgd", "l2_pgd")
@@ -52,7 +53,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
     return dev
 
 
@@ -83,7 +84,7 @@ def attack_kind(method: str) -> str:
         return "minimal"
     if method in DECISION:
         return "decision"
-    raise ValueError(f"unknown attack {method!r}; choose one of {METHODS}")
+    raise ConfigError(f"unknown attack {method!r}; choose one of {METHODS}")
 
 
 def attack_norm(method: str, settings: dict[str, Any]) -> str:
@@ -135,7 +136,7 @@ def build_attack(method: str, settings: dict[str, Any]) -> Any:
         )
     if method == "boundary":
         return fa.BoundaryAttack(steps=s["steps"])
-    raise ValueError(f"unknown attack {method!r}; choose one of {METHODS}")
+    raise ConfigError(f"unknown attack {method!r}; choose one of {METHODS}")
 
 
 @dataclass
@@ -262,9 +263,9 @@ def run_attack(
     """
     device = resolve_device(device)
     if spec.kind == "decision" and starting_points is None:
-        raise ValueError(f"{spec.name}: decision-based attacks need starting_points (real images of other classes)")
+        raise ConfigError(f"{spec.name}: decision-based attacks need starting_points (real images of other classes)")
     if float(x.min()) < 0 or float(x.max()) > 1:
-        raise ValueError(f"{spec.name}: images must lie in [0, 1] (foolbox asserts its bounds)")
+        raise ConfigError(f"{spec.name}: images must lie in [0, 1] (foolbox asserts its bounds)")
     recorder = IterateRecorder(net) if spec.kind == "fixed" else None
     if recorder is not None:
         fmodel = fool_model(recorder, device)

@@ -22,9 +22,10 @@ from torch import nn
 
 from ..seeds import derive_seed
 from .attacks import _verify, seeded
+from .decode import AA_STANDARD
 
 #: AutoAttack's attacks, in its own running order ("standard" runs all four).
-ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
+ATTACKS = AA_STANDARD
 NORMS = {"linf": "Linf", "l2": "L2"}
 
 

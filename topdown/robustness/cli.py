@@ -32,7 +32,12 @@ def build_parser() -> Any:
     from .config import SuiteConfig
 
     parser = ArgumentParser(
-        prog="evaluate.py", description=__doc__.split("\n\n")[0], default_env=False, exit_on_error=False
+        prog="evaluate.py",
+        usage="evaluate.py [-h] [options]   (the robustness suite)\n       evaluate.py visualize [-h] [options]"
+        "   (feature visualizations: evaluate.py visualize --help)",
+        description=__doc__.split("\n\n")[0],
+        default_env=False,
+        exit_on_error=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a suite: configs/eval/quick.yaml or full.yaml")
     parser.add_argument(
@@ -60,7 +65,7 @@ def build_parser() -> Any:
 
 def model_entries(models: dict[str, Any]) -> list[Any]:
     """The suite's entries for loaded checkpoints (``{name: LoadedModel}``): each identified by its file's hash."""
-    from .results import file_sha256
+    from ..store import file_sha256
     from .suite import ModelEntry
 
     entries = []

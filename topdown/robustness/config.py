@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConfigError
+from .decode import AA_STANDARD
+
 
 def _linf_eps() -> list[float]:
     return [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]
@@ -118,7 +121,7 @@ class AttackSuite:
 
 
 def _standard() -> list[str]:
-    return ["apgd-ce", "apgd-t", "fab-t", "square"]
+    return list(AA_STANDARD)
 
 
 @dataclass
@@ -314,79 +317,78 @@ class SuiteConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` for settings that would give untrustworthy numbers."""
         if self.subset is not None and self.subset < 1:
-            raise ValueError(f"subset must be >= 1 or null, got {self.subset}")
+            raise ConfigError(f"subset must be >= 1 or null, got {self.subset}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         a = self.attacks
         if a is not None:
             for name in ("linf_epsilons", "l2_epsilons"):
                 eps = getattr(a, name)
                 if not eps or eps[0] != 0:
-                    raise ValueError(f"attacks.{name} must start at 0 (eps = 0 must equal clean accuracy), got {eps}")
+                    raise ConfigError(f"attacks.{name} must start at 0 (eps = 0 must equal clean accuracy), got {eps}")
                 if any(e2 <= e1 for e1, e2 in zip(eps, eps[1:])):
-                    raise ValueError(f"attacks.{name} must increase strictly, got {eps}")
+                    raise ConfigError(f"attacks.{name} must increase strictly, got {eps}")
             for name in ("deepfool", "fmn"):
                 cfg = getattr(a, name)
                 if cfg is not None and cfg.norm not in ("l2", "linf"):
-                    raise ValueError(f"attacks.{name}.norm must be 'l2' or 'linf', got {cfg.norm!r}")
+                    raise ConfigError(f"attacks.{name}.norm must be 'l2' or 'linf', got {cfg.norm!r}")
             for name in ("linf_pgd", "l2_pgd"):
                 cfg = getattr(a, name)
                 if cfg is not None and (cfg.steps < 1 or cfg.restarts < 1):
-                    raise ValueError(f"attacks.{name}: steps and restarts must be >= 1")
+                    raise ConfigError(f"attacks.{name}: steps and restarts must be >= 1")
         if self.autoattack is not None:
             self._validate_autoattack(self.autoattack)
         if self.decision is not None and self.decision.method not in ("hsj", "boundary"):
-            raise ValueError(f"decision.method must be 'hsj' or 'boundary', got {self.decision.method!r}")
+            raise ConfigError(f"decision.method must be 'hsj' or 'boundary', got {self.decision.method!r}")
         if self.perturbations is not None:
             from .perturbations import PERTURBATIONS
 
             for name, levels in self.perturbations.levels.items():
                 if name not in PERTURBATIONS:
-                    raise ValueError(
+                    raise ConfigError(
                         f"perturbations.levels: unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}"
                     )
                 if not levels or levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:])):
-                    raise ValueError(f"perturbations.levels.{name} must start at 0 and increase, got {levels}")
+                    raise ConfigError(f"perturbations.levels.{name} must start at 0 and increase, got {levels}")
         if self.corruptions is not None:
             from .corruptions import CORRUPTIONS
 
             unknown = [n for n in self.corruptions.names if n not in CORRUPTIONS]
             if unknown:
-                raise ValueError(f"corruptions.names: unknown {unknown}; choose from {sorted(CORRUPTIONS)}")
+                raise ConfigError(f"corruptions.names: unknown {unknown}; choose from {sorted(CORRUPTIONS)}")
             bad = [s for s in self.corruptions.severities if s not in (1, 2, 3, 4, 5)]
             if bad:
-                raise ValueError(f"corruptions.severities must be in 1..5, got {bad}")
+                raise ConfigError(f"corruptions.severities must be in 1..5, got {bad}")
         if self.scales is not None and self.scales.num_levels < 2:
-            raise ValueError(f"scales.num_levels must be >= 2, got {self.scales.num_levels}")
+            raise ConfigError(f"scales.num_levels must be >= 2, got {self.scales.num_levels}")
 
     def _validate_autoattack(self, aa: AutoAttackConfig) -> None:
-        from .autoattack import ATTACKS
 
         for key in ("apgd_steps", "fab_steps", "square_queries", "target_classes"):
             if getattr(aa, key) < 1:
-                raise ValueError(f"autoattack.{key} must be >= 1, got {getattr(aa, key)}")
+                raise ConfigError(f"autoattack.{key} must be >= 1, got {getattr(aa, key)}")
         seen = set()
         for i, b in enumerate(aa.budgets):
             key = f"autoattack.budgets[{i}]"
             if b.subset is not None and b.subset < 1:
-                raise ValueError(f"{key}.subset must be >= 1 or null, got {b.subset}")
+                raise ConfigError(f"{key}.subset must be >= 1 or null, got {b.subset}")
             if b.norm not in ("linf", "l2"):
-                raise ValueError(f"{key}.norm must be 'linf' or 'l2', got {b.norm!r}")
+                raise ConfigError(f"{key}.norm must be 'linf' or 'l2', got {b.norm!r}")
             if not (isinstance(b.eps, (int, float)) and 0 < b.eps <= (1 if b.norm == "linf" else 1e3)):
-                raise ValueError(f"{key}.eps must be > 0 (and <= 1 for linf), got {b.eps!r}")
-            unknown = [a for a in b.attacks if a not in ATTACKS]
+                raise ConfigError(f"{key}.eps must be > 0 (and <= 1 for linf), got {b.eps!r}")
+            unknown = [a for a in b.attacks if a not in AA_STANDARD]
             if unknown or not b.attacks:
-                raise ValueError(
-                    f"{key}.attacks: unknown attack(s) {unknown or b.attacks}; choose from {list(ATTACKS)}"
+                raise ConfigError(
+                    f"{key}.attacks: unknown attack(s) {unknown or b.attacks}; choose from {list(AA_STANDARD)}"
                 )
-            if list(b.attacks) != [a for a in ATTACKS if a in b.attacks]:
-                raise ValueError(f"{key}.attacks must follow AutoAttack's order {list(ATTACKS)}, got {b.attacks}")
+            if list(b.attacks) != [a for a in AA_STANDARD if a in b.attacks]:
+                raise ConfigError(f"{key}.attacks must follow AutoAttack's order {list(AA_STANDARD)}, got {b.attacks}")
             if (b.norm, b.eps) in seen:
-                raise ValueError(f"{key}: budget {b.norm} eps={b.eps:g} is given twice")
+                raise ConfigError(f"{key}: budget {b.norm} eps={b.eps:g} is given twice")
             seen.add((b.norm, b.eps))
             sweep = getattr(self.attacks, f"{b.norm}_epsilons", None) if self.attacks is not None else None
             if sweep is not None and not any(abs(b.eps - e) <= 1e-12 for e in sweep):
-                raise ValueError(
+                raise ConfigError(
                     f"{key}.eps={b.eps:g} is not in attacks.{b.norm}_epsilons {sweep}: the worst case could not "
                     "include it"
                 )

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .attacks import derive_seed
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -73,9 +74,9 @@ def make_corruption(name: str, severity: int, image_size: int) -> Corrupt:
     import cv2
 
     if name not in CORRUPTION_PARAMS:
-        raise ValueError(f"unknown corruption {name!r}; choose one of {CORRUPTIONS}")
+        raise ConfigError(f"unknown corruption {name!r}; choose one of {CORRUPTIONS}")
     if severity not in SEVERITIES:
-        raise ValueError(f"severity must be in 1..5, got {severity}")
+        raise ConfigError(f"severity must be in 1..5, got {severity}")
     v = CORRUPTION_PARAMS[name][0][severity - 1]
     s = image_size / 32  # spatial sizes are given for 32 px images
     if name == "gaussian_noise":

@@ -30,8 +30,8 @@ from .attacks import AttackResult, AttackSpec, fool_model, input_gradients, medi
 from .autoattack import AutoAttackRun, library_version, run_autoattack
 from .config import AutoAttackBudget, AutoAttackConfig, DecisionConfig, SuiteConfig
 from .corruptions import run_corruption
+from .decode import bits, robust_before, to_bits
 from .perturbations import run_perturbation
-from .results import bits, robust_before, to_bits
 from .scales import scale_noise, scale_pgd
 
 

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .attacks import FIXED, MINIMAL
-from .results import bits, distances, robust_matrix
+from .decode import autoattack_summary, bits, distances, robust_matrix
 
 DECISION_MARGIN = 0.1
 
@@ -209,8 +209,6 @@ def run_checks(
 
 
 def _autoattack_check(parts: dict[str, Any], clean: np.ndarray | None, tolerance: float) -> dict[str, Any]:
-    from .results import autoattack_summary
-
     summary = autoattack_summary(parts, clean) if clean is not None else {}
     if not summary:
         return _skipped(tolerance, "<=", "no AutoAttack")

@@ -25,17 +25,19 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.subsets import CachedSplit, stratified_subset
-from ..io import jsonable
+from ..errors import ConfigError
+from ..io import atomic_write_json
 from ..models import is_topdown
+from ..store import SCHEMA_VERSION, PartStore, fingerprint, source_fingerprint, weights_sha256
 from .attacks import prepare_model, resolve_device
 from .config import SuiteConfig
 from .parts import Context, Part, plan, settings_record
-from .results import SCHEMA_VERSION, PartStore, assemble, atomic_write_json, fingerprint, weights_sha256
+from .results import assemble
 from .results import write_csv as _write_csv
 from .scales import num_levels_of
 
-#: Bump when a change to the code changes what a part computes: saved parts of older code are then redone.
-ALGORITHM_VERSION = 4
+#: The code a part is a function of (its fingerprint hashes these files: parts saved by other code are redone).
+SOURCES = ("robustness/*.py", "models/*.py", "data/*.py")
 
 __all__ = ["ModelEntry", "RunReport", "evaluate_models", "stratified_subset"]
 
@@ -133,7 +135,48 @@ def _summary(result: dict[str, Any]) -> str:
 def part_fingerprint(identity: str, data_fp: str, part: Part, settings: Any) -> str:
     """What decides whether a saved part is reused: the code's version, the model, the data and the part's
     settings object (the very object compute receives)."""
-    return fingerprint(SCHEMA_VERSION, ALGORITHM_VERSION, identity, data_fp, part.name, settings_record(settings))
+    return fingerprint(
+        SCHEMA_VERSION, source_fingerprint(*SOURCES), identity, data_fp, part.name, settings_record(settings)
+    )
+
+
+def run_parts(
+    name: str,
+    ctx: Context,
+    parts: list[Part],
+    store: PartStore,
+    fresh: bool,
+    keys: tuple[str, dict[str, str]],
+    bar: _Progress,
+    report: RunReport,
+    on_part: Callable[[str, str], None] | None = None,
+) -> None:
+    """Every part of the plan on one model, in order, each reused from ``store`` where its fingerprint matches
+    (``keys``: the model's identity and the data's fingerprints), into ``ctx.parts``."""
+    identity, data_fp = keys
+    for part in parts:
+        settings = part.settings_for(ctx)
+        if settings is None:  # not applicable (e.g. nothing to compare with)
+            bar.done(f"[{name}] {part.name}: skipped")
+            continue
+        fp = part_fingerprint(identity, data_fp["clean" if part.name == "clean" else "subset"], part, settings)
+
+        def compute(part: Part = part, settings: Any = settings) -> Any:
+            if on_part is not None:
+                on_part(name, part.name)
+            ctx.tick = bar.start(f"{name}: {part.name}", len(ctx.x))
+            return part.compute(ctx, settings)
+
+        result, reused = store.cached(name, part.name, fp, compute, fresh)
+        if result is None:
+            bar.done(f"[{name}] {part.name}: skipped")
+            continue
+        (report.reused if reused else report.computed).append((name, part.name))
+        if reused:
+            bar.done(f"[{name}] {part.name}: reused ({_summary(result)})")
+        else:
+            bar.done(f"[{name}] {part.name}: {_summary(result)} ({result.get('time_s', 0):.1f} s)")
+        ctx.parts[part.name] = result
 
 
 def evaluate_models(
@@ -165,10 +208,10 @@ def evaluate_models(
     cfg = config or SuiteConfig()
     cfg.validate()
     if not models:
-        raise ValueError("no models to evaluate")
+        raise ConfigError("no models to evaluate")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
-        raise ValueError(f"model names must be unique, got {names}")
+        raise ConfigError(f"model names must be unique, got {names}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -182,7 +225,7 @@ def evaluate_models(
     x = torch.stack([test_set[int(i)][0] for i in positions]) if len(positions) else torch.empty(0)
     y = torch.as_tensor(targets[positions], dtype=torch.long)
     if len(x) and (float(x.min()) < 0 or float(x.max()) > 1):
-        raise ValueError("test images must lie in [0, 1]")
+        raise ConfigError("test images must lie in [0, 1]")
     data_fp = {
         "subset": fingerprint(data_info, len(test_set), positions),
         "clean": fingerprint(data_info, len(test_set)),
@@ -200,29 +243,7 @@ def evaluate_models(
             identity = entry.identity or weights_sha256(entry.net)
             net = prepare_model(entry.net, device)
             ctx = Context(net, device, test_set, classes, x, y, positions, num_levels_of(net, num_levels))
-            for part in parts:
-                settings = part.settings_for(ctx)
-                if settings is None:  # not applicable (e.g. nothing to compare with)
-                    bar.done(f"[{entry.name}] {part.name}: skipped")
-                    continue
-                fp = part_fingerprint(identity, data_fp["clean" if part.name == "clean" else "subset"], part, settings)
-                result = None if fresh else store.load(entry.name, part.name, fp)
-                if result is not None:
-                    report.reused.append((entry.name, part.name))
-                    bar.done(f"[{entry.name}] {part.name}: reused ({_summary(result)})")
-                else:
-                    if on_part is not None:
-                        on_part(entry.name, part.name)
-                    ctx.tick = bar.start(f"{entry.name}: {part.name}", len(x))
-                    result = part.compute(ctx, settings)
-                    if result is None:
-                        bar.done(f"[{entry.name}] {part.name}: skipped")
-                        continue
-                    result = jsonable(result)
-                    store.save(entry.name, part.name, fp, result)
-                    report.computed.append((entry.name, part.name))
-                    bar.done(f"[{entry.name}] {part.name}: {_summary(result)} ({result.get('time_s', 0):.1f} s)")
-                ctx.parts[part.name] = result
+            run_parts(entry.name, ctx, parts, store, fresh, (identity, data_fp), bar, report, on_part)
             model_parts[entry.name] = ctx.parts
     finally:
         bar.stop()

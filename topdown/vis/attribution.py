@@ -26,6 +26,7 @@ from captum.attr import (
 )
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.base import ImageClassifierNet, is_topdown
 from .hooks import frozen, resolve_module
 from .quality import completeness_error
@@ -41,7 +42,7 @@ METHODS = ("saliency", "smoothgrad", "integrated_gradients", "grad_cam", "deconv
 def default_cam_layer(model: nn.Module) -> str:
     """The last stage (``stage_names()[-1]``) of a topdown network; other networks must name a layer."""
     if not isinstance(model, ImageClassifierNet):
-        raise ValueError("grad_cam needs layer= for a network without stage_names()")
+        raise ConfigError("grad_cam needs layer= for a network without stage_names()")
     return model.stage_names()[-1]
 
 
@@ -80,7 +81,7 @@ def attribute(
         ``(N, 3, H, W)``; Grad-CAM returns ``(N, 1, H, W)`` upsampled to the image size.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; choose one of {METHODS}")
+        raise ConfigError(f"unknown attribution method {method!r}; choose one of {METHODS}")
     x = images.detach().clone().requires_grad_(True)
     tgt = _targets(target, len(x), x.device)
     with frozen(model):

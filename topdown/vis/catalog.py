@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..models.base import is_topdown
-from . import config as C
+from . import settings as S
 from .method import Job, Method, Outcome, row, rows
 
 
@@ -37,7 +37,7 @@ def _units_panels(job: Job, out: Outcome, label: str) -> dict[str, np.ndarray]:
     return rows([row(f"{job.layer} {label} {chans}", out.render.images, ncol=min(len(chans), 6))])
 
 
-class Classes(Method, name="classes", takes_layer=False, settings=C.ClassesSettings):
+class Classes(Method, name="classes", takes_layer=False, settings=S.ClassesSettings):
     """Every class logit (plus its log-probability), batched."""
 
     def run(self, job: Job) -> Outcome:
@@ -45,7 +45,7 @@ class Classes(Method, name="classes", takes_layer=False, settings=C.ClassesSetti
 
         s, ctx = job.settings, job.ctx
         classes = list(range(min(job.net.num_classes, s.max_classes)))
-        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale), starts=tuple(s.starts))
+        recipe = ctx.recipe.with_(steps=S.scaled_steps(ctx.recipe.steps, s.steps_scale), starts=tuple(s.starts))
         r = visualize_classes(job.net, classes, ctx.size, recipe, ctx.color, job.real, logprob_weight=s.logprob_weight)
         names = [str(ctx.data.classes[c]) for c in classes]
         return Outcome(
@@ -130,7 +130,7 @@ class Neurons(Method, name="neurons"):
         return f"The centre neuron of {n} channels of {job.layer} (spatially localized caricatures)."
 
 
-class Naive(Method, name="naive", settings=C.NaiveSettings):
+class Naive(Method, name="naive", settings=S.NaiveSettings):
     """The control the natural-statistics check must reject."""
 
     def run(self, job: Job) -> Outcome:
@@ -168,7 +168,7 @@ class Naive(Method, name="naive", settings=C.NaiveSettings):
         )
 
 
-class Spectra(Method, name="spectra", takes_layer=False, settings=C.SpectraSettings):
+class Spectra(Method, name="spectra", takes_layer=False, settings=S.SpectraSettings):
     """What frequencies the class renders carry, over several render seeds, beside the naive renders'."""
 
     def run(self, job: Job) -> Outcome:
@@ -178,7 +178,7 @@ class Spectra(Method, name="spectra", takes_layer=False, settings=C.SpectraSetti
 
         s, ctx = job.settings, job.ctx
         classes = list(range(min(job.net.num_classes, s.max_classes)))
-        steps = C.scaled_steps(ctx.recipe.steps, s.steps_scale)
+        steps = S.scaled_steps(ctx.recipe.steps, s.steps_scale)
         seeds = [ctx.recipe.seed + k for k in range(s.seeds)]
         photos = Q.radial_power(ctx.real.cpu())
         rendered: dict[str, list[torch.Tensor]] = {"class": [], "naive": []}
@@ -219,7 +219,7 @@ class Spectra(Method, name="spectra", takes_layer=False, settings=C.SpectraSetti
         )
 
 
-class Dream(Method, name="dream", settings=C.DreamSettings):
+class Dream(Method, name="dream", settings=S.DreamSettings):
     """Deep dream: from real images, amplify everything the layer responds to."""
 
     what = "amplify everything it responds to (mean squared activation)"  # for the description
@@ -237,7 +237,7 @@ class Dream(Method, name="dream", settings=C.DreamSettings):
     def run(self, job: Job) -> Outcome:
         s, ctx = job.settings, job.ctx
         imgs, _ = ctx.real_images()
-        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps), lr=s.lr)
+        recipe = ctx.recipe.with_(steps=S.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps), lr=s.lr)
         r = self.render(job, imgs, recipe)
         start = self.start_values(job, imgs, r)
         return Outcome(r.recipe, {"values": r.values.tolist(), "start": start.tolist()}, render=r, start=start)
@@ -277,7 +277,7 @@ class Caricature(Dream, name="caricature"):
         return evaluate(job.net, objective, images).cpu()
 
 
-class Inversion(Method, name="inversion", settings=C.InversionSettings):
+class Inversion(Method, name="inversion", settings=S.InversionSettings):
     """Images reconstructed from their activation at the layer."""
 
     def run(self, job: Job) -> Outcome:
@@ -287,7 +287,7 @@ class Inversion(Method, name="inversion", settings=C.InversionSettings):
         s, ctx = job.settings, job.ctx
         imgs, _ = ctx.real_images(max(s.min_images, ctx.images))
         recipe = ctx.recipe.with_(
-            steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale),
+            steps=S.scaled_steps(ctx.recipe.steps, s.steps_scale),
             lr=s.lr,
             tv_weight=s.tv_weight,
             transforms=None if s.transforms else Compose(()),
@@ -315,7 +315,7 @@ class Inversion(Method, name="inversion", settings=C.InversionSettings):
         )
 
 
-class Pairs(Method, name="pairs", settings=C.PairsSettings):
+class Pairs(Method, name="pairs", settings=S.PairsSettings):
     """Pairs of channels optimized jointly."""
 
     def run(self, job: Job) -> Outcome:
@@ -349,7 +349,7 @@ class Pairs(Method, name="pairs", settings=C.PairsSettings):
         )
 
 
-class Interpolation(Method, name="interpolation", settings=C.InterpolationSettings):
+class Interpolation(Method, name="interpolation", settings=S.InterpolationSettings):
     """Aligned interpolation between two channels."""
 
     def run(self, job: Job) -> Outcome:
@@ -388,7 +388,7 @@ def _in_words(n: int) -> str:
     return words[n - 1] if 1 <= n <= len(words) else str(n)
 
 
-class Diversity(Method, name="diversity", settings=C.DiversitySettings):
+class Diversity(Method, name="diversity", settings=S.DiversitySettings):
     """One channel rendered several times, with and without a diversity term."""
 
     def run(self, job: Job) -> Outcome:
@@ -429,7 +429,7 @@ class Diversity(Method, name="diversity", settings=C.DiversitySettings):
         )
 
 
-class Dictionary(Method, name="dictionary", settings=C.DictionarySettings):
+class Dictionary(Method, name="dictionary", settings=S.DictionarySettings):
     """Each channel's icon beside its top test examples."""
 
     def run(self, job: Job) -> Outcome:
@@ -502,7 +502,7 @@ class ActivationGrid(Method, name="activation_grid"):
         return f"Activation grid of {job.layer}: at each cell, the icon of its strongest channel, faded by strength."
 
 
-class Multifaceted(Method, name="multifaceted", takes_layer=False, settings=C.MultifacetedSettings):
+class Multifaceted(Method, name="multifaceted", takes_layer=False, settings=S.MultifacetedSettings):
     """Facets of the first classes, from clusters of their best test images."""
 
     def run(self, job: Job) -> Outcome:
@@ -511,7 +511,7 @@ class Multifaceted(Method, name="multifaceted", takes_layer=False, settings=C.Mu
 
         s, ctx, net = job.settings, job.ctx, job.net
         embed = net.stage_names()[0]
-        recipe = ctx.recipe.with_(steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps))
+        recipe = ctx.recipe.with_(steps=S.scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps))
         facets = [
             multifaceted(net, O.class_logit(c), ctx.test_set, embed, s.facets, s.top, recipe, ctx.color)
             for c in range(min(s.classes, net.num_classes))
@@ -564,7 +564,7 @@ def _ig_steps_text(start: int) -> str:
     )
 
 
-class Attribution(Method, name="attribution", takes_layer=False, settings=C.AttributionSettings):
+class Attribution(Method, name="attribution", takes_layer=False, settings=S.AttributionSettings):
     """captum saliency methods, each with the deletion test."""
 
     def run(self, job: Job) -> Outcome:
@@ -623,7 +623,7 @@ class Attribution(Method, name="attribution", takes_layer=False, settings=C.Attr
         )
 
 
-class PyramidAttribution(Method, name="pyramid_attribution", takes_layer=False, settings=C.PyramidAttributionSettings):
+class PyramidAttribution(Method, name="pyramid_attribution", takes_layer=False, settings=S.PyramidAttributionSettings):
     """Integrated gradients with respect to every pyramid level of a top-down net."""
 
     def applies(self, job: Job) -> bool:
@@ -664,7 +664,7 @@ class PyramidAttribution(Method, name="pyramid_attribution", takes_layer=False, 
         )
 
 
-class Dissection(Method, name="dissection", settings=C.DissectionSettings):
+class Dissection(Method, name="dissection", settings=S.DissectionSettings):
     """Unit IoU with the procedural flowers' part masks."""
 
     def applies(self, job: Job) -> bool:
@@ -749,7 +749,7 @@ def _chain_figures(job: Job, chains: Any) -> dict[str, Any]:
     return {"class_confidence": confidence, **job.natural(chains.images)}
 
 
-class DgnAm(Method, name="dgn_am", takes_layer=False, settings=C.DgnAmSettings):
+class DgnAm(Method, name="dgn_am", takes_layer=False, settings=S.DgnAmSettings):
     """Every class through the net's generator: gradient ascent on the code (DGN-AM)."""
 
     uses_generator = True
@@ -781,7 +781,7 @@ class DgnAm(Method, name="dgn_am", takes_layer=False, settings=C.DgnAmSettings):
         )
 
 
-class Ppgn(Method, name="ppgn", takes_layer=False, settings=C.PpgnSettings):
+class Ppgn(Method, name="ppgn", takes_layer=False, settings=S.PpgnSettings):
     """The PPGN-h sampler through the net's generator: several chains per class, and chains from the means of a
     class's code clusters (multifaceted)."""
 
@@ -830,7 +830,7 @@ class Ppgn(Method, name="ppgn", takes_layer=False, settings=C.PpgnSettings):
         )
 
 
-class Priors(Method, name="priors", takes_layer=False, settings=C.PriorsSettings):
+class Priors(Method, name="priors", takes_layer=False, settings=S.PriorsSettings):
     """The class objectives through every prior the net has, measured side by side (:mod:`topdown.vis.priors`)."""
 
     uses_generator = True
@@ -843,7 +843,7 @@ class Priors(Method, name="priors", takes_layer=False, settings=C.PriorsSettings
         images, targets = [], []
         for k in range(s.renders):
             recipe = ctx.recipe.with_(
-                steps=C.scaled_steps(ctx.recipe.steps, s.steps_scale),
+                steps=S.scaled_steps(ctx.recipe.steps, s.steps_scale),
                 starts=tuple(s.starts),
                 seed=ctx.recipe.seed + k,
                 spectrum=ctx.spectrum if maco else None,

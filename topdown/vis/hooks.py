@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 INPUT = "input"
 LOGITS = "logits"
 _SPECIAL = (INPUT, LOGITS, "image")
@@ -29,7 +31,7 @@ def split_key(key: str) -> tuple[str, bool]:
     """``"layer2.0.act2@in"`` -> ``("layer2.0.act2", True)``; plain names -> ``(name, False)``."""
     name, sep, where = key.partition("@")
     if sep and where != "in":
-        raise ValueError(f"layer key {key!r}: the only suffix is '@in' (the module's input)")
+        raise ConfigError(f"layer key {key!r}: the only suffix is '@in' (the module's input)")
     return name, bool(sep)
 
 

@@ -20,6 +20,7 @@ from numbers import Real
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .hooks import LOGITS
 
 ObjectiveFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -101,7 +102,7 @@ def as_objective(obj: Objective | str) -> Objective:
     if isinstance(obj, str):
         layer, sep, n = obj.rpartition(":")
         if not sep or not n.strip().lstrip("-").isdigit():
-            raise ValueError(f"objective string {obj!r} must look like 'layer.name:channel'")
+            raise ConfigError(f"objective string {obj!r} must look like 'layer.name:channel'")
         return channel(layer.strip(), int(n))
     raise TypeError(f"cannot make an objective from {type(obj).__name__}")
 

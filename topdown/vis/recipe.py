@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .maco import Spectrum, maco_from_image, maco_image
 from .objectives import Objective
 from .param import ColorStats, ImageParam, from_image, image
@@ -22,7 +23,7 @@ MACO_DRAW_STRIDE = 100_003
 def check_starts(starts: object, key: str = "starts") -> None:
     """A one-line ``ValueError`` naming ``key`` unless ``starts`` is a non-empty list or tuple of :data:`STARTS`."""
     if not isinstance(starts, list | tuple) or not starts or any(v not in STARTS for v in starts):
-        raise ValueError(f"{key} must be a non-empty list of {list(STARTS)}, got {starts!r}")
+        raise ConfigError(f"{key} must be a non-empty list of {list(STARTS)}, got {starts!r}")
 
 
 def start_color(color: ColorStats | None, start: str) -> ColorStats | None:
@@ -31,7 +32,7 @@ def start_color(color: ColorStats | None, start: str) -> ColorStats | None:
         return color
     if start == "gray":
         return replace(color or ColorStats.identity(), mean=(0.5, 0.5, 0.5))
-    raise ValueError(f"unknown start {start!r}: expected one of {list(STARTS)}")
+    raise ConfigError(f"unknown start {start!r}: expected one of {list(STARTS)}")
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,28 @@ import datetime as _dt
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ..io import atomic_write_json, jsonable
+from ..errors import ConfigError
+from ..io import atomic_write_json
 from ..models.base import ImageClassifierNet
 from ..results_view import VisResults
-from ..robustness.results import PartStore, fingerprint, weights_sha256
+from ..store import PartStore, fingerprint, source_fingerprint, weights_sha256
 from .catalog import METHODS
 from .config import VisConfig
-from .method import Context, Job
+from .method import Context, Job, Method
 
 if TYPE_CHECKING:
     from ..checkpoint import LoadedModel, LoadedRun
     from ..data import FlowerData
 
-#: Version of a stored (model, method) result; bump when an entry's layout changes.
-PARTS_VERSION = 1
+#: The code a stored (model, method) result is a function of (its fingerprint hashes these files).
+SOURCES = ("vis/*.py", "generator/*.py", "models/*.py", "data/*.py")
 
 
 @dataclass
@@ -49,7 +51,7 @@ class VisRun:
 def default_layer(net: torch.nn.Module) -> str:
     """The middle stage (``layer2`` of a 3- or 4-stage network); other networks must pass ``--layers``."""
     if not isinstance(net, ImageClassifierNet):
-        raise ValueError(f"{type(net).__name__} has no stage_names(): pass --layers")
+        raise ConfigError(f"{type(net).__name__} has no stage_names(): pass --layers")
     stages = net.stage_names()
     return stages[(len(stages) - 1) // 2]
 
@@ -66,7 +68,7 @@ def model_layers(models: dict[str, LoadedModel], layers: list[str] | None) -> di
             if split_key(layer)[0] not in modules:
                 stages = lm.net.stage_names()
                 deeper = next((n for n in modules if n.startswith(f"{stages[0]}.") and n.count(".") >= 2), None)
-                raise ValueError(
+                raise ConfigError(
                     f"layers: {name} ({type(lm.net).__name__}) has no layer {layer!r}; its stages are "
                     f"{', '.join(stages)}" + (f" (any module name works, e.g. {deeper})" if deeper else "")
                 )
@@ -108,7 +110,7 @@ def load_priors(cfg: VisConfig, models: dict[str, LoadedModel], data_desc: dict[
 
     unknown = [name for name in cfg.generators if name not in models]
     if unknown:
-        raise ValueError(f"generators: no model named {', '.join(unknown)} in this run (models: {', '.join(models)})")
+        raise ConfigError(f"generators: no model named {', '.join(unknown)} in this run (models: {', '.join(models)})")
     return {
         name: load_prior(path, models[name].net, str(models[name].path), data_desc).to(device)
         for name, path in cfg.generators.items()
@@ -122,15 +124,6 @@ def data_fingerprint(ctx: Context, data_desc: dict[str, Any]) -> str:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     spectrum = ctx.recipe.spectrum.to_dict() if ctx.recipe.spectrum is not None else None
     return fingerprint(data_desc, ctx.color.to_dict(), h.hexdigest(), *([spectrum] if spectrum else []))
-
-
-def code_fingerprint() -> str:
-    """A hash of the source of ``topdown.vis``: a result computed by other code is never reused."""
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def quality_figures(doc: dict[str, Any], model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -163,6 +156,41 @@ def _progress_line(name: str, key: str, entry: dict[str, Any], reused: bool) -> 
     return f"[{name}] {key}: {when}, {ok}/{len(quality)} figures passed  {marks}"
 
 
+def _images_exist(out: Path, entry: dict[str, Any]) -> bool:
+    return all((out / rel).is_file() for rel in entry["images"])
+
+
+def _compute_entry(method: Method, job: Job, key: str, fp: str, seed: int, out: Path) -> dict[str, Any] | None:
+    """Run one method on one model and layer; save its PNGs under ``out``; its stored entry (``None``: the
+    method does not apply)."""
+    from .plot import save_png
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)  # anything that draws from the global RNG starts the same
+    res = method(job)
+    secs = time.perf_counter() - start
+    if res is None:
+        return None
+    images = []
+    for suffix, arr in res.panels.items():
+        rel = f"{job.model}/{key.replace(':', '_')}{'_' + suffix if suffix else ''}.png"
+        save_png(arr, out / rel)
+        images.append(rel)
+    settings = asdict(job.settings) if job.settings is not None else None
+    return {
+        "description": res.description,
+        "layer": job.layer,
+        "recipe": res.recipe,
+        "settings": settings,
+        "seed": seed,
+        "seconds": round(secs, 2),
+        "images": images,
+        "quality": {k: f.to_dict() for k, f in res.quality.items()},
+        "details": res.details,
+        "fingerprint": fp,
+    }
+
+
 def visualize(
     loaded: LoadedRun,
     cfg: VisConfig,
@@ -191,7 +219,7 @@ def visualize(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = PartStore(out)
-    common = (PARTS_VERSION, code_fingerprint(), data_fingerprint(ctx, data_desc), cfg.shared())
+    common = (source_fingerprint(*SOURCES), data_fingerprint(ctx, data_desc), cfg.shared())
     doc: dict[str, Any] = {
         "schema": 1,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -227,40 +255,20 @@ def visualize(
                 if method.uses_other_nets:
                     extra.append(weights)
                 fp = fingerprint(*common, weights[name], method_name, layer, settings_dict, *extra)
-                entry = None if fresh else store.load(name, key, fp)
-                if entry is not None and all((out / rel).is_file() for rel in entry["images"]):
-                    run.reused.append(f"{name}/{key}")
-                    main_panel = _read_png(out / entry["images"][0])
-                else:
-                    start = time.perf_counter()
-                    torch.manual_seed(cfg.seed)  # anything that draws from the global RNG starts the same
-                    res = method(Job(lm.net, layer, ctx, settings, name))
-                    secs = time.perf_counter() - start
-                    if res is None:
-                        console.print(f"[{name}] {key}: not applicable, skipped", markup=False)
-                        continue
-                    images = []
-                    for suffix, arr in res.panels.items():
-                        rel = f"{name}/{key.replace(':', '_')}{'_' + suffix if suffix else ''}.png"
-                        save_png(arr, out / rel)
-                        images.append(rel)
-                    main_panel = next(iter(res.panels.values()))
-                    entry = jsonable(
-                        {
-                            "description": res.description,
-                            "layer": layer,
-                            "recipe": res.recipe,
-                            "settings": settings_dict,
-                            "seed": cfg.seed,
-                            "seconds": round(secs, 2),
-                            "images": images,
-                            "quality": {k: f.to_dict() for k, f in res.quality.items()},
-                            "details": res.details,
-                            "fingerprint": fp,
-                        }
-                    )
-                    store.save(name, key, fp, entry)
-                    run.computed.append(f"{name}/{key}")
+                job = Job(lm.net, layer, ctx, settings, name)
+                entry, reused = store.cached(
+                    name,
+                    key,
+                    fp,
+                    partial(_compute_entry, method, job, key, fp, cfg.seed, out),
+                    fresh,
+                    usable=partial(_images_exist, out),
+                )
+                if entry is None:
+                    console.print(f"[{name}] {key}: not applicable, skipped", markup=False)
+                    continue
+                (run.reused if reused else run.computed).append(f"{name}/{key}")
+                main_panel = _read_png(out / entry["images"][0])
                 panels.setdefault(key, {})[name] = main_panel
                 doc["models"][name]["methods"][key] = entry
                 console.print(
