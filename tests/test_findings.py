@@ -275,7 +275,7 @@ def test_each_finding_is_kept_as_it_finishes_and_reused_until_its_inputs_change(
     trained_pair, small_flowers, tmp_path, monkeypatch
 ) -> None:
     import topdown.findings as F
-    from topdown.robustness.results import PartStore
+    from topdown.store import PartStore
 
     test = small_flowers.subset("test")
     x, y = torch.stack([test[i][0] for i in range(8)]), torch.tensor(test.targets[:8])

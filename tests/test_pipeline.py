@@ -197,9 +197,9 @@ def test_a_cut_down_main_job_learns_and_ends_with_what_it_found(tmp_path: Path, 
         assert "elapsed, about" in line and "left" in line, line
     # The closing table: what results.json and vis.json hold, per net, then the report's path.
     table = printed.err[printed.err.index("what the job found") :]
-    row = next(x for x in table.splitlines() if "clean accuracy" in x)
-    assert all(f"{100 * results[n]['clean']['top1']:.1f}%" in row for n in ("baseline", "topdown")), row
-    for label in ("weakest class", "worst-case L∞", "mCE", "sanity checks", "quality figures", "180 test images"):
+    row = next(x for x in table.splitlines() if "clean top-1 (%)" in x)
+    assert all(f"{100 * results[n]['clean']['top1']:.1f}" in row for n in ("baseline", "topdown")), row
+    for label in ("weakest class", "worst-case L∞", "mCE", "sanity checks passed", "quality figures", "180 test"):
         assert label in table, label
     assert printed.out.strip().splitlines()[-1] == str(report.resolve())
     assert "report:" in printed.err.splitlines()[-1]
@@ -304,7 +304,7 @@ def test_the_stage_bar_scales_its_estimates_by_how_fast_the_finished_stages_went
 
 
 def test_the_closing_table_quotes_the_suites_headline_epsilon() -> None:
-    from topdown.report.summary import headline_eps
+    from topdown.report.metrics import headline_eps
 
     sweep = {"linf_epsilons": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
     assert headline_eps({"suite": {"attacks": sweep}}) == pytest.approx(2 / 255)

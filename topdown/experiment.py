@@ -29,6 +29,7 @@ from .errors import run_command
 from .io import atomic_write_bytes, atomic_write_text
 from .options import DataOptions, parse_command
 from .pipeline import DEFAULT_STAGES, Pipeline, PipelineConfig, check_redo, check_stages
+from .report import metrics as M
 from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
     CONTROLS,
@@ -36,10 +37,9 @@ from .report.conclusions import (
     budget_text,
     conclusions,
     control_conclusions,
-    scale_name,
     survival,
 )
-from .results_view import AutoAttack, Check, ModelResults, Results, Scale, VisResults, as_results, dig
+from .results_view import AutoAttack, Check, ModelResults, Results, VisResults, as_results
 
 
 @dataclass
@@ -206,26 +206,6 @@ def run(cfg: ExperimentConfig) -> None:
             publish(cfg, pipeline_cfg.dataset, pipeline_cfg.seed)
 
 
-def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0] * scale:.{digits}f}"
-    return f"{statistics.fmean(values) * scale:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
-def _clean(key: str) -> Any:
-    """A getter of one clean-accuracy figure of a model's results."""
-    return lambda m: m.clean.get(key)
-
-
-def _sanity(model: ModelResults) -> str | None:
-    checks = model.sanity
-    if not checks:
-        return None
-    return f"{sum(bool(c.passed) for c in checks.values())}/{len(checks)}"
-
-
 def _targets(ds: DatasetRuns, runs: list[Results], base: str, td: str) -> list[str]:
     """Whether the mean clean accuracies meet the dataset's targets, in words."""
     if ds.target_top1 is None:
@@ -333,12 +313,6 @@ def _with_autoattack(runs: list[Results], cols: list[str], norm: str, eps: float
     return f", AutoAttack included where it ran ({sum(ran)} of {len(ran)} model evaluations)"
 
 
-def _scale_at(m: ModelResults, kind: str, level: int) -> float | None:
-    """Accuracy with one scale (pyramid level or image band) perturbed at the strongest strength."""
-    s = m.scale(kind)
-    return dig(s.accuracy, level, -1) if s is not None else None
-
-
 def _each_seed(values: list[str | None]) -> str:
     """A cell with one value per seed: ``85.8 · – · 84.1``."""
     return " · ".join("–" if v is None else v for v in values)
@@ -413,8 +387,186 @@ def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
     return md
 
 
+@dataclass
+class FoundRun:
+    """One finished run of a dataset: where it is, its results and the training recipe behind them."""
+
+    seed: int
+    dir: Path
+    results: Results
+    recipe: str
+    when: tuple[str, float]  # the evaluation's recorded time (a copied file's own time is when it was copied)
+
+
+@dataclass
+class DatasetResults:
+    """The finished runs of one dataset that share the newest run's recipe, and those left out (another recipe)."""
+
+    spec: DatasetRuns
+    runs: list[FoundRun]
+    stale: list[Path]
+
+    @property
+    def results(self) -> list[Results]:
+        return [r.results for r in self.runs]
+
+
+def collect(cfg: ExperimentConfig, ds: DatasetRuns) -> DatasetResults | None:
+    """Every finished run of ``ds`` (from ``cfg.out``, else its published copy); ``None`` when no run with a
+    baseline and a top-down net has finished."""
+    found = []
+    for seed in ds.seeds:
+        d = find_run(cfg, ds.dataset, seed)
+        if d is None:
+            continue
+        p = d / "eval" / "results.json"
+        res = Results(json.loads(p.read_text()))
+        found.append(FoundRun(seed, d, res, recipe(res), (str(res.created or ""), p.stat().st_mtime)))
+    if not found or found[0].results.pair() is None:
+        return None
+    current = max(found, key=lambda f: f.when).recipe  # the newest run's recipe
+    return DatasetResults(ds, [f for f in found if f.recipe == current], [f.dir for f in found if f.recipe != current])
+
+
+def metric_table(runs: list[Results], cols: list[str], dirs: list[Path]) -> list[str]:
+    """The headline table's rows (:mod:`topdown.report.metrics`), each cell the mean ± std over ``runs`` of one
+    model (``cols``), or its value on each seed."""
+
+    def values(metric: Any) -> list[list[Any]]:
+        return [[metric(m) if (m := r.model(k)) is not None else None for r in runs] for k in cols]
+
+    def row(m: M.Metric) -> str | None:
+        vals = [[v for v in vs if v is not None] for vs in values(m.get)]
+        if not any(vals):
+            return None  # a metric no run recorded (an older results file, or a suite without it)
+        return _md_row(m.label, [m.mean_std(vs) for vs in vals])
+
+    def per_seed(label: str, get: Any, cell: Any = _each_seed) -> str | None:
+        vals = values(get)
+        if all(v is None for vs in vals for v in vs):
+            return None
+        return _md_row(label, [cell(vs) for vs in vals])
+
+    top1 = M.CLEAN[0]
+    rows = [
+        row(top1),
+        per_seed("clean top-1 of each seed (%)", lambda m: None if top1.get(m) is None else top1.cell(m)),
+    ]
+    rows += [row(m) for m in M.CLEAN[1:]]
+    base = runs[0].pair()[0]
+    for norm in ("linf", "l2"):
+        w = runs[0].models[base].worst_case(norm)
+        for k, e in enumerate(((w.epsilons if w else None) or [])[1:], 1):
+            rows.append(row(M.worst_case_metric(norm, k, e, _with_autoattack(runs, cols, norm, e))))
+    budgets = _autoattack_budgets(runs, cols)
+    for norm, e in budgets:
+        at = lambda m, norm=norm, e=e: m.autoattack(norm, e)  # noqa: E731
+        sizes = {s.n for r in runs for k in cols if (m := r.model(k)) is not None and (s := at(m))}
+        with_, without = M.autoattack_metrics(norm, e, f"{sizes.pop()} images" if len(sizes) == 1 else "images")
+        rows += [row(with_), row(without)]
+        rows.append(per_seed(f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)", at, _broke))
+    if budgets:
+        check = lambda m: _passed(m.check("autoattack_adds_little"))  # noqa: E731
+        rows.append(per_seed("sanity check: AutoAttack adds little (each seed)", check))
+    rows += [row(m) for m in M.MINIMAL]
+    rows += [row(M.perturbation_metric(name)) for name in runs[0].perturbation_levels]
+    rows += [row(m) for m in M.scale_metrics(runs[0].models[runs[0].pair()[1]])]
+    rows.append(per_seed("sanity checks passed (each seed)", lambda m: M.sanity_count(m.sanity)))
+    rows.append(_vis_row(dirs, cols))
+    return [r for r in rows if r is not None]
+
+
+TABLE_NOTE = (
+    "Attacks and perturbations use a seeded, stratified subset of the test images (the clean rows use all of them); "
+    "worst case is per image over every attack of that norm"
+)
+
+
+def dataset_section(cfg: ExperimentConfig, found: DatasetResults, page: Path, pngs: list[str]) -> list[str]:
+    """The results page's section of one dataset, from its finished runs (``pngs``: its published plots)."""
+    ds, runs, dirs = found.spec, found.results, [f.dir for f in found.runs]
+    seeds = [f.seed for f in found.runs]
+    base, td = runs[0].pair()
+    present = [c for c in CONTROLS if any(r.has(c) for r in runs)]
+    cols = [base, td, *present]
+    md = [f"{len(runs)} of {len(ds.seeds)} seed(s) finished: {', '.join(str(d) for d in dirs)}.", ""]
+    md += [f"Training: {found.runs[0].recipe}.", ""]
+    if (ctrl := controls_text(runs)) is not None:
+        md += [f"{ctrl}.", ""]
+    if found.stale:
+        md += [
+            f"Left out, trained with another recipe: {', '.join(str(d) for d in found.stale)} (delete a folder and "
+            "run the experiment again to redo it with the current configs).",
+            "",
+        ]
+    headers = []
+    for k in cols:
+        have = sum(r.has(k) for r in runs)
+        name = "top-down" if k == td else CONTROLS.get(k, "baseline")
+        headers.append(name if have == len(runs) else f"{name} ({have} of {len(runs)} seeds)")
+    md += [_md_row("metric", headers), "|---" * (len(cols) + 1) + "|", *metric_table(runs, cols, dirs)]
+    budgets = _autoattack_budgets(runs, cols)
+    md += [
+        "",
+        TABLE_NOTE
+        + (", AutoAttack's included at the budgets it ran at" if budgets else "")
+        + ". On one scale only: the top-down net's pyramid level, the baseline's"
+        + (" (and a control's)" if present else "")
+        + " same frequency band of the image.",
+    ]
+    if budgets:
+        md[-1] += (
+            " AutoAttack runs on its own stratified part of the subset, only on the images every other attack "
+            "left robust; its rows compare robust accuracy on those images with and without it."
+        )
+    md += ["", *(t for t in _targets(ds, runs, base, td) for t in (t, "")), "Conclusions (computed):", ""]
+    md += [f"- {c}" for c in conclusions(runs)]
+    for control, lines in control_conclusions(runs).items():
+        md += ["", f"Top-down against the {CONTROLS[control]} (computed):", ""]
+        md += [f"- {c}" for c in lines]
+    if surv := survival(runs):
+        md += ["", f"Which of the top-down net's advantages over the baseline survive (computed; {SURVIVAL_RULE}):", ""]
+        md += [f"- {c}" for c in surv]
+    md += _file_links(cfg, ds.dataset, seeds, page)
+    if pngs:
+        md += ["", f"Plots of seed{seeds[0]}:"]
+    md += [line for png in pngs for line in ("", f"![{png}](figures/{ds.dataset}/{png})")]
+    return md
+
+
+def _file_links(cfg: ExperimentConfig, dataset: str, seeds: list[int], page: Path) -> list[str]:
+    """The sentences naming the committed result files and the runs' reports behind a section."""
+    md, files = [], []
+    for seed in seeds:
+        pub = published_dir(cfg, dataset, seed)
+        links = [f"[{Path(rel).name}]({_link(pub / rel, page)})" for rel in PUBLISHED if (pub / rel).is_file()]
+        if links:
+            files.append(f"seed {seed}: {' · '.join(links)}")
+    if files:
+        md += ["", f"Every number above is computed from these committed result files: {'; '.join(files)}."]
+    reports = [f"`{r}`" for s in seeds if (r := run_dir(cfg, dataset, s) / "report.html").is_file()]
+    if reports:
+        md += ["", f"Each run's full report (every section, all models side by side): {', '.join(reports)}."]
+    return md
+
+
+def publish_plots(cfg: ExperimentConfig, dataset: str, seed: int, page: Path) -> list[str]:
+    """Copy the evaluation plots of a dataset's first seed beside the page (``figures/<dataset>/``); the ones
+    the page can show."""
+    figs = page.parent / "figures" / dataset
+    src = run_dir(cfg, dataset, seed) / "eval"
+    pngs = [p for p in PLOTS if (src / p).is_file() or (figs / p).is_file()]
+    if pngs:
+        figs.mkdir(parents=True, exist_ok=True)
+    for png in pngs:
+        if (src / png).is_file():
+            shutil.copyfile(src / png, figs / png)
+    return pngs
+
+
 def aggregate(cfg: ExperimentConfig) -> str:
-    """Markdown tables and conclusions over every finished run."""
+    """The results page over every finished run: collect each dataset's runs, write its section, publish the
+    files it links; then the visual findings."""
     page = Path(cfg.results_md)
     md = [
         "# Results: top-down vs baseline on real and procedural flowers",
@@ -427,187 +579,17 @@ def aggregate(cfg: ExperimentConfig) -> str:
     ]
     any_run = False
     for ds in cfg.runs:
-        found = []
-        for seed in ds.seeds:
-            d = find_run(cfg, ds.dataset, seed)
-            if d is None:
-                continue
-            if d == run_dir(cfg, ds.dataset, seed):
-                publish(cfg, ds.dataset, seed)  # the page links the copies: keep them current
-            p = d / "eval" / "results.json"
-            res = Results(json.loads(p.read_text()))
-            # newest: by the time the evaluation recorded (a copied file's own time is when it was copied)
-            found.append((recipe(res), res, d, (str(res.created or ""), p.stat().st_mtime), seed))
+        for seed in ds.seeds:  # the page links the published copies: keep them current
+            if find_run(cfg, ds.dataset, seed) == run_dir(cfg, ds.dataset, seed):
+                publish(cfg, ds.dataset, seed)
+        found = collect(cfg, ds)
+        any_run = any_run or any(find_run(cfg, ds.dataset, s) is not None for s in ds.seeds)
         md += [f"## {ds.dataset}", ""]
-        any_run = any_run or bool(found)
-        if not found or found[0][1].pair() is None:
+        if found is None:
             md += [f"No finished run yet ({len(ds.seeds)} seed(s) planned).", ""]
             continue
-        current = max(found, key=lambda f: f[3])[0]  # the newest run's recipe
-        stale = [str(d) for rec, _, d, _, _ in found if rec != current]
-        runs = [r for rec, r, _, _, _ in found if rec == current]
-        dirs = [d for rec, _, d, _, _ in found if rec == current]
-        seeds = [s for rec, _, _, _, s in found if rec == current]
-        base, td = runs[0].pair()
-        present = [c for c in CONTROLS if any(r.has(c) for r in runs)]
-        cols = [base, td, *present]
-        md += [f"{len(runs)} of {len(ds.seeds)} seed(s) finished: {', '.join(str(d) for d in dirs)}.", ""]
-        md += [f"Training: {current}.", ""]
-        if (ctrl := controls_text(runs)) is not None:
-            md += [f"{ctrl}.", ""]
-        if stale:
-            md += [
-                f"Left out, trained with another recipe: {', '.join(stale)} (delete a folder and run the "
-                "experiment again to redo it with the current configs).",
-                "",
-            ]
-        headers = []
-        for k in cols:
-            have = sum(r.has(k) for r in runs)
-            name = "top-down" if k == td else CONTROLS.get(k, "baseline")
-            headers.append(name if have == len(runs) else f"{name} ({have} of {len(runs)} seeds)")
-        md += [_md_row("metric", headers), "|---" * (len(cols) + 1) + "|"]
-
-        def values(get: Any, runs: list = runs, cols: list = cols) -> list[list[Any]]:
-            return [[get(m) if (m := r.model(k)) is not None else None for r in runs] for k in cols]
-
-        def row(label: str, get: Any, scale: float = 100.0, digits: int = 1) -> str | None:
-            vals = [[v for v in vs if v is not None] for vs in values(get)]
-            if not any(vals):
-                return None  # a metric no run recorded (an older results file, or a suite without it)
-            return _md_row(label, [_mean_std(vs, scale, digits) for vs in vals])
-
-        def per_seed(label: str, get: Any, cell: Any = _each_seed) -> str | None:
-            vals = values(get)
-            if all(v is None for vs in vals for v in vs):
-                return None
-            return _md_row(label, [cell(vs) for vs in vals])
-
-        rows = [
-            row("clean top-1 (%)", _clean("top1")),
-            per_seed(
-                "clean top-1 of each seed (%)",
-                lambda m: None if (a := _clean("top1")(m)) is None else f"{a * 100:.1f}",
-            ),
-            row("clean top-5 (%)", _clean("top5")),
-            row("clean macro accuracy (%)", _clean("macro_acc")),
-            row("mean confidence (%)", _clean("confidence")),
-            row("expected calibration error (×100)", _clean("ece")),
-        ]
-        for norm, name in (("linf", "L∞"), ("l2", "L2")):
-            w = runs[0].models[base].worst_case(norm)
-            eps = (w.epsilons if w else None) or []
-            for k, e in enumerate(eps[1:], 1):
-                label = f"{e * 255:g}/255" if norm == "linf" else f"{e:g}"
-                aa = _with_autoattack(runs, cols, norm, e)
-                get = lambda m, norm=norm, k=k: m.worst_accuracy(norm, k)  # noqa: E731
-                rows.append(row(f"worst-case {name} accuracy at ε = {label}{aa} (%)", get))
-        budgets = _autoattack_budgets(runs, cols)
-        for norm, e in budgets:
-            at = lambda m, norm=norm, e=e: m.autoattack(norm, e)  # noqa: E731
-            sizes = {s.n for r in runs for k in cols if (m := r.model(k)) is not None and (s := at(m))}
-            images = f"{sizes.pop()} images" if len(sizes) == 1 else "images"
-            rows += [
-                row(
-                    f"AutoAttack at {budget_text(norm, e)}: robust accuracy with it, on its {images} (%)",
-                    lambda m, at=at: None if (s := at(m)) is None else s.accuracy_with,
-                ),
-                row(
-                    f"AutoAttack at {budget_text(norm, e)}: robust accuracy without it (every other attack), "
-                    f"same {images} (%)",
-                    lambda m, at=at: None if (s := at(m)) is None else s.accuracy_without,
-                ),
-                per_seed(f"AutoAttack at {budget_text(norm, e)}: images only it broke (each seed)", at, _broke),
-            ]
-        if budgets:
-            rows.append(
-                per_seed(
-                    "sanity check: AutoAttack adds little (each seed)",
-                    lambda m: _passed(m.check("autoattack_adds_little")),
-                )
-            )
-        rows += [
-            row(
-                "median minimal L∞ perturbation, FMN (/255)",
-                lambda m: None if (a := m.attack("fmn")) is None else a.median_distance,
-                scale=255.0,
-            ),
-            row(
-                "median minimal L2 perturbation, DeepFool (an upper bound)",
-                lambda m: None if (a := m.attack("deepfool")) is None else a.median_distance,
-                scale=1.0,
-                digits=2,
-            ),
-            row(
-                "median minimal L2 perturbation, HopSkipJump (decision-based)",
-                lambda m: None if (a := m.decision) is None else a.median_distance,
-                scale=1.0,
-                digits=2,
-            ),
-            row("mCE (% of baseline)", lambda m: m.corruptions.mce),
-        ]
-        for name in runs[0].perturbation_levels:
-            rows.append(row(f"AUC {name.replace('_', ' ')} (×100)", lambda m, name=name: m.perturbation_auc(name)))
-        # One scale at a time: the top-down net's pyramid level, the baseline's same frequency band of the image.
-        for kind, what in (("noise", "Gaussian noise σ = {:g}"), ("pgd", "L∞ PGD ε = {:g}/255")):
-            sc = runs[0].models[td].scale(kind) or Scale({})
-            strengths = sc.sigmas if kind == "noise" else [e * 255 for e in sc.epsilons or []]
-            if not strengths:
-                continue
-            for i, factor in enumerate(sc.factors or []):
-                get = lambda m, kind=kind, i=i: _scale_at(m, kind, i)  # noqa: E731
-                rows.append(row(f"{what.format(strengths[-1])} on the {scale_name(factor)} scale only (%)", get))
-        rows.append(per_seed("sanity checks passed (each seed)", _sanity))
-        rows.append(_vis_row(dirs, cols))
-        md += [r for r in rows if r is not None]
-        md += [
-            "",
-            "Attacks and perturbations use a seeded, stratified subset of the test images (the clean rows use "
-            "all of them); worst case is per image over every attack of that norm"
-            + (", AutoAttack's included at the budgets it ran at" if budgets else "")
-            + ". On one scale only: the top-down net's pyramid level, the baseline's"
-            + (" (and a control's)" if present else "")
-            + " same frequency band of the image.",
-        ]
-        if budgets:
-            md[-1] += (
-                " AutoAttack runs on its own stratified part of the subset, only on the images every other attack "
-                "left robust; its rows compare robust accuracy on those images with and without it."
-            )
-        md += ["", *(t for t in _targets(ds, runs, base, td) for t in (t, "")), "Conclusions (computed):", ""]
-        md += [f"- {c}" for c in conclusions(runs)]
-        for control, lines in control_conclusions(runs).items():
-            md += ["", f"Top-down against the {CONTROLS[control]} (computed):", ""]
-            md += [f"- {c}" for c in lines]
-        if surv := survival(runs):
-            md += [
-                "",
-                f"Which of the top-down net's advantages over the baseline survive (computed; {SURVIVAL_RULE}):",
-                "",
-            ]
-            md += [f"- {c}" for c in surv]
-        files = []
-        for seed in seeds:
-            pub = published_dir(cfg, ds.dataset, seed)
-            links = [f"[{Path(rel).name}]({_link(pub / rel, page)})" for rel in PUBLISHED if (pub / rel).is_file()]
-            if links:
-                files.append(f"seed {seed}: {' · '.join(links)}")
-        if files:
-            md += ["", f"Every number above is computed from these committed result files: {'; '.join(files)}."]
-        reports = [f"`{r}`" for s in seeds if (r := run_dir(cfg, ds.dataset, s) / "report.html").is_file()]
-        if reports:
-            md += ["", f"Each run's full report (every section, all models side by side): {', '.join(reports)}."]
-        figs = page.parent / "figures" / ds.dataset
-        src = run_dir(cfg, ds.dataset, seeds[0]) / "eval"
-        pngs = [p for p in PLOTS if (src / p).is_file() or (figs / p).is_file()]
-        if pngs:
-            md += ["", f"Plots of seed{seeds[0]}:"]
-            figs.mkdir(parents=True, exist_ok=True)
-        for png in pngs:
-            if (src / png).is_file():
-                shutil.copyfile(src / png, figs / png)
-            md += ["", f"![{png}](figures/{ds.dataset}/{png})"]
-        md.append("")
+        pngs = publish_plots(cfg, ds.dataset, found.runs[0].seed, page)
+        md += [*dataset_section(cfg, found, page, pngs), ""]
     md += findings_markdown(cfg, page)
     text = "\n".join(md) + "\n"
     if not any_run and Path(cfg.results_md).is_file():

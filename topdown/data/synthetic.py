@@ -328,6 +328,71 @@ def _petal_distance(w: _Whorl, a: np.ndarray, b: np.ndarray, jitter: tuple[float
     return d
 
 
+def _petals(
+    p: dict[str, Any],
+    form: _Form,
+    fx: np.ndarray,
+    fy: np.ndarray,
+    theta: np.ndarray,
+    radial: np.ndarray,
+    px_per_r: float,
+    amp: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, paint)`` of every whorl's petals in the flower frame: how much background still shows, and the
+    petals' brightness times their coverage."""
+    name = p["pattern"]
+    # All petals share one colour, so they are composited as scalar fields: ``keep`` is how much of the
+    # background still shows, ``paint`` the petal brightness times its coverage.
+    keep = np.ones_like(fx)
+    paint = np.zeros_like(fx)
+    brightness = p["petal_brightness"]
+    for w, n in zip(form.whorls, p["n_petals"], strict=True):
+        step = 2.0 * math.pi / n
+        k0 = np.floor(theta / step - w.phase).astype(np.int64)
+        angles = (np.arange(n) + w.phase) * step
+        cos_t, sin_t = np.cos(angles), np.sin(angles)
+        layers = []
+        for k in (k0 % n, (k0 + 1) % n):  # the second petal of each pair lies on top
+            ca, sa = cos_t[k], sin_t[k]
+            a = fx * ca + fy * sa
+            b = fy * ca - fx * sa
+            d_px = _petal_distance(w, a, b, p["shape_jitter"]) * px_per_r
+            shade = radial * (w.shade * brightness[k % 16])
+            if name == "veined":  # midrib: a thin dark line along the axis, fading before the tip
+                along = _smoothstep((w.centre + 0.8 * w.half_length - a) * px_per_r / 3.0)
+                shade = shade * (1.0 - amp * _coverage(np.abs(b) * px_per_r - 0.35) * along)
+            layers.append((_coverage(d_px), d_px, shade))
+        (a0, _, s0), (a1, d1, s1) = layers
+        # A soft shadow just outside the upper petal separates overlapping petals.
+        s0 = s0 * (1.0 - 0.3 * _coverage(d1 - 1.5) * (1.0 - a1))
+        k01 = (1.0 - a0) * (1.0 - a1)
+        paint = paint * k01 + s0 * a0 * (1.0 - a1) + s1 * a1
+        keep = keep * k01
+
+    return keep, paint
+
+
+def _centre(
+    p: dict[str, Any], r: np.ndarray, fx: np.ndarray, fy: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(alpha, shade)`` of the centre disc, with its own fine texture."""
+    R = p["radius"]
+    px_per_r = R * size
+    name = p["pattern"]
+    rc = p["centre_radius"]
+    centre_alpha = _coverage((r - rc) * px_per_r)
+    cshade = 0.8 + 0.25 * (1.0 - np.minimum(r / rc, 1.0) ** 2)
+    cperiod = p["centre_period"]
+    camp = p["centre_contrast"] * _fade(cperiod * size)
+    if name == "striped":
+        rings = np.cos(r * (2.0 * math.pi * R / cperiod))
+        cshade = cshade * (1.0 - 0.5 * camp * rings)
+    elif name == "dotted":
+        seeds = _dots(fx * R + 0.5 * cperiod, fy * R, cperiod, 0.32 * cperiod, size)
+        cshade = cshade * (1.0 - 1.3 * camp * (seeds - math.pi * 0.32**2))
+    return centre_alpha, cshade
+
+
 def _paint(p: dict[str, Any], form: _Form, size: int, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = _grid(size)
     img = _paint_background(p, x, y, size)
@@ -360,46 +425,8 @@ def _paint(p: dict[str, Any], form: _Form, size: int, noise: np.ndarray) -> tupl
         tex = _dots(fx * R, fy * R, period, 0.3 * period, size)
         radial = radial * (1.0 - 1.3 * amp * (tex - math.pi * 0.3**2))
 
-    # All petals share one colour, so they are composited as scalar fields: ``keep`` is how much of the
-    # background still shows, ``paint`` the petal brightness times its coverage.
-    keep = np.ones_like(r)
-    paint = np.zeros_like(r)
-    brightness = p["petal_brightness"]
-    for w, n in zip(form.whorls, p["n_petals"], strict=True):
-        step = 2.0 * math.pi / n
-        k0 = np.floor(theta / step - w.phase).astype(np.int64)
-        angles = (np.arange(n) + w.phase) * step
-        cos_t, sin_t = np.cos(angles), np.sin(angles)
-        layers = []
-        for k in (k0 % n, (k0 + 1) % n):  # the second petal of each pair lies on top
-            ca, sa = cos_t[k], sin_t[k]
-            a = fx * ca + fy * sa
-            b = fy * ca - fx * sa
-            d_px = _petal_distance(w, a, b, p["shape_jitter"]) * px_per_r
-            shade = radial * (w.shade * brightness[k % 16])
-            if name == "veined":  # midrib: a thin dark line along the axis, fading before the tip
-                along = _smoothstep((w.centre + 0.8 * w.half_length - a) * px_per_r / 3.0)
-                shade = shade * (1.0 - amp * _coverage(np.abs(b) * px_per_r - 0.35) * along)
-            layers.append((_coverage(d_px), d_px, shade))
-        (a0, _, s0), (a1, d1, s1) = layers
-        # A soft shadow just outside the upper petal separates overlapping petals.
-        s0 = s0 * (1.0 - 0.3 * _coverage(d1 - 1.5) * (1.0 - a1))
-        k01 = (1.0 - a0) * (1.0 - a1)
-        paint = paint * k01 + s0 * a0 * (1.0 - a1) + s1 * a1
-        keep = keep * k01
-
-    # Centre disc with its own fine texture.
-    rc = p["centre_radius"]
-    centre_alpha = _coverage((r - rc) * px_per_r)
-    cshade = 0.8 + 0.25 * (1.0 - np.minimum(r / rc, 1.0) ** 2)
-    cperiod = p["centre_period"]
-    camp = p["centre_contrast"] * _fade(cperiod * size)
-    if name == "striped":
-        rings = np.cos(r * (2.0 * math.pi * R / cperiod))
-        cshade = cshade * (1.0 - 0.5 * camp * rings)
-    elif name == "dotted":
-        seeds = _dots(fx * R + 0.5 * cperiod, fy * R, cperiod, 0.32 * cperiod, size)
-        cshade = cshade * (1.0 - 1.3 * camp * (seeds - math.pi * 0.32**2))
+    keep, paint = _petals(p, form, fx, fy, theta, radial, px_per_r, amp)
+    centre_alpha, cshade = _centre(p, r, fx, fy, size)
     over = 1.0 - centre_alpha
     img[box] = (
         img[box] * (keep * over)[..., None]

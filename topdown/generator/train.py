@@ -167,6 +167,18 @@ class Critic:
     def generator_loss(self, drawn: torch.Tensor) -> torch.Tensor:
         return F.softplus(-self.net(drawn)).mean()
 
+    @classmethod
+    def for_images(cls, size: int, cfg: GeneratorConfig) -> Critic:
+        net = PatchDiscriminator(cfg.width, size)
+        return cls(net, torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.5, 0.999)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state_dict": self.net.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["state_dict"])
+        self.opt.load_state_dict(state["optimizer"])
+
 
 def _epoch(
     gen: CodeGenerator,
@@ -225,6 +237,47 @@ def prepare(net: ImageClassifierNet, images: torch.Tensor, layer: str, batch: in
     return {"images": images, **{k: torch.cat(v) for k, v in out.items()}}
 
 
+def _stored(out: Path, partial: Path, recipe: str) -> dict[str, Any] | None:
+    """The finished file, else the partial one, where it was trained with ``recipe``."""
+    for path in (out, partial):
+        if path.is_file():
+            try:
+                record = read_generator_file(path)
+            except GeneratorError:
+                continue
+            if record.get("recipe") == recipe:
+                return record
+    return None
+
+
+def _new_record(
+    net: ImageClassifierNet,
+    h: torch.Tensor,
+    cfg: GeneratorConfig,
+    recipe: str,
+    layer: str,
+    checkpoint: str,
+    data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A fresh generator file's record: what it is for, the codes' statistics, and no epoch done."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "recipe": recipe,
+        "net": {"checkpoint": str(checkpoint), "sha256": weights_sha256(net), "class": type(net).__name__},
+        "data": data or {},
+        "config": asdict(cfg),
+        "layer": layer,
+        "code": {"dim": h.shape[1], "lo": h.min(0).values, "hi": h.max(0).values, "mean": h.mean(0)},
+        "code_std": h.std(0),
+        "images": len(h),
+        "history": [],
+        "epochs_done": 0,
+        "seconds": 0.0,
+        "complete": False,
+    }
+
+
 def train_generator(
     net: ImageClassifierNet,
     images: torch.Tensor,
@@ -250,57 +303,30 @@ def train_generator(
     if cfg.images is not None:
         images = images[: cfg.images]
     recipe = fingerprint(VERSION, weights_sha256(net), data or {}, asdict(cfg), layer, list(images.shape))
-    for path in (out, partial):
-        if path.is_file():
-            try:
-                record = read_generator_file(path)
-            except GeneratorError:
-                record = None
-            if record is not None and record.get("recipe") == recipe:
-                if record.get("complete"):
-                    _log(f"generator: {out} is trained for this recipe; reused", progress)
-                    return record
-                break
-    else:
-        record = None
+    record = _stored(out, partial, recipe)
+    if record is not None and record.get("complete"):
+        _log(f"generator: {out} is trained for this recipe; reused", progress)
+        return record
     size = images.shape[-1]
     prepared = prepare(net, images, layer)
     h = prepared["codes"]
     torch.manual_seed(cfg.seed)
     G = CodeGenerator(h.shape[1], size, cfg.width)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    critic = None
-    if cfg.adversarial_weight > 0:
-        d = PatchDiscriminator(cfg.width, size)
-        critic = Critic(d, torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(0.5, 0.999)))
+    critic = Critic.for_images(size, cfg) if cfg.adversarial_weight > 0 else None
     if record is not None:  # resume where the partial file stopped
         G.load_state_dict(record["generator"]["state_dict"])
         opt.load_state_dict(record["optimizer"])
         if critic is not None:
-            critic.net.load_state_dict(record["critic"]["state_dict"])
-            critic.opt.load_state_dict(record["critic"]["optimizer"])
+            critic.load_state_dict(record["critic"])
         dae = CodeDAE(**record["dae"]["config"])
         dae.load_state_dict(record["dae"]["state_dict"])
         _log(f"generator: resuming at epoch {record['epochs_done'] + 1}/{cfg.epochs} from {partial}", progress)
     else:
         start = time.perf_counter()
         dae = _train_dae(h, cfg)
-        record = {
-            "format": FORMAT,
-            "version": VERSION,
-            "recipe": recipe,
-            "net": {"checkpoint": str(checkpoint), "sha256": weights_sha256(net), "class": type(net).__name__},
-            "data": data or {},
-            "config": asdict(cfg),
-            "layer": layer,
-            "code": {"dim": h.shape[1], "lo": h.min(0).values, "hi": h.max(0).values, "mean": h.mean(0)},
-            "code_std": h.std(0),
-            "images": len(images),
-            "history": [],
-            "epochs_done": 0,
-            "seconds": time.perf_counter() - start,
-            "complete": False,
-        }
+        record = _new_record(net, h, cfg, recipe, layer, checkpoint, data)
+        record["seconds"] = time.perf_counter() - start
     for epoch in range(record["epochs_done"], cfg.epochs):
         start = time.perf_counter()
         lr = cfg.lr * (0.55 + 0.45 * torch.cos(torch.tensor(torch.pi * epoch / cfg.epochs)).item())
@@ -317,7 +343,7 @@ def train_generator(
             optimizer=opt.state_dict(),
         )
         if critic is not None:
-            record["critic"] = {"state_dict": critic.net.state_dict(), "optimizer": critic.opt.state_dict()}
+            record["critic"] = critic.state_dict()
         _save(partial, record)
         terms = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
         _log(f"generator: epoch {epoch + 1}/{cfg.epochs}: {terms} ({seconds:.1f} s)", progress)

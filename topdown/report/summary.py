@@ -8,16 +8,12 @@ passed and how many visualization quality figures passed. A stage that did not r
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results_view import Check, ModelResults, Results, VisResults, as_results
-
-#: The L∞ budget the summary quotes when the suite names none (AutoAttack's): 2/255, the headline of the
-#: flower results, where the two nets differ most.
-DEFAULT_HEADLINE_EPS = 2 / 255
+from ..results_view import ModelResults, Results, VisResults
+from . import metrics as M
 
 
 @dataclass
@@ -34,44 +30,12 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def headline_eps(results: Results | Mapping[str, Any]) -> float | None:
-    """The suite's headline L∞ ε: its first L∞ AutoAttack budget, else 2/255, else the middle of the sweep.
-
-    ``None`` when the suite ran no L∞ sweep.
-    """
-    res = as_results(results)
-    sweep = [float(e) for e in res.epsilons("linf") if e > 0]
-    if not sweep:
-        return None
-    for norm, eps in res.autoattack_budgets:
-        if norm == "linf" and any(abs(eps - e) < 1e-9 for e in sweep):
-            return eps
-    if any(abs(e - DEFAULT_HEADLINE_EPS) < 1e-9 for e in sweep):
-        return DEFAULT_HEADLINE_EPS
-    return sweep[(len(sweep) - 1) // 2]
-
-
-def _worst_case(model: ModelResults, eps: float) -> float | None:
-    w = model.worst_case("linf")
-    return w.accuracy_at_eps(eps) if w is not None else None
-
-
 def _weakest_class(model: ModelResults) -> str:
     per_class = model.clean.per_class_acc
     if not per_class:
         return "–"
     name, acc = min(per_class.items(), key=lambda kv: kv[1])
-    return f"{_pct(acc)} ({name})"
-
-
-def _count(checks: dict[str, Check]) -> str:
-    """``passed/ran`` of the sanity checks (one whose ``passed`` is ``None`` did not run), ``–`` when none ran."""
-    ran = [c for c in checks.values() if c.passed is not None]
-    return f"{sum(bool(c.passed) for c in ran)}/{len(ran)}" if ran else "–"
+    return f"{100 * acc:.1f}% ({name})"
 
 
 def job_summary(out: str | Path) -> list[SummaryRow]:
@@ -82,35 +46,26 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
     models = res.models
     if models:
         n_test = next(iter(models.values())).clean.n
-        rows.append(
-            SummaryRow(
-                "clean accuracy",
-                {k: _pct(m.clean.top1) for k, m in models.items()},
-                f"clean accuracy: top-1 on the {n_test} test images",
-            )
-        )
+        top1, mce = M.CLEAN[0], next(m for m in M.MINIMAL if m.key == "mce")
+        cells = {k: top1.cell(m) for k, m in models.items()}
+        rows.append(SummaryRow(top1.label, cells, f"clean top-1: on the {n_test} test images"))
         rows.append(SummaryRow("weakest class", {k: _weakest_class(m) for k, m in models.items()}))
-        eps = headline_eps(res)
-        if eps is not None:
+        if (worst := M.headline_worst_case(res)) is not None:
             n = res.subset_size
             rows.append(
                 SummaryRow(
-                    f"worst-case L∞, ε = {eps * 255:g}/255",
-                    {k: _pct(_worst_case(m, eps)) for k, m in models.items()},
+                    worst.label,
+                    {k: worst.cell(m) for k, m in models.items()},
                     "worst case: accuracy left when each image meets the strongest L∞ attack of the suite"
                     + (f", on {n} attacked images" if n else ""),
                 )
             )
         if any(m.corruptions.mce is not None for m in models.values()):
             reference = res.reference_model or "the baseline"
-            rows.append(
-                SummaryRow(
-                    "mCE",
-                    {k: _pct(m.corruptions.mce) for k, m in models.items()},
-                    f"mCE: mean corruption error relative to {reference}'s (100%; lower is better)",
-                )
-            )
-        rows.append(SummaryRow("sanity checks", {k: _count(m.sanity) for k, m in models.items()}))
+            note = f"mCE: mean corruption error relative to {reference}'s (100%; lower is better)"
+            rows.append(SummaryRow(mce.label, {k: mce.cell(m) for k, m in models.items()}, note))
+        sanity = {k: M.sanity_count(m.sanity) or "–" for k, m in models.items()}
+        rows.append(SummaryRow("sanity checks passed", sanity))
     vis = VisResults(_read(out / "vis" / "vis.json"))
     if vis.models:
         values = {}

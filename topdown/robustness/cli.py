@@ -126,9 +126,12 @@ def main(args: list[str] | None = None) -> Any:
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    """A table of headline numbers and every sanity check, PASS/FAIL beside the numbers."""
+    """A table of the headline numbers (named, computed and written as on the results page:
+    :mod:`topdown.report.metrics`) and every sanity check, PASS/FAIL beside the numbers."""
     from rich.console import Console
     from rich.table import Table
+
+    from ..report import metrics as M
 
     res = Results(results)
     models = res.models
@@ -137,36 +140,44 @@ def print_summary(results: dict[str, Any]) -> None:
     for name, m in models.items():
         table.add_column(name + (" [FLAGGED]" if m.flagged else ""), justify="right")
 
-    def row(label: str, fn: Callable[[ModelResults], Any]) -> None:
-        vals = []
-        for m in models.values():
-            try:
-                v = fn(m)
-            except (KeyError, TypeError, IndexError):
-                v = None
-            vals.append("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)))
-        if any(v != "-" for v in vals):
+    def row(label: str, cell: Callable[[ModelResults], str | None]) -> None:
+        vals = [cell(m) or "–" for m in models.values()]
+        if any(v != "–" for v in vals):
             table.add_row(label, *vals)
 
-    row("clean top-1 (test)", lambda m: m.clean.top1)
-    row("clean top-1 (subset)", lambda m: m.subset.accuracy)
+    def metric(m: M.Metric) -> None:
+        row(m.label, m.cell)
+
+    metric(M.CLEAN[0])
+    row(
+        "clean top-1 on the attacked subset (%)",
+        lambda m: None if m.subset.accuracy is None else f"{m.subset.accuracy * 100:.1f}",
+    )
     for norm in ("linf", "l2"):
         for k, e in enumerate(res.epsilons(norm)):
             if e > 0:
-                row(f"worst case {norm} eps={e:.4g}", lambda m, k=k, norm=norm: m.worst_accuracy(norm, k))
-    for key in dict.fromkeys(k for m in models.values() for k in m.autoattacks):
-        row(f"AutoAttack {key}: rest of suite", lambda m, key=key: m.autoattacks[key].accuracy_without)
-        row(f"AutoAttack {key}: with it", lambda m, key=key: m.autoattacks[key].accuracy_with)
+                aa = ", AutoAttack included" if any(m.autoattack(norm, e) for m in models.values()) else ""
+                metric(M.worst_case_metric(norm, k, e, aa))
+    for norm, e in res.autoattack_budgets:
+        for m in M.autoattack_metrics(norm, e, "images"):
+            metric(m)
     for name in sorted({p for m in models.values() for p in m.perturbations}):
-        row(f"{name} AUC", lambda m, name=name: m.perturbation_auc(name))
-    row("corruption mean accuracy", lambda m: m.corruptions.mean_accuracy)
-    row("mCE", lambda m: m.corruptions.mce)
+        metric(M.perturbation_metric(name))
+    for m in M.MINIMAL:
+        metric(m)
     for kind in ("noise", "pgd"):
-        row(f"most harmful level ({kind})", lambda m, kind=kind: (s := m.scale(kind)) and s.most_harmful_level)
+        row(
+            f"most harmful level ({kind})",
+            lambda m, kind=kind: (
+                None if (s := m.scale(kind)) is None or s.most_harmful_level is None else str(s.most_harmful_level)
+            ),
+        )
+    row("sanity checks passed", lambda m: M.sanity_count(m.sanity))
     for check in next(iter(models.values())).sanity:
 
-        def fmt(m: ModelResults, check: str = check) -> str:
-            c = m.sanity[check]
+        def fmt(m: ModelResults, check: str = check) -> str | None:
+            if (c := m.sanity.get(check)) is None:
+                return None
             status = {True: "PASS", False: "FAIL", None: "skip"}[c.passed]
             value = "" if c.value is None else f" {c.value:.3g}{c.direction}{c.threshold:.3g}"
             return status + value

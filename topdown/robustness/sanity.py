@@ -82,16 +82,28 @@ def run_checks(
     decision_margin: float = DECISION_MARGIN,
 ) -> dict[str, dict[str, Any]]:
     """All sanity checks for one model from its stored parts (``subset``, attacks, perturbations ...)."""
-    checks: dict[str, dict[str, Any]] = {}
     subset = parts.get("subset")
     clean = bits(subset["clean_correct"]) if subset else None
     n = len(clean) if clean is not None else 0
     t = tol(n, tolerance)
     attacks = _attacks(parts)
+    checks: dict[str, dict[str, Any]] = {}
+    checks["eps0_equals_clean"] = _eps0_check(parts, attacks, clean, n)
+    checks["iterative_beats_single_step"] = _iterative_check(attacks, n, t)
+    checks["accuracy_monotone_in_eps"] = _monotone_check(parts, attacks, t)
+    checks["unbounded_attack_reaches_zero"] = _unbounded_check(attacks, t)
+    checks["more_steps_do_not_help"] = _more_steps_check(attacks, t)
+    checks["decision_not_better"] = _decision_check(parts, attacks, tolerance, decision_margin)
+    checks["input_gradients_nonzero"] = _gradients_check(subset, min_nonzero_gradients)
+    checks["adversarials_verified"] = _verified_check(parts, attacks, t)
+    checks["autoattack_adds_little"] = _autoattack_check(parts, clean, tolerance)
+    return checks
 
-    # eps = 0 equals clean, image by image
+
+def _eps0_check(parts: dict[str, Any], attacks: dict[str, Any], clean: np.ndarray | None, n: int) -> dict[str, Any]:
+    """Eps = 0 equals clean, image by image."""
     if clean is None:
-        checks["eps0_equals_clean"] = _skipped(0, "<=", "no clean subset")
+        return _skipped(0, "<=", "no clean subset")
     else:
         bad: dict[str, int] = {}
         for name, a in attacks.items():
@@ -103,11 +115,13 @@ def run_checks(
                 bad[name] = int(round(abs(p["accuracy_per_level"][0] - clean.mean()) * n))
         total = sum(bad.values())
         worst = {k: v for k, v in bad.items() if v}
-        checks["eps0_equals_clean"] = _check(
+        return _check(
             total == 0, float(total), 0.0, "<=", f"mismatches {worst}" if worst else f"{len(bad)} sweeps checked"
         )
 
-    # iterative (PGD) beats single step (FGSM), image by image
+
+def _iterative_check(attacks: dict[str, Any], n: int, t: float) -> dict[str, Any]:
+    """Iterative (PGD) beats single step (FGSM), image by image."""
     if "fgsm" in attacks and "linf_pgd" in attacks:
         f, p = attacks["fgsm"], attacks["linf_pgd"]
         common = [e for e in f["epsilons"] if e in p["epsilons"]]
@@ -119,13 +133,13 @@ def run_checks(
             per_eps[f"{e:.5g}"] = int(v.sum())
             viol |= v
         value = float(viol.mean()) if n else 0.0
-        checks["iterative_beats_single_step"] = _check(
-            _within(value, t), value, t, "<=", f"images FGSM breaks and PGD does not, per eps: {per_eps}"
-        )
+        return _check(_within(value, t), value, t, "<=", f"images FGSM breaks and PGD does not, per eps: {per_eps}")
     else:
-        checks["iterative_beats_single_step"] = _skipped(t, "<=", "needs fgsm and linf_pgd")
+        return _skipped(t, "<=", "needs fgsm and linf_pgd")
 
-    # accuracy falls monotonically with eps
+
+def _monotone_check(parts: dict[str, Any], attacks: dict[str, Any], t: float) -> dict[str, Any]:
+    """Accuracy falls monotonically with eps."""
     rises = {}
     for name, a in attacks.items():
         acc = a["accuracy"]
@@ -135,24 +149,24 @@ def run_checks(
             rises[f"scale_pgd[level {lvl}]"] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
     if rises:
         worst = max(rises, key=rises.get)
-        checks["accuracy_monotone_in_eps"] = _check(
-            _within(rises[worst], t), rises[worst], t, "<=", f"largest rise: {worst}"
-        )
+        return _check(_within(rises[worst], t), rises[worst], t, "<=", f"largest rise: {worst}")
     else:
-        checks["accuracy_monotone_in_eps"] = _skipped(t, "<=", "no attacks")
+        return _skipped(t, "<=", "no attacks")
 
-    # unbounded attacks reach ~0
+
+def _unbounded_check(attacks: dict[str, Any], t: float) -> dict[str, Any]:
+    """Unbounded attacks reach ~0."""
     minimal = {k: a for k, a in attacks.items() if a["method"] in MINIMAL}
     if minimal:
         left = {k: float(np.isinf(distances(a["distances"])).mean()) for k, a in minimal.items()}
         worst = max(left, key=left.get)
-        checks["unbounded_attack_reaches_zero"] = _check(
-            _within(left[worst], t), left[worst], t, "<=", f"accuracy at eps = inf: {left}"
-        )
+        return _check(_within(left[worst], t), left[worst], t, "<=", f"accuracy at eps = inf: {left}")
     else:
-        checks["unbounded_attack_reaches_zero"] = _skipped(t, "<=", "no minimum-norm attack")
+        return _skipped(t, "<=", "no minimum-norm attack")
 
-    # more steps do not change the result
+
+def _more_steps_check(attacks: dict[str, Any], t: float) -> dict[str, Any]:
+    """More steps do not change the result."""
     if "linf_pgd_2x" in attacks and "linf_pgd" in attacks:
         a2, a1 = attacks["linf_pgd_2x"], attacks["linf_pgd"]
         diffs = {
@@ -161,7 +175,7 @@ def run_checks(
             if e in a1["epsilons"]
         }
         value = max((abs(v) for v in diffs.values()), default=0.0)
-        checks["more_steps_do_not_help"] = _check(
+        return _check(
             _within(value, t),
             value,
             t,
@@ -169,16 +183,15 @@ def run_checks(
             f"accuracy({a2['settings']['steps']} steps) - accuracy({a1['settings']['steps']} steps): {diffs}",
         )
     else:
-        checks["more_steps_do_not_help"] = _skipped(t, "<=", "needs linf_pgd and its 2x-steps rerun")
+        return _skipped(t, "<=", "needs linf_pgd and its 2x-steps rerun")
 
-    checks["decision_not_better"] = _decision_check(parts, attacks, tolerance, decision_margin)
 
-    # non-zero input gradients
-    g = min_nonzero_gradients
+def _gradients_check(subset: dict[str, Any] | None, g: float) -> dict[str, Any]:
+    """Non-zero input gradients."""
     if subset and "gradient_l1" in subset:
         grads = np.asarray(subset["gradient_l1"], dtype=float)
         value = float((grads > 0).mean()) if len(grads) else 0.0
-        checks["input_gradients_nonzero"] = _check(
+        return _check(
             value >= g - _SLACK,
             value,
             g,
@@ -187,15 +200,17 @@ def run_checks(
             f"{float(np.median(grads)) if len(grads) else 0:.3g}",
         )
     else:
-        checks["input_gradients_nonzero"] = _skipped(g, ">=", "no gradients computed")
+        return _skipped(g, ">=", "no gradients computed")
 
-    # independent verification of adversarials
+
+def _verified_check(parts: dict[str, Any], attacks: dict[str, Any], t: float) -> dict[str, Any]:
+    """Independent verification of adversarials."""
     claims = {k: (a["unverified"], len(a["robust"][0])) for k, a in attacks.items()}
     claims.update({k: (p["unverified"], len(p["attacked"])) for k, p in parts.items() if k.startswith("autoattack:")})
     if claims:
-        shares = {k: bad / max(1, n) for k, (bad, n) in claims.items()}
+        shares = {k: bad / max(1, size) for k, (bad, size) in claims.items()}
         worst = max(shares, key=shares.get)
-        checks["adversarials_verified"] = _check(
+        return _check(
             _within(shares[worst], t),
             shares[worst],
             t,
@@ -203,9 +218,7 @@ def run_checks(
             f"claimed but not verified: {worst} ({claims[worst][0]} images)",
         )
     else:
-        checks["adversarials_verified"] = _skipped(t, "<=", "no attacks")
-    checks["autoattack_adds_little"] = _autoattack_check(parts, clean, tolerance)
-    return checks
+        return _skipped(t, "<=", "no attacks")
 
 
 def _autoattack_check(parts: dict[str, Any], clean: np.ndarray | None, tolerance: float) -> dict[str, Any]:

@@ -249,22 +249,11 @@ def evaluate_models(
         bar.stop()
 
     infos = [
-        {
-            "name": m.name,
-            "architecture": type(m.net).__name__,
-            "is_topdown": is_topdown(m.net),
-            "checkpoint": m.info,
-        }
+        {"name": m.name, "architecture": type(m.net).__name__, "is_topdown": is_topdown(m.net), "checkpoint": m.info}
         for m in models
     ]
-    data = {
-        "description": data_info,
-        "split": "test",
-        "n_test": len(test_set),
-        "subset_size": len(positions),
-        "subset_indices": positions.tolist(),
-        "subset_seed": cfg.seed,
-    }
+    data = {"description": data_info, "split": "test", "n_test": len(test_set), "subset_size": len(positions)}
+    data |= {"subset_indices": positions.tolist(), "subset_seed": cfg.seed}
     results = assemble(infos, model_parts, cfg.to_dict(), data, cfg.sanity, out)
     report.results = results
     atomic_write_json(out / "results.json", results)

@@ -191,6 +191,36 @@ def _compute_entry(method: Method, job: Job, key: str, fp: str, seed: int, out: 
     }
 
 
+def _document(
+    loaded: LoadedRun,
+    cfg: VisConfig,
+    ctx: Context,
+    layers: dict[str, list[str]],
+    priors: dict[str, Any],
+    command: list[str] | None,
+    args: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """vis.json before any method has run: what was run, on what, with which recipe."""
+    return {
+        "schema": 1,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": ["evaluate.py", "visualize", *(command or [])],
+        "args": args if args is not None else cfg.to_dict(),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "data": loaded.data_description,
+        "color": ctx.color.to_dict(),
+        **({"spectrum": ctx.recipe.spectrum.to_dict()} if ctx.recipe.spectrum is not None else {}),
+        "layers": layers,
+        **({"generators": {name: p.summary() for name, p in priors.items()}} if priors else {}),
+        "models": {
+            name: {"checkpoint": str(lm.path), "arch": lm.arch, "epoch": lm.epoch, "methods": {}}
+            for name, lm in loaded.models.items()
+        },
+        "comparisons": {},
+    }
+
+
 def visualize(
     loaded: LoadedRun,
     cfg: VisConfig,
@@ -220,24 +250,7 @@ def visualize(
     out.mkdir(parents=True, exist_ok=True)
     store = PartStore(out)
     common = (source_fingerprint(*SOURCES), data_fingerprint(ctx, data_desc), cfg.shared())
-    doc: dict[str, Any] = {
-        "schema": 1,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": ["evaluate.py", "visualize", *(command or [])],
-        "args": args if args is not None else cfg.to_dict(),
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "data": data_desc,
-        "color": ctx.color.to_dict(),
-        **({"spectrum": ctx.recipe.spectrum.to_dict()} if ctx.recipe.spectrum is not None else {}),
-        "layers": layers,
-        **({"generators": {name: p.summary() for name, p in priors.items()}} if priors else {}),
-        "models": {
-            name: {"checkpoint": str(lm.path), "arch": lm.arch, "epoch": lm.epoch, "methods": {}}
-            for name, lm in models.items()
-        },
-        "comparisons": {},
-    }
+    doc = _document(loaded, cfg, ctx, layers, priors, command, args)
     run = VisRun(doc)
     weights = {name: weights_sha256(lm.net) for name, lm in models.items()}
     for method_name in cfg.methods:
@@ -268,8 +281,7 @@ def visualize(
                     console.print(f"[{name}] {key}: not applicable, skipped", markup=False)
                     continue
                 (run.reused if reused else run.computed).append(f"{name}/{key}")
-                main_panel = _read_png(out / entry["images"][0])
-                panels.setdefault(key, {})[name] = main_panel
+                panels.setdefault(key, {})[name] = _read_png(out / entry["images"][0])
                 doc["models"][name]["methods"][key] = entry
                 console.print(
                     _progress_line(name, key, entry, f"{name}/{key}" in run.reused), markup=False, soft_wrap=True
@@ -281,9 +293,8 @@ def visualize(
                 rel = f"compare/{key.replace(':', '_')}.png"
                 save_png(side_by_side(list(by_model.items())), out / rel)
                 doc["comparisons"][key] = {"images": [rel]}
-    doc["summary"] = summary(doc)
+    doc["summary"] = s = summary(doc)
     atomic_write_json(out / "vis.json", doc)
-    s = doc["summary"]
     console.print(
         f"{s['passed']}/{s['figures']} quality figures passed; computed {len(run.computed)} results, reused "
         f"{len(run.reused)}; results in {out / 'vis.json'}"
