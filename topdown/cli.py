@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
@@ -101,6 +102,11 @@ def default_callbacks(progress_bar: bool = True, checkpoints: bool = True) -> li
     return callbacks
 
 
+#: What every training run shares (trainer, data, optimizer), read before the model file a ``--config`` names.
+TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def trainer_defaults() -> dict[str, Any]:
     return {"use_distributed_sampler": False}  # FlowerData shards and seeds its own sampler
 
@@ -114,6 +120,7 @@ def train_main(args: list[str] | None = None) -> Any:
             FlowerData,
             trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={cmd: {"default_config_files": [str(TRAIN_CONFIG)]} for cmd in SUBCOMMANDS},
             args=argv,
             auto_configure_optimizers=False,
         )
