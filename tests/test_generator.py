@@ -87,7 +87,7 @@ def test_a_generator_for_another_net_or_other_data_is_refused_in_one_line(traine
         load_prior(bad, net)
 
 
-@pytest.mark.parametrize("adversarial", [0.0, 0.1], ids=["plain", "with_critic"])
+@pytest.mark.parametrize("adversarial", [0.0, 0.05], ids=["plain", "with_critic"])
 def test_a_killed_training_resumes_where_it_stopped(tmp_path, net, images, data, monkeypatch, adversarial) -> None:
     cfg = GeneratorConfig(**{**CFG, "epochs": 3, "adversarial_weight": adversarial})
     whole = train_generator(net, images, tmp_path / "whole.pt", cfg, "tiny.ckpt", data.describe(), progress=False)

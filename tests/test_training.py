@@ -42,7 +42,8 @@ def test_a_model_file_holds_only_its_net_and_the_shared_recipe_is_read_first(tmp
     result = cli.train_main(args)
     hp = result.model.hparams
     assert hp.lr == shared["model"]["lr"] and hp.schedule == shared["model"]["schedule"]
-    assert result.model.net._init_args["input_lowpass"] == 2 and not isinstance(result.model.net.lowpass, torch.nn.Identity)
+    net = result.model.net
+    assert net._init_args["input_lowpass"] == 2 and not isinstance(net.lowpass, torch.nn.Identity)
 
 
 @pytest.mark.parametrize("config", TRAIN_CONFIGS)

@@ -121,6 +121,20 @@ def _result(
     return Chains(h.detach(), images.detach(), target, pick.detach(), probs.detach(), trace, recipe)
 
 
+def _class_step(
+    net: ImageClassifierNet, prior: LearnedPrior, h: torch.Tensor, target: torch.Tensor, objective: str
+) -> tuple[torch.Tensor, float]:
+    """The gradient of each code's target ``logit`` (DGN-AM) or ``log_prob`` (PPGN) of ``G(h)`` with respect
+    to ``h``, over its mean absolute value (the original's step normalization); and the mean target probability
+    at ``h``."""
+    h = h.detach().requires_grad_(True)
+    logits = net(prior.G(h))
+    value = logits if objective == "logit" else logits.log_softmax(1)
+    (g,) = torch.autograd.grad(value.gather(1, target[:, None]).sum(), h)
+    prob = float(logits.detach().softmax(1).gather(1, target[:, None]).mean())
+    return g / g.abs().mean(1, keepdim=True).clamp_min(1e-12), prob
+
+
 def dgn_am(
     net: ImageClassifierNet,
     prior: LearnedPrior,
@@ -136,13 +150,9 @@ def dgn_am(
     h = (prior.mean.expand(len(classes), -1) if start is None else start).clone()
     trace = []
     for _ in range(steps):
-        h.requires_grad_(True)
-        logits = net(prior.G(h))
-        (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), h)
-        with torch.no_grad():
-            step = g / g.abs().mean(1, keepdim=True).clamp_min(1e-12)
-            h = prior.clip(h + lr * prior.std * step)
-            trace.append(float(logits.softmax(1).gather(1, target[:, None]).mean()))
+        step, prob = _class_step(net, prior, h, target, "logit")
+        h = prior.clip(h + lr * prior.std * step)
+        trace.append(prob)
     return _result(net, prior, h, target, trace, {"method": "dgn_am", "steps": steps, "lr": lr, "clip": "data range"})
 
 
@@ -185,17 +195,11 @@ def ppgn(
     h = start.clone()
     trace = []
     for _ in range(steps):
-        h.requires_grad_(True)
-        logits = net(prior.G(h))
-        logp = logits.log_softmax(1).gather(1, target[:, None])
-        (g,) = torch.autograd.grad(logp.sum(), h)
-        with torch.no_grad():
-            h = h.detach()
-            step = g / g.abs().mean(1, keepdim=True).clamp_min(1e-12)
-            noise = torch.randn(h.shape, generator=gen).to(device)
-            h = h + eps1 * _prior_term(prior, net, h, kind) + eps2 * prior.std * step + eps3 * prior.std * noise
-            h = prior.clip(h)
-            trace.append(float(logp.exp().mean()))
+        step, prob = _class_step(net, prior, h, target, "log_prob")
+        noise = torch.randn(h.shape, generator=gen).to(device)
+        h = h + eps1 * _prior_term(prior, net, h, kind) + eps2 * prior.std * step + eps3 * prior.std * noise
+        h = prior.clip(h)
+        trace.append(prob)
     recipe = {"method": "ppgn", "chains": chains, "steps": steps, "eps1": eps1, "eps2": eps2, "eps3": eps3}
     return _result(net, prior, h, target, trace, {**recipe, "prior": kind, "seed": seed})
 

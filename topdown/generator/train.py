@@ -10,8 +10,8 @@ three losses, each in units of the real images' own scale so that their weights 
   the code it was drawn from: what DGN-AM's ascent and PPGN's sampler rely on).
 
 and, where ``adversarial_weight`` > 0, a non-saturating adversarial term against a small patch critic
-(:class:`~topdown.generator.model.PatchDiscriminator`) trained beside ``G``. The default is 0: docs/generator.md
-gives the measurement behind that choice.
+(:class:`~topdown.generator.model.PatchDiscriminator`) trained beside ``G``. It is off by default: at 0.05 it
+brought one net's renders much closer to real images and the other's further away (docs/generator.md).
 
 Beside ``G``, a small denoising autoencoder on the codes is trained (PPGN's learned prior on ``h``), and the codes'
 range and statistics are recorded (DGN-AM clips to that range).
@@ -60,7 +60,7 @@ class GeneratorConfig:
         pixel_weight: weight of the pixel loss.
         feature_weight: weight of the feature-matching loss.
         code_weight: weight of the code loss.
-        adversarial_weight: weight of the adversarial term (0: none, the default; docs/generator.md measures it).
+        adversarial_weight: weight of the adversarial term (0: none; docs/generator.md measures the default).
         feature_layer: the stage whose activations are matched (``None``: the net's middle stage, the one the
             visualizer renders by default).
         images: at most this many training images (``None``: all).
@@ -134,8 +134,9 @@ def read_generator_file(path: str | Path) -> dict[str, Any]:
 
 def _train_dae(h: torch.Tensor, cfg: GeneratorConfig) -> CodeDAE:
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    torch.manual_seed(cfg.seed + 1)
-    dae = CodeDAE(h.shape[1])
+    with torch.random.fork_rng(devices=[]):  # its initialization is seeded without moving the caller's RNG
+        torch.manual_seed(cfg.seed + 1)
+        dae = CodeDAE(h.shape[1])
     dae.mean.copy_(h.mean(0))
     dae.std.copy_(h.std(0).clamp_min(1e-6))
     opt = torch.optim.Adam(dae.net.parameters(), lr=1e-3)
