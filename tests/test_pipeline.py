@@ -209,7 +209,7 @@ def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path)
     """The blur control is trained with the same recipe; the accuracy control is the baseline's epoch whose
     validation accuracy is nearest the top-down net's final one; both are evaluated with the same suite."""
     from topdown.checkpoint import load_model
-    from topdown.pipeline import epoch_val_acc
+    from topdown.accuracy_control import epoch_val_acc
 
     cfg = yaml.safe_load(_config(tmp_path).read_text())
     cfg.update(epochs=3, stages=["train", "evaluate"], controls=["configs/baseline_blur.yaml"], accuracy_control=True)
@@ -264,7 +264,7 @@ def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path)
 
 
 def test_the_accuracy_control_search_finds_the_nearest_epoch_measuring_few() -> None:
-    from topdown.pipeline import nearest_epoch
+    from topdown.accuracy_control import nearest_epoch
 
     rising = {e: 0.3 + 0.5 * (1 - 0.97**e) for e in range(90)}  # a one-cycle run's accuracy, rising
     for goal in (0.2, 0.45, 0.5537, 0.71, 0.79, 0.9):

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from . import env  # noqa: F401
+from .accuracy_control import epoch_val_acc, nearest_epoch, nearest_on_validation
 from .errors import ConfigError, run_command
 from .generator.train import GeneratorConfig
 from .io import atomic_write_json
@@ -155,41 +156,6 @@ def _checkpoint_val_acc(path: Path) -> float | None:
     return None
 
 
-def epoch_val_acc(run: Path) -> dict[int, float]:
-    """``{epoch: val/acc}`` from a training run's CSV logs (every version: a resumed run logs in a new one; the
-    latest value of an epoch wins)."""
-    import csv
-
-    out: dict[int, float] = {}
-    for path in sorted((run / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("val/acc") not in (None, "") and row.get("epoch") not in (None, ""):
-                    out[int(float(row["epoch"]))] = float(row["val/acc"])
-    return out
-
-
-def nearest_epoch(epochs: Sequence[int], goal: float, measure: Callable[[int], float], stride: int = 5) -> int:
-    """The epoch whose accuracy (``measure(epoch)``) is nearest ``goal``, the later on a tie, measuring few:
-    every ``stride``-th epoch and the last, then every epoch within ``stride`` places of the nearest of those.
-    The answer is the nearest of all wherever accuracy rises with the epoch, as it does under a one-cycle
-    schedule (bar a point of noise between neighbours)."""
-    order = sorted(epochs)
-    if not order:
-        raise ConfigError("no epochs to choose from")
-    seen: dict[int, float] = {}
-
-    def key(i: int) -> tuple[float, int]:
-        e = order[i]
-        if e not in seen:
-            seen[e] = measure(e)
-        return abs(seen[e] - goal), -e
-
-    coarse = sorted({*range(0, len(order), stride), len(order) - 1})
-    best = min(coarse, key=key)
-    return order[min(range(max(0, best - stride), min(len(order), best + stride + 1)), key=key)]
-
-
 class Pipeline:
     def __init__(self, cfg: PipelineConfig) -> None:
         check_stages(cfg.stages)
@@ -281,8 +247,7 @@ class Pipeline:
         curve = epoch_val_acc(self.out / "train" / base)
         if not target or not curve:
             raise ConfigError(f"{self.out}/train: no validation accuracy logged to choose the accuracy control from")
-        goal = target[max(target)]
-        epoch = min(curve, key=lambda e: (abs(curve[e] - goal), -e))
+        epoch, goal = nearest_on_validation(target, curve)
         path = self._epoch_checkpoint(base, epoch)
         if not path.is_file():
             raise ConfigError(
@@ -365,7 +330,7 @@ class Pipeline:
         return self.out / "train" / name / "checkpoints" / "last.ckpt"
 
     # -- stages ----------------------------------------------------------------------------------------
-    def train(self, i: int, n: int) -> None:
+    def train(self) -> None:
         from .cli import train_main
         from .clock import training_clock
 
@@ -436,7 +401,7 @@ class Pipeline:
         """``{model: generator file}`` for the baseline and the top-down net."""
         return {name: self.out / "generator" / f"{name}.pt" for name in ["baseline", "topdown"][: len(self.cfg.models)]}
 
-    def generator(self, i: int, n: int) -> None:
+    def generator(self) -> None:
         import torch
 
         from .checkpoint import load_run
@@ -457,7 +422,7 @@ class Pipeline:
             train_generator(lm.net, images, path, self.cfg.generator, str(lm.path), loaded.data_description)
         self._finish("generator", started, results=str(self.out / "generator"))
 
-    def evaluate(self, i: int, n: int) -> None:
+    def evaluate(self) -> None:
         from .robustness.cli import main as evaluate_main
 
         def args() -> list[str]:
@@ -476,7 +441,7 @@ class Pipeline:
             "evaluate", f"evaluate ({self.eval_config})", self.out / "eval" / "results.json", evaluate_main, args
         )
 
-    def visualize(self, i: int, n: int) -> None:
+    def visualize(self) -> None:
         from .vis.cli import main as vis_main
 
         def args() -> list[str]:
@@ -489,7 +454,7 @@ class Pipeline:
 
         self._stage("visualize", "visualize", self.out / "vis" / "vis.json", vis_main, args, self.vis_args)
 
-    def findings(self, i: int, n: int) -> None:
+    def findings(self) -> None:
         from .findings.__main__ import run as findings_run
 
         def args() -> list[str]:
@@ -502,7 +467,7 @@ class Pipeline:
 
         self._stage("findings", "findings", self.out / "findings" / "findings.json", findings_run, args)
 
-    def report(self, i: int, n: int) -> Path:
+    def report(self) -> Path:
         from .report import build_report
 
         self._begin("report", "report")
@@ -527,10 +492,9 @@ class Pipeline:
         if cleared := self.forget(self.cfg.redo):
             console.print(f"redo: {', '.join(cleared)} will run again")
         self._save()
-        n = len(self.cfg.stages)
         report = None
-        for i, stage in enumerate(self.cfg.stages, start=1):
-            result = getattr(self, stage)(i, n)
+        for stage in self.cfg.stages:
+            result = getattr(self, stage)()
             if stage == "report":
                 report = result
         self.bar.show(None, "finished")
