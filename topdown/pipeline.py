@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -81,7 +81,7 @@ class PipelineConfig:
     """
 
     out: str = "outputs/synthetic"
-    dataset: str = "synthetic"
+    dataset: Literal["synthetic", "flower_photos", "flowers102"] = "synthetic"
     data_root: str | None = None
     models: list[str] = field(default_factory=lambda: ["configs/baseline.yaml", "configs/topdown.yaml"])
     epochs: int | None = None

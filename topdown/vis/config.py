@@ -10,7 +10,7 @@ part of the fingerprint that decides whether a saved result can be reused.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
 from .catalog import METHODS
@@ -77,7 +77,7 @@ class VisConfig:
     steps: int = Recipe.steps
     lr: float = Recipe.lr
     tv_weight: float = Recipe.tv_weight
-    parameterization: str = "fourier"
+    parameterization: Literal["fourier", "maco"] = "fourier"
     batch_size: int = Recipe.batch_size
     channels: int = 12
     images: int = 6
