@@ -331,5 +331,6 @@ def test_data_options_are_spelled_as_everywhere_else(tmp_path: Path, capsys) -> 
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *argv])
         err = capsys.readouterr().err
-        assert "unknown dataset 'nope'" in err and "Traceback" not in err
+        error = err.strip().splitlines()[-1]
+        assert error.startswith("error:") and "dataset" in error and "nope" in error and "Traceback" not in err
         assert ("--dataset is deprecated and will be removed; use --data.dataset" in err) is note
