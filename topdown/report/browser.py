@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError, run_command
+
 # Flags a root, offline, GPU-less machine needs; without the networking ones Chromium keeps trying to
 # reach Google's services and logs refused connections.
 CHROMIUM_FLAGS = (
@@ -84,11 +86,27 @@ def check_page(html: str | Path, screenshot: str | Path | None = None, width: in
         shutil.rmtree(profile, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    page = Path(sys.argv[1])
-    check = check_page(page, page.with_suffix(".png"))
+def run(argv: list[str]) -> int:
+    """``python -m topdown.report.browser REPORT.html [--screenshot PNG]``: load the page in headless Chromium and
+    print what it saw; exit status 1 when an image is broken or the console shows an error."""
+    from jsonargparse import ArgumentParser
+
+    from ..options import parse_args
+
+    parser = ArgumentParser(prog="python -m topdown.report.browser", description=run.__doc__, exit_on_error=False)
+    parser.add_argument("page", type=str, help="the report's HTML file")
+    parser.add_argument("--screenshot", type=str | None, default=None, help="where to save it (default: beside)")
+    args = parse_args(parser, argv)
+    page = Path(args.page)
+    if not page.is_file():
+        raise ConfigError(f"{page}: no such report")
+    check = check_page(page, args.screenshot or page.with_suffix(".png"))
     print(
         f"{check.images} images, {len(check.broken_images)} broken, {len(check.console_errors)} console errors; "
         f"screenshot {check.screenshot}"
     )
-    sys.exit(0 if check.ok else 1)
+    return 0 if check.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(run))
