@@ -18,11 +18,12 @@ Goal: overhead <= 5 %.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -31,20 +32,37 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import foolbox as fb
 import torch
 
+from topdown.errors import run_command
 from topdown.models import create_model
+from topdown.options import parse_options
 from topdown.robustness.attacks import AttackSpec, fool_model, prepare_model, run_attack
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--attack", default="linf_pgd", choices=["linf_pgd", "fgsm", "autoattack"])
-    p.add_argument("--model", default="tiny_topdown")
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    args = p.parse_args(argv)
+@dataclass
+class AttackBenchOptions:
+    """What bench_attacks.py times.
+
+    Args:
+        attack: the attack both sides run (``autoattack``: APGD-CE then APGD-T at 2/255).
+        model: registered model name (untrained, 6 classes).
+        size: image size in px.
+        batch: images in the batch.
+        steps: iterations of the iterative attacks.
+        repeats: alternating runs of each side (the best one is compared).
+        threads: torch threads.
+    """
+
+    attack: Literal["linf_pgd", "fgsm", "autoattack"] = "linf_pgd"
+    model: str = "tiny_topdown"
+    size: int = 32
+    batch: int = 64
+    steps: int = 10
+    repeats: int = 5
+    threads: int = min(2, os.cpu_count() or 1)
+
+
+def run(argv: list[str]) -> dict[str, float]:
+    args = parse_options(AttackBenchOptions, argv, description=__doc__.split("\n\n")[0])
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device("cpu")
@@ -129,6 +147,10 @@ def _autoattack_pair(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ste
             todo[idx[torch.as_tensor(broken)]] = False
 
     return direct, wrapped
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

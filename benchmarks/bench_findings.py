@@ -1,6 +1,7 @@
 """Time of each finding for one pair of nets (and of all of them), on the same test images as the findings stage.
 
-    python benchmarks/bench_findings.py --ckpt <baseline.ckpt> --ckpt <topdown.ckpt> [--images 128] [--ig_steps 16]
+    python benchmarks/bench_findings.py --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt> [--images 128] [--ig_steps 16]
+                                        [--vis_steps 64] [--data_root DIR]
 
 Each part of ``topdown.findings.compute_findings`` is timed on its own, per net (cue reliance, pyramid swaps,
 localization and dissection need the procedural flowers), then CKA for the pair, and the total per pair is printed
@@ -11,8 +12,8 @@ renders' spectra are the visualizer's ``spectra`` method, timed here too with th
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from machine import REFERENCE_GFLOPS, describe, matmul_gflops
 
 from topdown.checkpoint import load_run
 from topdown.data.subsets import stratified_subset
+from topdown.errors import ConfigError, run_command
 from topdown.findings import DEFAULT_LEVELS, SIGMAS
 from topdown.findings.bands import band_reliance
 from topdown.findings.cues import cue_reliance, pyramid_swaps
@@ -27,32 +29,47 @@ from topdown.findings.detectors import stage_detectors
 from topdown.findings.localization import attributions, localization
 from topdown.findings.similarity import cka_matrix
 from topdown.findings.spectra import gradient_spectrum
-from topdown.vis.catalog import METHODS
+from topdown.options import parse_options
 from topdown.vis.config import VisConfig
 from topdown.vis.dissection import synthetic_masks
-from topdown.vis.method import Job
+from topdown.vis.methods import METHODS, Job
 from topdown.vis.runner import build_context
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ckpt", action="append", required=True, help="the baseline's, then the top-down net's")
-    ap.add_argument("--images", type=int, default=128)
-    ap.add_argument("--ig_steps", type=int, default=16)
-    ap.add_argument("--vis_steps", type=int, default=64, help="render steps of the spectra renders")
-    ap.add_argument("--data_root", default=None)
-    args = ap.parse_args()
+@dataclass
+class FindingsBenchOptions:
+    """What bench_findings.py times.
+
+    Args:
+        ckpt: checkpoints, the baseline's then the top-down net's: a list, or ``--ckpt+ PATH`` each.
+        images: test images (seeded, stratified by class).
+        ig_steps: integrated-gradients steps.
+        vis_steps: render steps of the spectra renders.
+        data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+    """
+
+    ckpt: list[str] = field(default_factory=list)
+    images: int = 128
+    ig_steps: int = 16
+    vis_steps: int = 64
+    data_root: str | None = None
+
+
+def run(argv: list[str]) -> None:
+    args = parse_options(FindingsBenchOptions, argv, description=__doc__.split("\n\n")[0])
+    if len(args.ckpt) < 2:
+        raise ConfigError("--ckpt: give at least two checkpoints (the baseline's, then the top-down net's)")
     gflops = matmul_gflops()
     print(describe())
-    run = load_run(args.ckpt, None, args.data_root)
-    src, idx = run.data_module.splits()["test"]
-    test = run.data_module.subset("test")
+    loaded = load_run(args.ckpt, None, args.data_root)
+    src, idx = loaded.data_module.splits()["test"]
+    test = loaded.data_module.subset("test")
     chosen = stratified_subset(np.asarray(test.targets), args.images, 0)
     x = torch.stack([test[int(k)][0] for k in chosen])
     y = torch.tensor([test.targets[int(k)] for k in chosen])
-    synthetic = run.data_module.dataset == "synthetic"
+    synthetic = loaded.data_module.dataset == "synthetic"
     masks = synthetic_masks(src, [idx[int(k)] for k in chosen]) if synthetic else None
-    nets = {name: m.net.eval() for name, m in run.models.items()}
+    nets = {name: m.net.eval() for name, m in loaded.models.items()}
     levels = next(
         (n.pyramid.num_levels for n in nets.values() if getattr(n, "pyramid", None) is not None), DEFAULT_LEVELS
     )
@@ -74,10 +91,10 @@ def main() -> None:
             "dissection": lambda n: stage_detectors(n, x, y, masks),
         }
     vis = VisConfig(steps=args.vis_steps)
-    ctx = build_context(vis, run.data_module, torch.device("cpu"))
+    ctx = build_context(vis, loaded.data_module, torch.device("cpu"))
     parts["spectra renders"] = lambda n: METHODS["spectra"].run(Job(n, None, ctx, vis.spectra))
     total = 0.0
-    print(f"{len(x)} images, {args.ig_steps} integrated-gradients steps, {run.data_module.dataset}")
+    print(f"{len(x)} images, {args.ig_steps} integrated-gradients steps, {loaded.data_module.dataset}")
     for part, fn in parts.items():
         cells = []
         for name, net in nets.items():
@@ -96,6 +113,10 @@ def main() -> None:
     scaled = total * gflops / REFERENCE_GFLOPS
     ref = f"{REFERENCE_GFLOPS:.0f} GFLOP/s"
     print(f"total per pair: {total:.1f} s at {gflops:.0f} GFLOP/s; {scaled:.1f} s scaled to {ref}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_command(run, argv)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,20 @@ machine (a 2-core AVX2 cloud core or laptop, the slower machine the job is sized
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from machine import REFERENCE_GFLOPS, matmul_gflops
+
+from topdown.errors import ConfigError, run_command
+from topdown.options import parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,18 +37,26 @@ def _clock(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+@dataclass
+class MainJobBenchOptions:
+    """What bench_main_job.py runs (anything after ``--`` goes to the pipeline).
+
+    Args:
+        out: output folder, without a run in it (default: a new temporary one).
+        config: the pipeline config.
+    """
+
+    out: str | None = None
+    config: str = "configs/pipeline.yaml"
+
+
+def run(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: a new temporary one)")
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="the pipeline config")
-    args = parser.parse_args(own)
-    out = args.out or Path(tempfile.mkdtemp(prefix="topdown-main-job-"))
+    args = parse_options(MainJobBenchOptions, own, description=__doc__.split("\n\n")[0])
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="topdown-main-job-"))
     if (out / "pipeline.json").exists():
-        print(f"error: --out {out} already holds a run (pipeline.json); give a fresh folder", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--out {out} already holds a run (pipeline.json); give a fresh folder")
 
     cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.config, "--out", str(out), *extra]
     torch.set_num_threads(os.cpu_count() or 1)
@@ -96,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: {100 * clean.get('top1', float('nan')):.1f}% ({classes})")
     print(f"\nreport: {out / 'report.html'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

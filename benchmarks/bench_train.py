@@ -5,14 +5,15 @@ training img/s of each network under Lightning and under a hand-written loop on 
 same batches, with their ratio (goal: Lightning >= 0.95x the plain loop).
 
     python benchmarks/bench_train.py                      # procedural flowers, 64 px
-    python benchmarks/bench_train.py --dataset flower_photos --root ../shared/data
+    python benchmarks/bench_train.py --dataset flower_photos --data_root ../shared/data
+    python benchmarks/bench_train.py --models '[tiny_baseline, tiny_topdown]' --image_size 32 --batch_size 32
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
+from dataclasses import dataclass, field
 
 import pytorch_lightning as pl
 import torch
@@ -20,8 +21,36 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from topdown.data import FlowerData
+from topdown.errors import run_command
 from topdown.lit import ImageClassifier
 from topdown.models import count_macs, count_params, create_model
+from topdown.options import parse_options
+
+
+@dataclass
+class TrainBenchOptions:
+    """What bench_train.py measures.
+
+    Args:
+        dataset: ``synthetic`` (procedural flowers), ``flower_photos``, ``flowers102`` or ``imagefolder``.
+        data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        image_size: image size in px.
+        batch_size: images per batch.
+        batches: timed batches per measurement.
+        warmup: batches before the timing starts.
+        repeats: alternate Lightning/plain this many times.
+        models: registered model names, a list (``--models '[tiny_baseline, tiny_topdown]'``); ``--models+ NAME``
+            adds one to them.
+    """
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    image_size: int = 64
+    batch_size: int = 64
+    batches: int = 12
+    warmup: int = 2
+    repeats: int = 2
+    models: list[str] = field(default_factory=lambda: ["baseline", "topdown"])
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -90,20 +119,11 @@ def lightning_loop(module: ImageClassifier, batches: list, warmup: int) -> float
     return timer.rate()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--root", default=None)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2, help="alternate Lightning/plain this many times")
-    p.add_argument("--models", nargs="+", default=["baseline", "topdown"])
-    args = p.parse_args()
+def run(argv: list[str]) -> None:
+    args = parse_options(TrainBenchOptions, argv, description=__doc__.split("\n\n")[0])
     torch.manual_seed(0)
 
-    data = FlowerData(args.dataset, args.root, args.image_size, args.batch_size)
+    data = FlowerData(args.dataset, args.data_root, args.image_size, args.batch_size)
     ds = data.subset("train", train=True)
     n_load = min(len(ds), args.batch_size * (args.batches + args.warmup))
     for i in range(n_load):  # first pass decodes and caches the files
@@ -140,6 +160,10 @@ def main() -> None:
     if len(rows) >= 2:
         (n0, p0, m0, *_), (n1, p1, m1, *_) = rows[0], rows[1]
         print(f"\n{n1}/{n0}: params x{p1 / p0:.3f}, MACs x{m1 / m0:.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_command(run, argv)
 
 
 if __name__ == "__main__":

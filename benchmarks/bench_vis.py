@@ -17,23 +17,53 @@ Usage::
 
     python benchmarks/bench_vis.py                                   # untrained default baseline, 64 px
     python benchmarks/bench_vis.py --model tiny_baseline --size 32   # the test-sized network
-    python benchmarks/bench_vis.py --ckpt runs/flower_photos/baseline/checkpoints/last.ckpt
+    python benchmarks/bench_vis.py --ckpt runs/flower_photos/baseline/checkpoints/last.ckpt --data_root ../shared/data
+    python benchmarks/bench_vis.py --lucent false                    # without torch-lucent
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
+from topdown.errors import run_command
 from topdown.models import create_model
+from topdown.options import parse_options
 from topdown.vis import objectives as O
 from topdown.vis import param as P
 from topdown.vis.quality import channel_means
 from topdown.vis.recipe import Recipe
 from topdown.vis.render import evaluate, render
+
+
+@dataclass
+class VisBenchOptions:
+    """What bench_vis.py renders.
+
+    Args:
+        model: registered model name (untrained, 6 classes; ignored with ``--ckpt``).
+        ckpt: a trained checkpoint (its data gives reference images and the image size).
+        data_root: where the checkpoint's real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        size: image size in px (without ``--ckpt``).
+        layer: the layer whose channels are rendered.
+        channels: how many of its channels (the first ones).
+        steps: optimization steps of every render.
+        threads: torch threads (0: leave as is).
+        lucent: also render with torch-lucent where it imports.
+    """
+
+    model: str = "baseline"
+    ckpt: str | None = None
+    data_root: str | None = None
+    size: int = 64
+    layer: str = "layer2"
+    channels: int = 64
+    steps: int = 64
+    threads: int = 0
+    lucent: bool = True
 
 
 def ours(
@@ -114,18 +144,8 @@ def lucent_renders(
     return seconds, evaluate(net, O.channels(layer, chans), torch.cat(images).float())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="baseline", help="registered model name (ignored with --ckpt)")
-    ap.add_argument("--ckpt", default=None, help="a trained checkpoint (its data gives reference images)")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--layer", default="layer2")
-    ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    ap.add_argument("--no-lucent", action="store_true")
-    args = ap.parse_args()
+def run(argv: list[str]) -> None:
+    args = parse_options(VisBenchOptions, argv, description=__doc__.split("\n\n")[0])
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -161,7 +181,7 @@ def main() -> None:
     rows.append(("topdown.vis batched", tb, vb))
     t1, v1 = ours(net, args.layer, chans, args.size, recipe, False, color)
     rows.append(("topdown.vis one-by-one", t1, v1))
-    if not args.no_lucent:
+    if args.lucent:
         for batched in (True, False):
             res = lucent_renders(net, args.layer, chans, args.size, args.steps, batched)
             if res is None:
@@ -181,6 +201,10 @@ def main() -> None:
     print(f"speed ratio, batched vs one-by-one (topdown.vis): {t1 / tb:.1f}x (goal >= 10x)")
     for name, t, _ in rows[2:]:
         print(f"speed ratio, topdown.vis batched vs {name}: {t / tb:.1f}x")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_command(run, argv)
 
 
 if __name__ == "__main__":

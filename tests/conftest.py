@@ -1,7 +1,18 @@
-"""Shared fixtures: the real data when it is beside the project, and small models trained once per session."""
+"""Shared fixtures: the real data when it is beside the project, and small models trained once per session.
+
+The suite's own options (``pytest --help``, under "topdown"):
+
+- ``--write-golden``: rewrite the golden records the tests compare with (``tests/golden/``), after a deliberate
+  change, instead of only comparing (the ``write_golden`` fixture);
+- ``--require-browser``: fail, not skip, where the browser checks lack chromium and chromedriver, as CI does
+  (the ``browser_required`` and ``browser`` fixtures);
+- ``--shared-data PATH``: where the real datasets are (default ``../shared/data`` beside the project; the
+  ``shared_data`` fixture).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,9 +28,63 @@ from torch.utils.data import DataLoader
 from topdown.data import FlowerData
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TOPDOWN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+#: Where the real datasets are unless ``--shared-data PATH`` says otherwise.
+DEFAULT_SHARED_DATA = ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("topdown", "topdown's tests")
+    group.addoption(
+        "--write-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden records in tests/golden/ from this run (after a deliberate change) instead of "
+        "only comparing with them",
+    )
+    group.addoption(
+        "--require-browser",
+        action="store_true",
+        default=False,
+        help="fail, rather than skip, the browser checks where chromium or chromedriver is missing (as in CI)",
+    )
+    group.addoption(
+        "--shared-data",
+        metavar="PATH",
+        type=Path,
+        default=DEFAULT_SHARED_DATA,
+        help=f"where the real datasets (flower_photos, Flowers102) are; default {DEFAULT_SHARED_DATA}",
+    )
+
+
+@pytest.fixture(scope="session")
+def write_golden(pytestconfig: pytest.Config) -> bool:
+    """Whether ``--write-golden`` was given: a golden test then rewrites its record before comparing."""
+    return bool(pytestconfig.getoption("write_golden"))
+
+
+@pytest.fixture(scope="session")
+def browser_required(pytestconfig: pytest.Config) -> bool:
+    """Whether ``--require-browser`` was given: a missing chromium/chromedriver then fails a test, not skips it."""
+    return bool(pytestconfig.getoption("require_browser"))
+
+
+def no_browser(required: bool) -> None:
+    """Fail (with ``--require-browser``) or skip the calling test: chromium or chromedriver is missing."""
+    if required:
+        pytest.fail("chromium and chromedriver are required here (--require-browser)")
+    pytest.skip("chromium/chromedriver not installed")
+
+
+@pytest.fixture
+def browser(browser_required: bool) -> None:
+    """Chromium and chromedriver for a test that needs them: skips where they are missing, or fails there under
+    ``--require-browser``."""
+    from topdown.report.browser import browser_available
+
+    if not browser_available():
+        no_browser(browser_required)
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +98,12 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` (Flowers102 and flower_photos), or skip where it is absent."""
-    if not (SHARED_DATA / "flower_photos").is_dir():
-        pytest.skip(f"real flower data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def shared_data(pytestconfig: pytest.Config) -> Path:
+    """``--shared-data`` (default ``../shared/data``: Flowers102 and flower_photos), or skip where it is absent."""
+    path = Path(pytestconfig.getoption("shared_data"))
+    if not (path / "flower_photos").is_dir():
+        pytest.skip(f"real flower data not found at {path} (--shared-data PATH)")
+    return path
 
 
 def small_data(**kw) -> FlowerData:
@@ -102,13 +168,34 @@ def trained_pair(small_flowers: FlowerData) -> dict[str, torch.nn.Module]:
     return {name: tiny_nets.load("trained", arch, small_flowers.num_classes) for name, arch in tiny_nets.PAIR.items()}
 
 
-#: ``train.py fit`` options that make any config a tiny net on 240 procedural flowers at 32 px, quietly.
-TINY_TRAIN_ARGS = [
-    *("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
-    *("--data.synthetic_size", "240", "--data.image_size", "32", "--data.batch_size", "32"),
-    *("--model.net.init_args.widths", "[8, 16, 32]", "--model.net.init_args.depths", "[1, 1, 1]"),
-    *("--model.net.init_args.stem_pool", "false"),
-]
+#: A training config that makes any model config a tiny net on 240 procedural flowers at 32 px, quietly.
+TINY_TRAIN = {
+    "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
+    "data": {"synthetic_size": 240, "image_size": 32, "batch_size": 32},
+    "model": {"net": {"init_args": {"widths": [8, 16, 32], "depths": [1, 1, 1], "stem_pool": False}}},
+}
+
+
+def _dotted(tree: dict, prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}}`` as ``["--a.b", "1"]`` (values as JSON, which the parser reads as YAML)."""
+    args = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            args += _dotted(value, f"{prefix}{key}.")
+        else:
+            args += [f"--{prefix}{key}", json.dumps(value)]
+    return args
+
+
+#: :data:`TINY_TRAIN` as ``train.py fit`` options.
+TINY_TRAIN_ARGS = _dotted(TINY_TRAIN)
+
+
+def tiny_train_config(path: Path, **data: object) -> Path:
+    """:data:`TINY_TRAIN` written to ``path`` (a pipeline's ``train_configs`` entry), with ``data`` settings on top."""
+    tree = {**TINY_TRAIN, "data": {**TINY_TRAIN["data"], **data}}
+    path.write_text(json.dumps(tree))
+    return path
 
 
 def tiny_train_args(root: Path, config: str = "configs/topdown.yaml", epochs: int = 2, **extra: str) -> list[str]:

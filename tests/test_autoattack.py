@@ -164,7 +164,7 @@ def test_bad_autoattack_key_on_the_command_line(tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         evaluate_main(
-            ["--ckpt", str(tmp_path / "none.ckpt"), "--out", str(tmp_path), "--autoattack.budgets", "[{eps: -1}]"]
+            ["--ckpt+", str(tmp_path / "none.ckpt"), "--out", str(tmp_path), "--autoattack.budgets", "[{eps: -1}]"]
         )
     err = capsys.readouterr().err
     assert "autoattack.budgets[0].eps must be > 0" in err and "Traceback" not in err

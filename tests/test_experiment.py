@@ -12,9 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from topdown.experiment import DatasetRuns, ExperimentConfig, _broke, aggregate, main, published_dir, run_dir
+from topdown.experiment import (
+    DatasetRuns,
+    ExperimentConfig,
+    _broke,
+    aggregate,
+    main,
+    parse_experiment,
+    published_dir,
+    run_dir,
+)
+from topdown.options import load_section
 from topdown.pipeline import DEFAULT_STAGES
 from topdown.results_view import AutoAttack
+from topdown.robustness.config import SuiteConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _results(base: float, td: float, crops: int = 64, epochs: int = 40) -> dict:
@@ -178,10 +191,15 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     cfg = ExperimentConfig(
         out=str(tmp_path),
         runs=[
-            DatasetRuns("flower_photos", seeds=[0, 1]),
-            DatasetRuns("flowers102", models=wide, eval_config="configs/eval/quick.yaml", vis_args=["--steps", "8"]),
+            DatasetRuns("flower_photos", seeds=[0, 1], eval=str(ROOT / "configs/eval/full.yaml"), vis={"steps": 64}),
+            DatasetRuns(
+                "flowers102",
+                models=wide,
+                train_configs=["configs/trainval.yaml"],
+                eval=str(ROOT / "configs/eval/quick.yaml"),
+                vis={"steps": 8},
+            ),
         ],
-        vis_args=["--steps", "64"],
     )
     experiment.run(cfg)
     # every run is trained before any is evaluated; then each run's other stages, one run after another
@@ -191,9 +209,11 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     assert seen[0].models == ["configs/baseline.yaml", "configs/topdown.yaml"]  # the pipeline's default
     assert seen[2].models == wide and seen[2].out == str(run_dir(cfg, "flowers102", 0))
     assert not seen[0].controls and not seen[0].accuracy_control  # no controls unless asked for
-    # a dataset's own suite and visualization arguments replace the experiment's; the others keep those
-    assert (seen[0].eval_config, seen[0].vis_args) == ("configs/eval/full.yaml", ["--steps", "64"])
-    assert (seen[2].eval_config, seen[2].vis_args) == ("configs/eval/quick.yaml", ["--steps", "8"])
+    # each dataset's own suite, visualizations and training configs, typed, reach its runs
+    assert seen[0].recipe().eval == load_section(SuiteConfig, ROOT / "configs/eval/full.yaml")
+    assert seen[2].recipe().eval == load_section(SuiteConfig, ROOT / "configs/eval/quick.yaml")
+    assert (seen[0].recipe().vis.steps, seen[2].recipe().vis.steps) == (64, 8)
+    assert (seen[0].train_configs, seen[2].train_configs) == ([], ["configs/trainval.yaml"])
     seen.clear()
     experiment.run(replace(cfg, controls=["configs/baseline_blur.yaml"], accuracy_control=True))
     assert all(c.controls == ["configs/baseline_blur.yaml"] and c.accuracy_control for c in seen)
@@ -405,3 +425,40 @@ def test_autoattack_extra_breaks_read_per_seed_and_per_attack_over_the_seeds() -
     assert _broke([aa(9, 6, 3)]) == "9 (custom: apgd-ce 6, apgd-t 3)"
     assert _broke([aa(9, 6, 3), None, aa(4, 2, 2)]) == "9 · – · 4 (custom, over the seeds: apgd-ce 8, apgd-t 5)"
     assert _broke([None, None]) == "– · –"
+
+
+def test_the_headline_config_types_every_runs_sections() -> None:
+    cfg = parse_experiment(["--config", str(ROOT / "configs/experiment/headline.yaml")])
+    runs = {r.dataset: r for r in cfg.runs}
+    assert runs["flower_photos"].eval == load_section(SuiteConfig, ROOT / "configs/eval/full.yaml")
+    assert runs["synthetic"].eval == load_section(SuiteConfig, ROOT / "configs/eval/demo.yaml")
+    assert (runs["synthetic"].vis.steps, runs["synthetic"].vis.channels, runs["flower_photos"].vis.steps) == (
+        64,
+        8,
+        128,
+    )
+    assert runs["flowers102"].train_configs == ["configs/trainval.yaml"]
+
+
+def test_a_bad_run_stops_the_experiment_before_any_training(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The last run's typo is found before the first run trains (hours earlier than its own turn)."""
+    from topdown import experiment
+
+    started = []
+    monkeypatch.setattr(experiment.Pipeline, "run", lambda self: started.append(self))
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        f"out: {tmp_path / 'out'}\n"
+        "runs:\n"
+        "  - {dataset: synthetic, seeds: [0]}\n"
+        "  - {dataset: flower_photos, seeds: [0], train_configs: [configs/no_such.yaml]}\n"
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(config)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 1 and line.startswith("error:") and "configs/no_such.yaml" in line
+    assert not started
+    config.write_text(f"out: {tmp_path / 'out'}\nruns:\n  - {{dataset: synthetic, vis: {{methods: [nope]}}}}\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(config)])
+    assert "nope" in capsys.readouterr().err.strip().splitlines()[-1] and not started

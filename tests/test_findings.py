@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from prose import mentions, numbers
 from torch import nn
 
 from topdown.data.synthetic import SyntheticFlowers
@@ -229,15 +230,23 @@ def test_the_command_writes_findings_and_refuses_one_checkpoint(tiny_checkpoints
     from topdown.findings.__main__ import main
 
     ckpts = [str(tiny_checkpoints["baseline"]), str(tiny_checkpoints["topdown"])]
-    args = ["--ckpt", ckpts[0], "--ckpt", ckpts[1], "--names", "[baseline, topdown]", "--out", str(tmp_path)]
+    args = ["--ckpt+", ckpts[0], "--ckpt+", ckpts[1], "--names", "[baseline, topdown]", "--out", str(tmp_path)]
     main([*args, "--images", "12", "--ig_steps", "4"])
     doc = json.loads((tmp_path / "findings.json").read_text())
     assert doc["images"] == 12 and doc["dataset"] == "synthetic" and set(doc["models"]) == {"baseline", "topdown"}
-    assert "what topdown learned" in capsys.readouterr().out
+    # it printed every comparison of findings.json: the two means, the difference and p on one line, with the verdict
+    from topdown.findings.report import comparison_rows
+
+    out, rows = capsys.readouterr().out, comparison_rows(doc)
+    printed = [(numbers(line)[-4:], line) for line in out.splitlines()]
+    assert rows
+    for row in rows:
+        values = numbers(" ".join(row[2:6]))
+        assert any(v == values and mentions(line, row[6]) for v, line in printed), row
     figures = {"hybrids.png", "localization.png", "bands.png", "spectra.png", "cka.png"}
     assert {p.name for p in tmp_path.glob("*.png")} == figures  # and nothing half-written beside them
     with pytest.raises(SystemExit):
-        main(["--ckpt", ckpts[0], "--out", str(tmp_path / "one")])
+        main(["--ckpt+", ckpts[0], "--out", str(tmp_path / "one")])
     err = capsys.readouterr().err
     assert "--ckpt: give at least two checkpoints" in err and "Traceback" not in err
     (tmp_path / "vis.json").write_text(json.dumps({"models": {"baseline": {"methods": {}}}}))

@@ -165,7 +165,7 @@ def test_visualize_through_the_generators_and_measure_the_priors(tmp_path, tiny_
     lm = run.models["topdown"]
     gen = tmp_path / "topdown_gen.pt"
     train_generator(lm.net, imgs, gen, GeneratorConfig(**CFG), str(lm.path), run.data_description, progress=False)
-    ckpts = ["--ckpt", str(tiny_checkpoints["baseline"]), "--ckpt", str(tiny_checkpoints["topdown"])]
+    ckpts = ["--ckpt+", str(tiny_checkpoints["baseline"]), "--ckpt+", str(tiny_checkpoints["topdown"])]
     quick = ["--steps", "8", "--reference", "32", "--color_images", "64", "--priors.renders", "2"]
     quick += ["--dgn_am.steps", "10", "--ppgn.steps", "10", "--priors.dgn_am.steps", "10", "--priors.ppgn.steps", "10"]
     # a generator named for the wrong model is refused before any work
@@ -188,7 +188,10 @@ def test_visualize_through_the_generators_and_measure_the_priors(tmp_path, tiny_
     doc = json.loads((out / "vis.json").read_text())
     td, base = doc["models"]["topdown"]["methods"], doc["models"]["baseline"]["methods"]
     assert {"dgn_am", "ppgn", "priors"} <= set(td) and "dgn_am" not in base and "ppgn" not in base
-    assert "not the net's own preferred stimulus" in td["dgn_am"]["description"]
+    # both say that they show what the generator draws, not the net's own preferred stimulus
+    from topdown.vis.methods.generative import _LEARNED_PRIOR_CAVEAT
+
+    assert all(_LEARNED_PRIOR_CAVEAT in td[m]["description"] for m in ("dgn_am", "ppgn"))
     measures = td["priors"]["details"]["measures"]
     assert list(measures) == ["fourier", "maco", "dgn_am", "ppgn"]
     assert list(base["priors"]["details"]["measures"]) == ["fourier", "maco"]  # no generator: pixel priors only

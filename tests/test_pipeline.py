@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY_TRAIN_ARGS
+from conftest import ROOT, tiny_train_config
 
 from topdown.pipeline import main
 from topdown.report.browser import browser_available, check_page
@@ -36,20 +35,13 @@ TINY_SUITE = {
     "corruptions": {"names": ["jpeg"], "severities": [5]},
     "sanity": {"double_steps": False},
 }
-TINY_VIS = [
-    "--steps",
-    "6",
-    "--channels",
-    "3",
-    "--images",
-    "4",
-    "--reference",
-    "32",
-    "--progress",
-    "false",
-    "--methods",
-    "[classes, channels, dictionary, attribution, pyramid_attribution]",
-]
+TINY_VIS = {
+    "steps": 6,
+    "channels": 3,
+    "images": 4,
+    "reference": 32,
+    "methods": ["classes", "channels", "dictionary", "attribution", "pyramid_attribution"],
+}
 SECTIONS = (
     "conclusions",
     "setup",
@@ -65,19 +57,23 @@ SECTIONS = (
 )
 
 
-def _config(tmp_path: Path) -> Path:
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump(TINY_SUITE))
+def _config(tmp_path: Path, epochs: int = 1, vis: dict | None = None, **data: object) -> Path:
+    """configs/pipeline.yaml with tiny nets (a training config of its own), the tiny suite and visualizations."""
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(TINY_SUITE))
     cfg = yaml.safe_load((ROOT / "configs" / "pipeline.yaml").read_text())
-    cfg.update(
-        out=str(tmp_path / "run"), epochs=1, train_args=TINY_TRAIN_ARGS, eval_config=str(suite), vis_args=TINY_VIS
-    )
+    for recipe in cfg["per_dataset"].values():  # paths relative to configs/, where the copy is not
+        recipe["eval"] = str(ROOT / "configs" / recipe["eval"])
+    cfg["per_dataset"]["synthetic"].update(eval=str(tmp_path / "suite.yaml"), vis=vis or TINY_VIS)
+    train = tiny_train_config(tmp_path / "tiny.yaml", **data)
+    cfg.update(out=str(tmp_path / "run"), epochs=epochs, train_configs=[str(train)])
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: Path, capsys) -> None:
+def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(
+    tmp_path: Path, capsys, browser_required: bool
+) -> None:
     cfg = _config(tmp_path)
     report = main(["--config", str(cfg)])
     out = tmp_path / "run"
@@ -104,8 +100,8 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(tmp_path: P
         assert page.ok, (page.broken_images, page.console_errors)
         assert page.images >= 10 and set(SECTIONS) <= set(page.sections)
         assert page.screenshot.stat().st_size > 10_000
-    elif os.environ.get("TOPDOWN_REQUIRE_BROWSER"):
-        pytest.fail("chromium and chromedriver are required here (TOPDOWN_REQUIRE_BROWSER is set)")
+    elif browser_required:
+        pytest.fail("chromium and chromedriver are required here (--require-browser)")
 
     # Running the same command again skips every finished stage: nothing is retrained or re-evaluated.
     stamps = {
@@ -173,14 +169,7 @@ def test_a_cut_down_main_job_learns_and_ends_with_what_it_found(tmp_path: Path, 
     reach 30% (the tiny nets reach 43% and 47% here). The full-sized job's ≥ 95% is measured by
     ``benchmarks/bench_main_job.py``.
     """
-    cfg = yaml.safe_load((ROOT / "configs" / "pipeline.yaml").read_text())
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump(TINY_SUITE))
-    train = [*TINY_TRAIN_ARGS, "--data.synthetic_size", "1200"]
-    vis = [*TINY_VIS[: TINY_VIS.index("--methods")], "--methods", "[classes]"]
-    cfg.update(out=str(tmp_path / "run"), epochs=8, train_args=train, eval_config=str(suite), vis_args=vis)
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _config(tmp_path, epochs=8, vis={**TINY_VIS, "methods": ["classes"]}, synthetic_size=1200)
     report = main(["--config", str(path)])
     printed = capsys.readouterr()
 
@@ -208,8 +197,8 @@ def test_a_cut_down_main_job_learns_and_ends_with_what_it_found(tmp_path: Path, 
 def test_controls_are_trained_alike_and_evaluated_beside_the_two(tmp_path: Path) -> None:
     """The blur control is trained with the same recipe; the accuracy control is the baseline's epoch whose
     validation accuracy is nearest the top-down net's final one; both are evaluated with the same suite."""
-    from topdown.checkpoint import load_model
     from topdown.accuracy_control import epoch_val_acc
+    from topdown.checkpoint import load_model
 
     cfg = yaml.safe_load(_config(tmp_path).read_text())
     cfg.update(epochs=3, stages=["train", "evaluate"], controls=["configs/baseline_blur.yaml"], accuracy_control=True)
@@ -314,23 +303,43 @@ def test_the_closing_table_quotes_the_suites_headline_epsilon() -> None:
     assert headline_eps({"suite": {"attacks": None}}) is None
 
 
-def test_a_wrong_per_dataset_key_is_named(tmp_path: Path, capsys) -> None:
-    cfg = _config(tmp_path)
-    with pytest.raises(SystemExit):
-        main(["--config", str(cfg), "--per_dataset", '{"synthetic": {"eval_confg": "x.yaml"}}'])
-    assert "per_dataset.synthetic: unknown key(s) ['eval_confg']" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"per_dataset": {"synthetic": {"eval": {"subsett": 3}}}}, "subsett"),
+        ({"per_dataset": {"synthetic": {"vis": {"methods": ["classes", "nope"]}}}}, "nope"),
+        ({"per_dataset": {"synthetic": {"eval": "missing_suite.yaml"}}}, "missing_suite.yaml"),
+        ({"per_dataset": {"flowers102": {}}}, "synthetic"),
+        ({"train_configs": ["configs/no_such.yaml"]}, "configs/no_such.yaml"),
+    ],
+    ids=["suite key", "vis method", "suite file", "no entry", "train config"],
+)
+def test_a_bad_setting_stops_the_job_before_any_work(tmp_path: Path, capsys, change: dict, named: str) -> None:
+    """Every section is typed and checked before training starts: a typo costs a second, not an hour."""
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    if "per_dataset" in change and "synthetic" in change["per_dataset"]:
+        cfg["per_dataset"]["synthetic"] = {**cfg["per_dataset"]["synthetic"], **change["per_dataset"]["synthetic"]}
+    elif "per_dataset" in change:
+        cfg["per_dataset"] = change["per_dataset"]
+    else:
+        cfg.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error:") and named in line, line
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 
 
 def test_data_options_are_spelled_as_everywhere_else(tmp_path: Path, capsys) -> None:
-    """``--data.dataset`` / ``--data.root`` as in train.py and evaluate.py; the old flat flags still work for one
-    release and say what replaced them."""
-    for argv, note in (
-        (["--data.dataset", "nope"], False),
-        (["--dataset", "nope"], True),
-    ):
+    """``--data.dataset`` / ``--data.root`` as in train.py and evaluate.py; a wrong dataset is one line naming it."""
+    for argv in (["--data.dataset", "nope"], ["--dataset", "nope"]):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *argv])
         err = capsys.readouterr().err
         error = err.strip().splitlines()[-1]
         assert error.startswith("error:") and "dataset" in error and "nope" in error and "Traceback" not in err
-        assert ("--dataset is deprecated and will be removed; use --data.dataset" in err) is note
+        assert not (tmp_path / "x").exists()

@@ -33,6 +33,7 @@ from topdown.robustness import (
     DeepFoolConfig,
     FMNConfig,
     ModelEntry,
+    PartResults,
     PerturbationSuite,
     PGDConfig,
     ScaleSuite,
@@ -225,11 +226,10 @@ def _pgd_part(robust_at_eps: int, n: int, steps: int) -> dict:
 def test_a_change_of_exactly_one_point_passes_whatever_the_float_rounding(robust_30, robust_60):
     # 45/300 - 42/300 is 0.009999999999999981 and 42/300 - 39/300 is 0.010000000000000009: both are 3 images
     # of 300, one point, and the check's limit is one point (45 -> 41 is 4 images and must fail)
-    parts = {
-        "subset": {"clean_correct": "1" * 300},
-        "linf_pgd": _pgd_part(robust_30, 300, 30),
-        "linf_pgd_2x": _pgd_part(robust_60, 300, 60),
-    }
+    parts = PartResults()
+    parts.add("subset", "subset", {"clean_correct": "1" * 300})
+    parts.add("attack", "linf_pgd", _pgd_part(robust_30, 300, 30))
+    parts.add("attack", "linf_pgd_2x", _pgd_part(robust_60, 300, 60))
     check = run_checks(parts, tolerance=0.01)["more_steps_do_not_help"]
     assert check["passed"] is (abs(robust_30 - robust_60) <= 3), check
 
@@ -540,7 +540,7 @@ def cli_args(checkpoints: dict[str, Path], tmp_path: Path, out: Path) -> list[st
     """evaluate.py's arguments for both tiny checkpoints with the small CLI suite, no progress bars."""
     suite = tmp_path / "suite.yaml"
     suite.write_text(CLI_SUITE)
-    ckpts = ["--ckpt", str(checkpoints["baseline"]), "--ckpt", str(checkpoints["topdown"])]
+    ckpts = ["--ckpt+", str(checkpoints["baseline"]), "--ckpt+", str(checkpoints["topdown"])]
     return [*ckpts, "--config", str(suite), "--out", str(out), "--progress", "false"]
 
 
@@ -567,14 +567,14 @@ def test_quick_and_full_suites_parse():
     for name in ("quick", "full"):
         parser = build_parser()
         config = str(ROOT / "configs" / "eval" / f"{name}.yaml")
-        ns = parser.parse_args(["--config", config, "--out", "x", "--ckpt", "a", "--ckpt", "b"])
+        ns = parser.parse_args(["--config", config, "--out", "x", "--ckpt+", "a", "--ckpt+", "b"])
         init = parser.instantiate(ns)
         cfg = SuiteConfig(**{k: getattr(init, k) for k in SuiteConfig.__dataclass_fields__})
         cfg.validate()
         assert ns.ckpt == ["a", "b"]
-    # --ckpt repeated or given as a list, the same thing
+    # --ckpt as a list or appended one by one, the same thing
     assert build_parser().parse_args(["--ckpt", "[a, b]", "--out", "x"]).ckpt == ["a", "b"]
-    assert build_parser().parse_args(["--ckpt", "a", "--ckpt=b", "--out", "x"]).ckpt == ["a", "b"]
+    assert build_parser().parse_args(["--ckpt+", "a", "--ckpt+=b", "--out", "x"]).ckpt == ["a", "b"]
     with pytest.raises(ValueError, match="start at 0"):
         SuiteConfig(attacks=AttackSuite(linf_epsilons=[0.01, 0.02])).validate()
 
@@ -597,7 +597,7 @@ def test_malicious_pickle_in_checkpoint_is_refused(trained_pair, small_flowers, 
         tmp_path / "bad.ckpt", trained_pair["topdown"], small_flowers.describe(), callbacks=Payload(marker)
     )
     with pytest.raises(SystemExit) as exc:
-        evaluate_main(["--ckpt", str(bad), "--out", str(tmp_path / "out")])
+        evaluate_main(["--ckpt+", str(bad), "--out", str(tmp_path / "out")])
     assert exc.value.code == 1
     assert "refused" in capsys.readouterr().err
     assert not marker.exists()
@@ -674,7 +674,7 @@ def _stable(obj):
 
 
 #: The tolerance off the recording machine, ``(rel, abs)``. The nets' weights are committed, so only kernel
-#: rounding differs. Measured against the AVX512 record (``TOPDOWN_WRITE_GOLDEN=1`` under
+#: rounding differs. Measured against the AVX512 record (``pytest --write-golden`` under
 #: ``scripts/kernels.sh avx2`` and ``default``, compared with ``records.largest_relative_differences``): AVX2
 #: kernels reproduced every number bitwise; torch's default kernels changed 612, every per-image bit and
 #: accuracy alike, the gradient attacks' distances by at most 1e-3 relative (7e-7 absolute), HopSkipJump's (a
@@ -688,12 +688,12 @@ def suite_tolerance(path: str) -> tuple[float, float]:
     return DECISION_TOLERANCE if ".decision." in path else SUITE_TOLERANCE
 
 
-def test_suite_reproduces_its_golden_results(normal_run):
+def test_suite_reproduces_its_golden_results(normal_run, write_golden):
     """The seeded small suite on the two tiny nets gives, number for number, the results recorded in
     tests/golden/suite_small.json: bitwise on the torch build and CPU kernels it was recorded with, within
-    :func:`suite_tolerance` elsewhere (``TOPDOWN_WRITE_GOLDEN=1`` rewrites it after a deliberate change)."""
+    :func:`suite_tolerance` elsewhere (``--write-golden`` rewrites it after a deliberate change)."""
     results = _stable(json.loads(json.dumps(normal_run.results)))
-    if os.environ.get("TOPDOWN_WRITE_GOLDEN"):
+    if write_golden:
         GOLDEN.write_text(json.dumps({"machine": machine(), "results": results}, indent=1, sort_keys=True) + "\n")
     golden = json.loads(GOLDEN.read_text())
     exact = golden["machine"] == machine()

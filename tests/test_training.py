@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from conftest import ROOT, SHARED_DATA, tiny_train_args
+from conftest import ROOT, tiny_train_args
 from pytorch_lightning.utilities.model_summary import get_human_readable_count
 
 from topdown import cli
@@ -48,12 +48,17 @@ def test_a_model_file_holds_only_its_net_and_the_shared_recipe_is_read_first(tmp
 
 @pytest.mark.parametrize("config", TRAIN_CONFIGS)
 @pytest.mark.parametrize("data_config", [None, *DATA_CONFIGS])
-def test_fast_dev_run_for_every_config(config: str, data_config: str | None, tmp_path: Path) -> None:
+def test_fast_dev_run_for_every_config(
+    config: str, data_config: str | None, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     extra = []
     if data_config is not None:
-        if _needs_shared(data_config) and not (SHARED_DATA / "flower_photos").is_dir():
-            pytest.skip("real flower data absent")
-        extra = ["--config", str(ROOT / data_config), "--data.root", str(SHARED_DATA)]
+        # the shared_data fixture skips where the real flowers are absent
+        if _needs_shared(data_config):
+            root = request.getfixturevalue("shared_data")
+        else:
+            root = request.config.getoption("shared_data")
+        extra = ["--config", str(ROOT / data_config), "--data.root", str(root)]
     args = [
         "fit",
         "--config",

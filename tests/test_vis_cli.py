@@ -22,7 +22,9 @@ QUICK = ["--steps", "8", "--channels", "4", "--images", "4", "--reference", "32"
 def vis_run(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("vis")
     ck = tiny_checkpoints
-    evaluate_main(["visualize", "--ckpt", str(ck["baseline"]), "--ckpt", str(ck["topdown"]), "--out", str(out), *QUICK])
+    evaluate_main(
+        ["visualize", "--ckpt+", str(ck["baseline"]), "--ckpt+", str(ck["topdown"]), "--out", str(out), *QUICK]
+    )
     return out, json.loads((out / "vis.json").read_text())
 
 
@@ -82,12 +84,12 @@ def test_layers_config_file_and_errors(tiny_checkpoints, tmp_path: Path) -> None
     cfg.write_text(
         "methods: [channels]\nlayers: [layer1, layer3]\nsteps: 4\nchannels: 2\nreference: 16\nprogress: false\n"
     )
-    doc = vis_main(["--config", str(cfg), "--ckpt", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "o")])
+    doc = vis_main(["--config", str(cfg), "--ckpt+", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "o")])
     assert set(doc["models"]["topdown"]["methods"]) == {"channels:layer1", "channels:layer3"}
     assert doc["models"]["topdown"]["methods"]["channels:layer3"]["layer"] == "layer3"
     assert (tmp_path / "o" / "topdown" / "channels_layer1.png").is_file()
     with pytest.raises(ValueError, match="unknown method"):
-        vis_main(["--ckpt", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "x"), "--methods", "[nope]"])
+        vis_main(["--ckpt+", str(tiny_checkpoints["topdown"]), "--out", str(tmp_path / "x"), "--methods", "[nope]"])
     with pytest.raises(ValueError, match="no checkpoint"):
         vis_main(["--out", str(tmp_path / "x")])
 
@@ -110,7 +112,7 @@ def test_maco_renders_every_method_that_takes_the_shared_recipe(tiny_checkpoints
     """--parameterization maco: the magnitude spectrum is derived once from the training images and recorded,
     the recipes say so, and the renders are images."""
     ck = tiny_checkpoints
-    args = ["visualize", "--ckpt", str(ck["baseline"]), "--ckpt", str(ck["topdown"]), "--out", str(tmp_path)]
+    args = ["visualize", "--ckpt+", str(ck["baseline"]), "--ckpt+", str(ck["topdown"]), "--out", str(tmp_path)]
     evaluate_main([*args, *QUICK, "--parameterization", "maco", "--methods", "[classes, channels, dream]"])
     doc = json.loads((tmp_path / "vis.json").read_text())
     assert (

@@ -14,11 +14,11 @@ from records import differences
 from test_vis_golden import ADDED, TOLERANCE, golden_checkpoints
 
 from topdown.cli import evaluate_main
-from topdown.vis.catalog import METHODS
+from topdown.errors import ConfigError
 from topdown.vis.cli import parse
 from topdown.vis.config import VisConfig
-from topdown.vis.method import Method
-from topdown.vis.settings import scaled_steps
+from topdown.vis.methods import METHODS, Method
+from topdown.vis.methods.base import scaled_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 VIS_CONFIGS = sorted((ROOT / "configs" / "vis").glob("*.yaml"))
@@ -57,8 +57,8 @@ def test_scaled_steps_reproduce_the_former_fixed_factors() -> None:
         assert scaled_steps(steps, d.inversion.steps_scale) == 2 * steps
 
 
-def test_list_options_repeat_or_take_a_list(tmp_path: Path) -> None:
-    ns, cfg = parse(["--ckpt", "a.ckpt", "--ckpt=b.ckpt", "--out", "o", "--layers", "layer1", "--layers", "layer3"])
+def test_list_options_append_or_take_a_list(tmp_path: Path) -> None:
+    ns, cfg = parse(["--ckpt+", "a.ckpt", "--ckpt+=b.ckpt", "--out", "o", "--layers+", "layer1", "--layers+", "layer3"])
     assert ns.ckpt == ["a.ckpt", "b.ckpt"] and cfg.layers == ["layer1", "layer3"]
     ns, cfg = parse(["--ckpt", "[a.ckpt, b.ckpt]", "--out", "o", "--methods", "[dream, attribution]"])
     assert ns.ckpt == ["a.ckpt", "b.ckpt"] and cfg.methods == ["dream", "attribution"]
@@ -67,9 +67,18 @@ def test_list_options_repeat_or_take_a_list(tmp_path: Path) -> None:
     ns, cfg = parse(["--config", str(yaml), "--out", "o"])
     assert ns.ckpt == ["a.ckpt", "b.ckpt"] and cfg.methods == ["dream"] and cfg.steps == 4
     assert cfg.dream.lr == 0.01 and cfg.caricature.lr == 0.02
-    # The command line overrides the file: its first --ckpt replaces the file's list, the next ones append.
-    ns, cfg = parse(["--config", str(yaml), "--ckpt", "c.ckpt", "--ckpt", "d.ckpt", "--out", "o", "--steps", "8"])
+    # The command line after the file: a list replaces the file's, --ckpt+ appends to it.
+    ns, cfg = parse(["--config", str(yaml), "--ckpt", "[c.ckpt, d.ckpt]", "--out", "o", "--steps", "8"])
     assert ns.ckpt == ["c.ckpt", "d.ckpt"] and cfg.steps == 8
+    ns, _ = parse(["--config", str(yaml), "--ckpt+", "c.ckpt", "--out", "o"])
+    assert ns.ckpt == ["a.ckpt", "b.ckpt", "c.ckpt"]
+
+
+def test_a_repeated_list_option_is_an_error_that_says_how_to_append() -> None:
+    # A second --ckpt would silently replace the first: a single path is refused, with the way to append.
+    with pytest.raises(ConfigError) as err:
+        parse(["--ckpt", "a.ckpt", "--ckpt", "b.ckpt", "--out", "o"])
+    assert "ckpt" in str(err.value) and "--ckpt+" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_print_config_lists_every_setting(capsys) -> None:
@@ -98,7 +107,7 @@ def test_print_config_lists_every_setting(capsys) -> None:
 )
 def test_user_errors_are_one_line(argv: list[str], named: str, tmp_path: Path, capsys) -> None:
     ckpts = golden_checkpoints(tmp_path)
-    args = ["visualize", "--ckpt", str(ckpts[0]), "--ckpt", str(ckpts[1]), "--out", str(tmp_path / "o"), *argv]
+    args = ["visualize", "--ckpt+", str(ckpts[0]), "--ckpt+", str(ckpts[1]), "--out", str(tmp_path / "o"), *argv]
     with pytest.raises(SystemExit) as exit_:
         evaluate_main(args)
     assert exit_.value.code == 1
@@ -111,7 +120,7 @@ def test_user_errors_are_one_line(argv: list[str], named: str, tmp_path: Path, c
 
 def test_a_wrong_layer_from_the_shell_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     ckpts = golden_checkpoints(tmp_path)
-    cmd = [sys.executable, str(ROOT / "evaluate.py"), "visualize", "--ckpt", str(ckpts[1])]
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), "visualize", "--ckpt+", str(ckpts[1])]
     cmd += ["--out", str(tmp_path / "o"), "--layers", "[layer9]"]
     env = {k: v for k, v in os.environ.items() if k != "TOPDOWN_TRACEBACK"}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)

@@ -81,7 +81,7 @@ def pixel_hashes(out: Path, doc: dict[str, Any]) -> dict[str, str]:
 def quick_run(tmp_path: Path, *extra: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The quick run's normalized vis.json and its images' pixel hashes."""
     ckpts = golden_checkpoints(tmp_path)
-    args = [x for p in ckpts for x in ("--ckpt", str(p))]
+    args = [x for p in ckpts for x in ("--ckpt+", str(p))]
     vis_main([*args, "--out", str(tmp_path / "vis"), *QUICK, *extra])
     doc = json.loads((tmp_path / "vis" / "vis.json").read_text())
     return normalized(doc), pixel_hashes(tmp_path / "vis", doc)

@@ -16,26 +16,23 @@ from conftest import accuracy
 from topdown.vis import objectives as O
 from topdown.vis import param as P
 from topdown.vis import quality as Q
-from topdown.vis.attribution import METHODS, attribute, integrated_gradients, level_saliency, pyramid_attribution
+from topdown.vis.attribution import (
+    ATTRIBUTION_METHODS,
+    attribute,
+    integrated_gradients,
+    level_saliency,
+    pyramid_attribution,
+)
 from topdown.vis.dictionary import activation_grid, receptive_field, semantic_dictionary, top_examples
 from topdown.vis.dissection import dissect, synthetic_masks
 from topdown.vis.facets import multifaceted
 from topdown.vis.hooks import activations
-from topdown.vis.methods import (
-    caricature,
-    channel_pairs,
-    compare,
-    dream,
-    interpolate,
-    invert,
-    unit_scale,
-    visualize_channels,
-    visualize_classes,
-    visualize_neurons,
-)
+from topdown.vis.methods.features import channel_pairs, interpolate
+from topdown.vis.methods.inversion import caricature, dream, invert
 from topdown.vis.recipe import Recipe
-from topdown.vis.render import evaluate, render
+from topdown.vis.render import compare, evaluate, render
 from topdown.vis.transforms import Compose, standard_transforms
+from topdown.vis.units import unit_scale, visualize_channels, visualize_classes, visualize_neurons
 
 ARCHS = ("baseline", "topdown")
 MIDDLE = "layer2"
@@ -329,7 +326,7 @@ def test_multifaceted_clusters_recover_subtypes(arch, nets, forms, color) -> Non
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_captum_method_runs_on_both_networks(arch, nets, real) -> None:
     net, x, y = nets[arch], real[0][:4], real[1][:4]
-    for m in METHODS:
+    for m in ATTRIBUTION_METHODS:
         a = attribute(net, x, y, m)
         assert a.shape == ((4, 1, 32, 32) if m == "grad_cam" else (4, 3, 32, 32)) and torch.isfinite(a).all()
         assert a.abs().sum() > 0, m

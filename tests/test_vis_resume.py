@@ -11,8 +11,8 @@ import pytest
 from test_vis_golden import QUICK, golden_checkpoints, normalized, pixel_hashes
 
 from topdown.models import is_topdown
-from topdown.vis import catalog
 from topdown.vis.cli import run
+from topdown.vis.methods import inversion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,7 +23,7 @@ METHODS = ["--methods", "[classes, dream, inversion, attribution]"]
 @pytest.fixture(scope="module")
 def ckpt_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     paths = golden_checkpoints(tmp_path_factory.mktemp("ckpt"))
-    return [x for p in paths for x in ("--ckpt", str(p))]
+    return [x for p in paths for x in ("--ckpt+", str(p))]
 
 
 def vis_json(out: Path) -> dict:
@@ -37,14 +37,14 @@ def test_an_interrupted_run_resumes_where_it_stopped(ckpt_args, tmp_path: Path, 
     assert len(unbroken.computed) == 8 and not unbroken.reused
 
     out = tmp_path / "interrupted"
-    real_run = catalog.Inversion.run
+    real_run = inversion.Inversion.run
 
     def fail_on_topdown(self, job):
         if is_topdown(job.net):
             raise KeyboardInterrupt  # as if the run were stopped here
         return real_run(self, job)
 
-    monkeypatch.setattr(catalog.Inversion, "run", fail_on_topdown)
+    monkeypatch.setattr(inversion.Inversion, "run", fail_on_topdown)
     with pytest.raises(KeyboardInterrupt):
         run([*ckpt_args, *QUICK, *METHODS, "--out", str(out)])
     stored = sorted(str(p.relative_to(out / "parts")) for p in (out / "parts").rglob("*.json"))
@@ -52,7 +52,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(ckpt_args, tmp_path: Path, 
     assert stored == sorted(f"{k}.json" for k in done)
     assert not list(out.rglob("*.tmp"))
 
-    monkeypatch.setattr(catalog.Inversion, "run", real_run)
+    monkeypatch.setattr(inversion.Inversion, "run", real_run)
     resumed = run([*ckpt_args, *QUICK, *METHODS, "--out", str(out)])
     assert resumed.reused == done
     assert resumed.computed == ["topdown/inversion", "baseline/attribution", "topdown/attribution"]

@@ -14,7 +14,7 @@ so every machine tests the same nets and only kernel rounding differs between th
 
 Record them again (only after a deliberate change of the tiny architectures or of the data) with
 ``python tests/tiny_nets.py``, then the records that run on them (``python tests/test_vis_golden.py`` and
-``TOPDOWN_WRITE_GOLDEN=1 pytest tests/test_robustness.py -k golden``).
+``pytest tests/test_robustness.py -k golden --write-golden``).
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from .errors import run_command
 from .io import atomic_write_bytes, atomic_write_text
-from .options import DataOptions, parse_command
-from .pipeline import DEFAULT_STAGES, Pipeline, PipelineConfig, check_redo, check_stages
+from .options import DataOptions, load_section, parse_command
+from .pipeline import DEFAULT_STAGES, DatasetRecipe, Pipeline, PipelineConfig, check_redo, check_stages
 from .report import metrics as M
 from .report.conclusions import (
     CONTROL_DESCRIPTIONS,
@@ -40,6 +40,8 @@ from .report.conclusions import (
     survival,
 )
 from .results_view import AutoAttack, Check, ModelResults, Results, VisResults, as_results
+from .robustness.config import SuiteConfig
+from .vis.config import VisConfig
 
 
 @dataclass
@@ -50,24 +52,34 @@ class DatasetRuns:
         dataset: ``flower_photos`` or ``flowers102`` (or ``synthetic``).
         seeds: training seeds (the data split stays the same).
         epochs: training epochs (``None``: the data config's).
-        train_args: extra ``train.py fit`` arguments (e.g. ``--data.trainval true``).
+        train_configs: more training config files for every model (``configs/trainval.yaml``: train on the
+            validation images too).
         target_top1: the baseline's clean top-1 goal (the top-down net's: within ``target_gap`` of it).
         target_gap: how far below the baseline the top-down net may be.
         models: training configs, baseline first (``None``: the pipeline's, ``configs/baseline.yaml`` and
             ``configs/topdown.yaml``).
-        eval_config: this dataset's evaluation suite (``None``: the experiment's).
-        vis_args: this dataset's extra ``evaluate.py visualize`` arguments (``None``: the experiment's).
+        eval: this dataset's robustness suite: a ``configs/eval/*.yaml`` path (relative to the experiment's
+            config) or its settings inline.
+        vis: this dataset's visualizations: a ``configs/vis/*.yaml`` path or settings inline (unset ones keep
+            the visualizer's defaults).
     """
 
     dataset: str
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: int | None = None
-    train_args: list[str] = field(default_factory=list)
+    train_configs: list[str] = field(default_factory=list)
     target_top1: float | None = None
     target_gap: float = 0.01
     models: list[str] | None = None
-    eval_config: str | None = None
-    vis_args: list[str] | None = None
+    eval: SuiteConfig = field(default_factory=SuiteConfig)
+    vis: VisConfig = field(default_factory=VisConfig)
+
+    def __post_init__(self) -> None:
+        # Built from a plain mapping (a stored or hand-written config) rather than parsed: type the sections.
+        if not isinstance(self.eval, SuiteConfig):
+            self.eval = load_section(SuiteConfig, self.eval)
+        if not isinstance(self.vis, VisConfig):
+            self.vis = load_section(VisConfig, self.vis)
 
 
 @dataclass
@@ -77,10 +89,7 @@ class ExperimentConfig:
     Args:
         out: where the runs go.
         data_root: where the real images are.
-        runs: the datasets and their seeds.
-        eval_config: the evaluation suite.
-        eval_args: extra ``evaluate.py`` arguments.
-        vis_args: extra ``evaluate.py visualize`` arguments.
+        runs: the datasets, their seeds and each one's suite and visualizations.
         controls: training configs of control models each run trains and evaluates beside the two
             (``configs/baseline_blur.yaml``: the blur control).
         accuracy_control: each run also evaluates the baseline's epoch whose validation accuracy is nearest the
@@ -100,9 +109,6 @@ class ExperimentConfig:
     out: str = "outputs/headline"
     data_root: str | None = None
     runs: list[DatasetRuns] = field(default_factory=list)
-    eval_config: str = "configs/eval/full.yaml"
-    eval_args: list[str] = field(default_factory=list)
-    vis_args: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
     accuracy_control: bool = False
     results_md: str = "docs/results.md"
@@ -185,15 +191,17 @@ def run(cfg: ExperimentConfig) -> None:
             data_root=cfg.data_root,
             epochs=ds.epochs,
             seed=seed,
-            train_args=list(ds.train_args),
-            eval_config=ds.eval_config or cfg.eval_config,
-            eval_args=list(cfg.eval_args),
-            vis_args=list(cfg.vis_args if ds.vis_args is None else ds.vis_args),
+            train_configs=list(ds.train_configs),
+            per_dataset={ds.dataset: DatasetRecipe(eval=ds.eval, vis=ds.vis)},
             redo=list(cfg.redo),
         )
         for ds in cfg.runs
         for seed in ds.seeds
     ]
+    check_stages(cfg.stages)
+    check_redo(cfg.redo)
+    for pipeline_cfg in runs:  # every run's settings checked before any run starts
+        pipeline_cfg.validate()
     # Training first, for every run: the accuracy targets are known hours before the robustness suite ends.
     # Then each run's remaining stages, run by run, so every finished run has its report.
     if "train" in cfg.stages:
@@ -603,22 +611,27 @@ def aggregate(cfg: ExperimentConfig) -> str:
     return text
 
 
-def run_experiment(argv: list[str]) -> None:
-    """Parse ``argv``, run the experiment it configures (unless ``--only aggregate``) and aggregate."""
+def parse_experiment(argv: list[str]) -> ExperimentConfig:
+    """The experiment's config from ``argv`` (a config file and options), typed; a bad option or section is a
+    one-line :class:`ConfigError`."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(
         prog="python -m topdown.experiment", description=__doc__.split("\n\n")[0], exit_on_error=False
     )
-    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("--config", action=ActionConfigFile, help="an experiment config (configs/experiment/*.yaml)")
     parser.add_class_arguments(ExperimentConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data", skip={"dataset"})
     ns = parse_command(parser, argv)
     init = parser.instantiate(ns)
     cfg = ExperimentConfig(**{k: init[k] for k in ExperimentConfig.__dataclass_fields__ if k in init})
     cfg.data_root = ns.data.root or cfg.data_root
-    check_stages(cfg.stages)
-    check_redo(cfg.redo)
+    return cfg
+
+
+def run_experiment(argv: list[str]) -> None:
+    """Parse ``argv``, run the experiment it configures (unless ``--only aggregate``) and aggregate."""
+    cfg = parse_experiment(argv)
     if cfg.only == "all":
         run(cfg)
     print(aggregate(cfg))

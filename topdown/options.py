@@ -1,31 +1,24 @@
-"""Command-line pieces every topdown command shares (jsonargparse underneath, as LightningCLI)."""
+"""Command-line pieces every topdown command shares (jsonargparse underneath, as LightningCLI).
+
+Every option is typed. A list option takes a list (``--ckpt '[a.ckpt, b.ckpt]'``) or grows one item at a time
+the way jsonargparse appends (``--ckpt+ a.ckpt --ckpt+ b.ckpt``). A section of a config (the suite, the
+visualizations) is its dataclass, given inline or as the path of its own YAML file.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jsonargparse import ArgumentParser
 
 from .errors import ConfigError
 
+T = TypeVar("T")
 
-class AppendAction(argparse.Action):
-    """A list option that can be repeated: ``--ckpt a --ckpt b`` or ``--ckpt '[a, b]'``.
-
-    The first use on the command line replaces the default (or what a config file read before it set);
-    each further use appends. The parser remembers which options it has seen, so build one per parse.
-    """
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
-        import yaml
-
-        text = str(values)
-        new = yaml.safe_load(text) if text.lstrip().startswith("[") else [text]
-        if not isinstance(new, list) or not all(isinstance(v, str) for v in new):
-            raise argparse.ArgumentError(self, f"expected a value or a list of values, got {text!r}")
-        seen = parser.__dict__.setdefault("_appended_options", set())
-        before = (getattr(namespace, self.dest, None) or []) if self.dest in seen else []
-        seen.add(self.dest)
-        setattr(namespace, self.dest, [*before, *new])
+_NOT_A_LIST = re.compile(r'Parser key "([\w.]+)":\s+Expected a <class \'list\'>')
 
 
 def parse_args(parser: Any, argv: list[str]) -> Any:
@@ -34,7 +27,11 @@ def parse_args(parser: Any, argv: list[str]) -> Any:
     try:
         return parser.parse_args(argv)
     except argparse.ArgumentError as err:
-        raise ConfigError(" ".join(str(err).split())) from None
+        text = " ".join(str(err).split())
+        if m := _NOT_A_LIST.search(str(err)):
+            key = m.group(1)
+            text += f" (a list: --{key} '[a, b]', or --{key}+ a --{key}+ b to append)"
+        raise ConfigError(text) from None
 
 
 class DataOptions:
@@ -51,21 +48,41 @@ class DataOptions:
         self.root = root
 
 
-#: Flat options kept for one release, and what replaced them.
-DEPRECATED = {"--dataset": "--data.dataset", "--data_root": "--data.root"}
-
-
-def warn_deprecated(argv: list[str]) -> None:
-    """One line on stderr for each deprecated option given on the command line."""
-    import sys
-
-    for old, new in DEPRECATED.items():
-        if any(a == old or a.startswith(old + "=") for a in argv):
-            print(f"note: {old} is deprecated and will be removed; use {new}", file=sys.stderr)
-
-
 def parse_command(parser: Any, argv: list[str]) -> Any:
-    """A command's options from ``argv``, deprecated options noted; a bad option raises one-line
-    :class:`~topdown.errors.ConfigError` (:func:`topdown.errors.run_command` prints it)."""
-    warn_deprecated(argv)
+    """A command's options from ``argv``; a bad option raises one-line :class:`~topdown.errors.ConfigError`
+    (:func:`topdown.errors.run_command` prints it)."""
     return parse_args(parser, argv)
+
+
+def parse_options(cls: type[T], argv: list[str], prog: str | None = None, description: str | None = None) -> T:
+    """A script's options: ``cls`` (a dataclass whose fields, with their defaults, are the options, each helped by
+    its docstring's ``Args:`` entry) built from ``argv`` (``--image_size 64``, ``--lucent false``,
+    ``--models '[a, b]'`` or ``--models+ c``); a bad option raises one-line :class:`ConfigError`, ``--help``
+    prints them all."""
+    parser = ArgumentParser(prog=prog, description=description, default_env=False, exit_on_error=False)
+    parser.add_class_arguments(cls)
+    return cls(**parse_command(parser, argv).as_dict())
+
+
+def load_section(cls: type[T], source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> T:
+    """A config section (a dataclass such as ``SuiteConfig`` or ``VisConfig``) from its YAML file or a mapping,
+    parsed as the commands parse it (unknown keys and wrong types are one-line :class:`ConfigError`), then
+    ``overrides`` (field values) applied."""
+    parser = ArgumentParser(exit_on_error=False, default_env=False)
+    parser.add_class_arguments(cls, nested_key="section")
+    if source is None:
+        ns = parse_args(parser, [])
+    elif isinstance(source, dict):
+        import json
+
+        ns = parse_args(parser, ["--section", json.dumps(source)])
+    else:
+        if not Path(source).is_file():
+            raise ConfigError(f"{source}: no such config file")
+        ns = parse_args(parser, ["--section", str(source)])
+    section = parser.instantiate(ns).section
+    for key, value in overrides.items():
+        if not hasattr(section, key):
+            raise ConfigError(f"{cls.__name__}: unknown setting {key!r}")
+        setattr(section, key, value)
+    return section

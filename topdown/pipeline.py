@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,10 +24,15 @@ from rich.console import Console
 from . import env  # noqa: F401
 from .accuracy_control import epoch_val_acc, nearest_epoch, nearest_on_validation
 from .errors import ConfigError, run_command
+from .findings.__main__ import run as findings_run
 from .generator.train import GeneratorConfig
-from .io import atomic_write_json
-from .options import DataOptions, parse_command
+from .options import DataOptions, load_section, parse_command
+from .robustness.cli import evaluate as evaluate_checkpoints
+from .robustness.config import SuiteConfig
+from .run_state import RunState
 from .stages import StageBar
+from .vis.cli import visualize_checkpoints
+from .vis.config import VisConfig
 
 STAGES = ("train", "generator", "evaluate", "visualize", "findings", "report")
 #: What runs unless ``stages`` says otherwise: every stage but the optional ``generator``.
@@ -36,6 +41,25 @@ DEFAULT_STAGES = ("train", "evaluate", "visualize", "findings", "report")
 CONTROL_NAMES = {"baseline_blur": "blur_control"}
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(stderr=True)
+
+
+@dataclass
+class DatasetRecipe:
+    """What a run on one dataset evaluates and renders, typed and checked before any work starts.
+
+    Args:
+        eval: the robustness suite: the path of its YAML file (``configs/eval/*.yaml``; relative to the config
+            that names it) or its settings inline.
+        vis: the visualizations: a ``configs/vis/*.yaml`` path or settings inline (``{steps: 64, methods:
+            [classes]}``; unset ones keep the visualizer's defaults).
+        estimates: the seconds each stage (``train``, per model; ``evaluate``, ``visualize``, ``findings``,
+            ``report``) took on a reference machine, for the stage bar's time left (scaled by how fast the
+            stages that ran went; without them it shows the time elapsed only).
+    """
+
+    eval: SuiteConfig = field(default_factory=SuiteConfig)
+    vis: VisConfig = field(default_factory=VisConfig)
+    estimates: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,12 +74,10 @@ class PipelineConfig:
         models: training configs, baseline first (it is the reference for relative figures).
         epochs: training epochs (``None``: the configs' own).
         seed: training seed (``seed_everything``).
-        train_args: extra ``train.py fit`` arguments for both models.
-        eval_config: the evaluation suite (``None``: the dataset's, from ``per_dataset``, else
-            ``configs/eval/quick.yaml``).
-        eval_args: extra ``evaluate.py`` arguments.
-        vis_args: extra ``evaluate.py visualize`` arguments (``None``: the dataset's, from ``per_dataset``, else
-            none).
+        train_configs: more training config files for every model, read after the model's and the dataset's
+            (``configs/trainval.yaml``: train on the validation images too).
+        per_dataset: each dataset's suite, visualizations and stage estimates (:class:`DatasetRecipe`); the run
+            uses its ``dataset``'s entry.
         findings_images: test images the ``findings`` stage compares every model on (``python -m
             topdown.findings``: cue reliance, localization, band reliance, gradient and render spectra,
             dissection, CKA, with paired tests).
@@ -74,10 +96,6 @@ class PipelineConfig:
         accuracy_control: keep every epoch of the baseline (``configs/keep_epochs.yaml``) and evaluate, as
             ``accuracy_control``, its epoch whose validation accuracy is nearest the top-down net's final one
             (test accuracy where the nets were trained on the validation images).
-        per_dataset: per dataset, ``eval_config`` and ``vis_args`` for where those are ``None``, and
-            ``estimates``: the seconds each stage (``train``, per model; ``evaluate``, ``visualize``,
-            ``report``) took on a reference machine, for the stage bar's time left (scaled by how fast the
-            stages that ran went; without them it shows the time elapsed only).
     """
 
     out: str = "outputs/synthetic"
@@ -86,10 +104,8 @@ class PipelineConfig:
     models: list[str] = field(default_factory=lambda: ["configs/baseline.yaml", "configs/topdown.yaml"])
     epochs: int | None = None
     seed: int = 0
-    train_args: list[str] = field(default_factory=list)
-    eval_config: str | None = None
-    eval_args: list[str] = field(default_factory=list)
-    vis_args: list[str] | None = None
+    train_configs: list[str] = field(default_factory=list)
+    per_dataset: dict[str, DatasetRecipe] = field(default_factory=dict)
     findings_images: int = 128
     findings_ig_steps: int = 16
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -97,32 +113,52 @@ class PipelineConfig:
     redo: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
     accuracy_control: bool = False
-    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.generator, GeneratorConfig):  # a parsed namespace or a stored dict
-            g = self.generator
-            self.generator = GeneratorConfig(**(dict(g) if isinstance(g, dict) else vars(g)))
+        # Built from a plain mapping (a stored or hand-written config) rather than parsed: type the sections.
+        if isinstance(self.generator, dict):
+            self.generator = GeneratorConfig(**self.generator)
+        self.per_dataset = {
+            name: entry if isinstance(entry, DatasetRecipe) else load_section(DatasetRecipe, entry)
+            for name, entry in self.per_dataset.items()
+        }
 
-    def for_dataset(self) -> dict[str, Any]:
-        """This dataset's ``per_dataset`` entry, checked: a one-line ``ValueError`` names an unknown key."""
-        entry = self.per_dataset.get(self.dataset) or {}
-        if bad := sorted(set(entry) - {"eval_config", "vis_args", "estimates"}):
+    def recipe(self) -> DatasetRecipe:
+        """This dataset's entry of ``per_dataset``; a one-line error where there is none."""
+        if self.dataset not in self.per_dataset:
             raise ConfigError(
-                f"per_dataset.{self.dataset}: unknown key(s) {bad}; choose from eval_config, vis_args, estimates"
+                f"per_dataset: no entry for dataset {self.dataset!r} (its eval and vis); "
+                f"the config has {sorted(self.per_dataset)}"
             )
-        return entry
+        return self.per_dataset[self.dataset]
+
+    def validate(self) -> DatasetRecipe:
+        """Check everything the run will need before any of it starts; returns this dataset's recipe."""
+        check_stages(self.stages)
+        check_redo(self.redo)
+        if self.dataset not in ("synthetic", "flower_photos", "flowers102"):
+            raise ConfigError(
+                f"dataset: unknown dataset {self.dataset!r}; choose synthetic, flower_photos or flowers102"
+            )
+        for key in ("models", "controls", "train_configs"):
+            for path in getattr(self, key):
+                if not Path(_resolve(path)).is_file():
+                    raise ConfigError(f"{key}: no such config file {path!r}")
+        recipe = self.recipe()
+        recipe.eval.validate()
+        recipe.vis.validate()
+        return recipe
 
 
 def check_redo(redo: list[str]) -> None:
-    """Raise a one-line ``ValueError`` for a stage that cannot be redone in place."""
+    """Raise a one-line ``ConfigError`` for a stage that cannot be redone in place."""
     check_stages(redo, "redo")
     if "train" in redo:
         raise ConfigError("redo: train cannot be redone in place; delete <out>/train/<model> to retrain a model")
 
 
 def check_stages(stages: list[str], key: str = "stages") -> None:
-    """Raise a one-line ``ValueError`` naming ``key`` and any stage that is not one of :data:`STAGES`."""
+    """Raise a one-line ``ConfigError`` naming ``key`` and any stage that is not one of :data:`STAGES`."""
     if bad := [s for s in stages if s not in STAGES]:
         raise ConfigError(f"{key}: unknown stage(s) {bad}; choose from {list(STAGES)}")
 
@@ -134,11 +170,6 @@ def _has_spectra(path: Path, names: list[str]) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return all("spectra" in models.get(n, {}).get("methods", {}) for n in names)
-
-
-def _ckpt_args(ckpts: Sequence[Path | str]) -> list[str]:
-    """``--ckpt PATH`` for each checkpoint, as every stage's command takes them."""
-    return [x for path in ckpts for x in ("--ckpt", str(path))]
 
 
 def _resolve(path: str) -> str:
@@ -157,47 +188,23 @@ def _checkpoint_val_acc(path: Path) -> float | None:
 
 
 class Pipeline:
+    """Runs the stages of one run in order, each once: ``state`` (:class:`~topdown.run_state.RunState`) remembers
+    what finished, :mod:`topdown.accuracy_control` chooses the accuracy control, the stages' own commands do the
+    work."""
+
     def __init__(self, cfg: PipelineConfig) -> None:
-        check_stages(cfg.stages)
-        check_redo(cfg.redo)
-        if cfg.dataset not in ("synthetic", "flower_photos", "flowers102"):
-            raise ConfigError(
-                f"dataset: unknown dataset {cfg.dataset!r}; choose synthetic, flower_photos or flowers102"
-            )
+        self.recipe = cfg.validate()  # every setting checked before any work
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.state_path = self.out / "pipeline.json"
-        self.state: dict[str, Any] = self._load_state()
-        own = cfg.for_dataset()
-        self.eval_config = cfg.eval_config or own.get("eval_config") or "configs/eval/quick.yaml"
-        self.vis_args = list(own.get("vis_args") or [] if cfg.vis_args is None else cfg.vis_args)
-        self.bar = StageBar(self.units(), own.get("estimates"), console)
+        self.state = RunState(self.out, asdict(cfg), STAGES)
+        self.bar = StageBar(self.units(), self.recipe.estimates, console)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
-    def _load_state(self) -> dict[str, Any]:
-        if self.state_path.exists():
-            try:
-                state = json.loads(self.state_path.read_text())
-            except json.JSONDecodeError as err:
-                msg = f"{self.state_path}: unreadable pipeline state ({err}); delete it to start over"
-                raise ConfigError(msg) from err
-            if state.get("config", {}).get("dataset") not in (None, self.cfg.dataset):
-                raise ConfigError(
-                    f"{self.out} holds a pipeline run on {state['config']['dataset']!r}; "
-                    f"use another --out for {self.cfg.dataset!r}"
-                )
-            return state
-        return {"config": asdict(self.cfg), "stages": {}}
-
-    def _save(self) -> None:
-        atomic_write_json(self.state_path, self.state)
-
     def done(self, key: str) -> bool:
-        return bool(self.state["stages"].get(key, {}).get("done"))
+        return self.state.done(key)
 
     def _finish(self, key: str, started: float, **info: Any) -> None:
-        self.state["stages"][key] = {"done": True, "seconds": round(time.time() - started, 1), **info}
-        self._save()
+        self.state.finish(key, started, **info)
         self.bar.finish(key, time.time() - started)
 
     def units(self) -> list[str]:
@@ -262,7 +269,6 @@ class Pipeline:
             "target_val_acc": goal,
             "baseline_final_val_acc": curve[max(curve)],
         }
-        self._save()
         return self.state["accuracy_control"]
 
     def _trained_on_validation(self, name: str) -> bool:
@@ -308,7 +314,7 @@ class Pipeline:
                     dm = rebuild_data(model.data, self.cfg.data_root)
                     data[:] = [CachedSplit(dm.subset("test")), dm.classes]
                 measured[key] = clean_metrics(model.net.to(device), data[0], data[1], 256, device)["top1"]
-                self._save()
+                self.state.save()
                 self.bar.console.print(f"accuracy control: {key} test top-1 {measured[key]:.4f}")
             return measured[key]
 
@@ -323,7 +329,6 @@ class Pipeline:
             "test_top1": top1(path),
             "target_test_top1": goal,
         }
-        self._save()
         return self.state["accuracy_control"]
 
     def checkpoint(self, name: str) -> Path:
@@ -343,6 +348,8 @@ class Pipeline:
             args = ["fit", "--config", _resolve(config), "--config", _resolve(f"configs/data/{self.cfg.dataset}.yaml")]
             if self.cfg.accuracy_control and name == self.arch_names()[0]:
                 args += ["--config", _resolve("configs/keep_epochs.yaml")]
+            for extra in self.cfg.train_configs:
+                args += ["--config", _resolve(extra)]
             if self.cfg.data_root:
                 args += ["--data.root", self.cfg.data_root]
             if self.cfg.epochs is not None:
@@ -352,7 +359,6 @@ class Pipeline:
                 str(self.cfg.seed),
                 "--trainer.default_root_dir",
                 str(root),
-                *self.cfg.train_args,
             ]
             resume = self.checkpoint(name).exists()
             if resume:
@@ -375,26 +381,14 @@ class Pipeline:
                 train_images_per_s=clock.get("images_per_s"),
             )
 
-    def _stage(
-        self,
-        key: str,
-        label: str,
-        result: Path,
-        command: Callable[[list[str]], Any],
-        args: Callable[[], list[str]],
-        extra: Sequence[str] = (),
-    ) -> None:
-        """Run a stage's command once: skipped where done, else ``command(args() + --data.root + extra)`` with the
-        stage recorded in pipeline.json (``extra``: the stage's own arguments from the config, given last)."""
+    def _stage(self, key: str, label: str, result: Path, work: Callable[[], Any]) -> None:
+        """Run a stage's ``work`` once: skipped where done, else run and recorded in pipeline.json."""
         if self.done(key):
             self._skip(key, f"{key}: done ({result})")
             return
         self._begin(key, label)
         started = time.time()
-        argv = args()
-        if self.cfg.data_root:
-            argv += ["--data.root", self.cfg.data_root]
-        command(argv + list(extra))
+        work()
         self._finish(key, started, results=str(result))
 
     def generator_files(self) -> dict[str, Path]:
@@ -423,49 +417,38 @@ class Pipeline:
         self._finish("generator", started, results=str(self.out / "generator"))
 
     def evaluate(self) -> None:
-        from .robustness.cli import main as evaluate_main
-
-        def args() -> list[str]:
+        def work() -> None:
             ckpts, names = self.eval_models()
-            out = [
-                "--names",
-                json.dumps(names),
-                "--config",
-                _resolve(self.eval_config),
-                "--out",
-                str(self.out / "eval"),
-            ]
-            return _ckpt_args(ckpts) + out
+            evaluate_checkpoints(
+                [str(c) for c in ckpts], names, self.recipe.eval, self.out / "eval", self.cfg.data_root
+            )
 
-        self._stage(
-            "evaluate", f"evaluate ({self.eval_config})", self.out / "eval" / "results.json", evaluate_main, args
-        )
+        self._stage("evaluate", "evaluate", self.out / "eval" / "results.json", work)
 
     def visualize(self) -> None:
-        from .vis.cli import main as vis_main
-
-        def args() -> list[str]:
+        def work() -> None:
             ckpts, names = self.eval_models()  # the controls too, with the same recipe and seeds
-            out = _ckpt_args(ckpts) + ["--names", json.dumps(names), "--out", str(self.out / "vis")]
+            cfg = self.recipe.vis
             if self.done("generator"):  # render through each net's learned prior too
                 gens = {name: str(path) for name, path in self.generator_files().items() if path.is_file()}
-                out += ["--generators", json.dumps(gens)]
-            return out
+                cfg = replace(cfg, generators=gens)
+            visualize_checkpoints([str(c) for c in ckpts], names, cfg, str(self.out / "vis"), self.cfg.data_root)
 
-        self._stage("visualize", "visualize", self.out / "vis" / "vis.json", vis_main, args, self.vis_args)
+        self._stage("visualize", "visualize", self.out / "vis" / "vis.json", work)
 
     def findings(self) -> None:
-        from .findings.__main__ import run as findings_run
-
-        def args() -> list[str]:
+        def work() -> None:
             ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
-            out = ["--names", json.dumps(names), "--out", str(self.out / "findings"), "--table", "false"]
-            out += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
+            argv = ["--ckpt", json.dumps([str(c) for c in ckpts]), "--names", json.dumps(names)]
+            argv += ["--out", str(self.out / "findings"), "--table", "false"]
+            argv += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
             if _has_spectra(self.out / "vis" / "vis.json", names):
-                out += ["--vis", str(self.out / "vis" / "vis.json")]  # the class renders' spectra, compared too
-            return _ckpt_args(ckpts) + out
+                argv += ["--vis", str(self.out / "vis" / "vis.json")]  # the class renders' spectra, compared too
+            if self.cfg.data_root:
+                argv += ["--data.root", self.cfg.data_root]
+            findings_run(argv)
 
-        self._stage("findings", "findings", self.out / "findings" / "findings.json", findings_run, args)
+        self._stage("findings", "findings", self.out / "findings" / "findings.json", work)
 
     def report(self) -> Path:
         from .report import build_report
@@ -476,22 +459,11 @@ class Pipeline:
         self._finish("report", started, path=str(path))
         return path
 
-    def forget(self, stages: list[str]) -> list[str]:
-        """Mark ``stages`` and every stage after the earliest of them as not done; returns the keys cleared."""
-        if not stages:
-            return []
-        first = min(STAGES.index(s) for s in stages)
-        later = STAGES[first:]
-        cleared = [k for k in self.state["stages"] if k.split("/")[0] in later]
-        for k in cleared:
-            del self.state["stages"][k]
-        return cleared
-
     def run(self) -> Path | None:
         self.out.mkdir(parents=True, exist_ok=True)
-        if cleared := self.forget(self.cfg.redo):
+        if cleared := self.state.forget(self.cfg.redo):
             console.print(f"redo: {', '.join(cleared)} will run again")
-        self._save()
+        self.state.save()
         report = None
         for stage in self.cfg.stages:
             result = getattr(self, stage)()
@@ -508,8 +480,9 @@ class Pipeline:
         return report
 
 
-def run_pipeline(argv: list[str]) -> Path | None:
-    """Parse ``argv`` and run the pipeline it configures."""
+def parse_pipeline(argv: list[str]) -> PipelineConfig:
+    """The pipeline's config from ``argv`` (a config file and options), typed; a bad option or section is a
+    one-line :class:`ConfigError`."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(
@@ -518,13 +491,18 @@ def run_pipeline(argv: list[str]) -> Path | None:
     parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
     parser.add_class_arguments(PipelineConfig, nested_key=None)
     parser.add_class_arguments(DataOptions, "data")
-    ns = parse_command(parser, argv)
+    ns = parser.instantiate(parse_command(parser, argv))
     cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
     cfg.dataset = ns.data.dataset or cfg.dataset
     cfg.data_root = ns.data.root or cfg.data_root
     if cfg.out == PipelineConfig.out and cfg.dataset != "synthetic":
         cfg.out = f"outputs/{cfg.dataset}"
-    return Pipeline(cfg).run()
+    return cfg
+
+
+def run_pipeline(argv: list[str]) -> Path | None:
+    """Parse ``argv`` and run the pipeline it configures."""
+    return Pipeline(parse_pipeline(argv)).run()
 
 
 def main(args: list[str] | None = None) -> Path | None:

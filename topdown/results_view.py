@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
+V = TypeVar("V", bound="_View")
 
 #: Model keys a results.json may hold beside the baseline and the top-down net, in evaluation order, with their
 #: names in words: a baseline whose input first passes the top-down net's low-pass pyramid level (upsampled back),
@@ -70,6 +71,11 @@ class _View:
     def _dict(self, key: str) -> dict[str, Any]:
         d = self.raw.get(key)
         return d if isinstance(d, dict) else {}
+
+    def _view(self, cls: type[V], *keys: Any) -> V | None:
+        """The dict at ``keys`` as a view of class ``cls``; ``None`` where it is missing or empty."""
+        d = self._at(*keys)
+        return cls(d) if isinstance(d, Mapping) and d else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({dict(self.raw)!r})"
@@ -314,8 +320,7 @@ class ModelResults(_View):
 
     @property
     def decision(self) -> Attack | None:
-        d = self.raw.get("decision")
-        return Attack(d) if isinstance(d, Mapping) and d else None
+        return self._view(Attack, "decision")
 
     @property
     def worst_cases(self) -> dict[str, WorstCase]:
@@ -323,8 +328,7 @@ class ModelResults(_View):
         return _entries(self.raw.get("worst_case"), WorstCase)
 
     def worst_case(self, norm: str) -> WorstCase | None:
-        w = self._at("worst_case", norm)
-        return WorstCase(w) if isinstance(w, Mapping) and w else None
+        return self._view(WorstCase, "worst_case", norm)
 
     def worst_accuracy(self, norm: str, k: int) -> float | None:
         """The worst-case accuracy of ``norm`` at eps index ``k``."""
@@ -358,8 +362,7 @@ class ModelResults(_View):
         return _entries(self.raw.get("scales"), Scale)
 
     def scale(self, kind: str) -> Scale | None:
-        s = self._at("scales", kind)
-        return Scale(s) if isinstance(s, Mapping) and s else None
+        return self._view(Scale, "scales", kind)
 
     @property
     def corruptions(self) -> Corruptions:

@@ -12,15 +12,15 @@ from ..errors import ConfigError, run_command
 def build_parser() -> Any:
     from jsonargparse import ArgumentParser
 
-    from ..options import AppendAction
-
     parser = ArgumentParser(
         prog="python -m topdown.findings", description=__doc__, default_env=False, exit_on_error=False
     )
     parser.add_argument(
-        "--ckpt", action=AppendAction, default=[], help="checkpoint; repeat (baseline, top-down, controls)"
+        "--ckpt", type=list[str], default=[], help="checkpoints: a list, or --ckpt+ PATH each (baseline, top-down, ...)"
     )
-    parser.add_argument("--names", action=AppendAction, default=None, help="a name per checkpoint (default: from each)")
+    parser.add_argument(
+        "--names", type=list[str] | None, default=None, help="a name per checkpoint (default: from each)"
+    )
     parser.add_argument("--out", type=str, default="outputs/findings", help="where findings.json goes")
     parser.add_argument("--images", type=int, default=256, help="test images (seeded, stratified by class)")
     parser.add_argument("--seed", type=int, default=0, help="the images' draw and the hybrids' partners")

@@ -50,54 +50,32 @@ def build_from_config(config: dict[str, Any]) -> ImageClassifierNet:
         raise ConfigError(f"architecture {cls_name}: bad init_args {config.get('init_args')}: {err}") from err
 
 
-def _tiny(**kw: Any) -> dict[str, Any]:
-    return {"widths": (8, 16, 32), "depths": (1, 1, 1), **kw}
+def _preset(cls: Callable[..., ImageClassifierNet], **defaults: Any) -> Callable[..., ImageClassifierNet]:
+    """A builder of ``cls`` with ``defaults``; its keyword arguments override them."""
+
+    def build(**kw: Any) -> ImageClassifierNet:
+        return cls(**{**defaults, **kw})
+
+    return build
 
 
-@register_model("baseline")
-def baseline(**kw: Any) -> ResNet:
-    """Half-width pre-activation ResNet-18 (32-64-128-256), 3x3 stem + max-pool: the 64 px default."""
-    return ResNet(**kw)
+_TINY = {"widths": (8, 16, 32), "depths": (1, 1, 1)}
 
-
-@register_model("baseline_blur")
-def baseline_blur(**kw: Any) -> ResNet:
-    """The blur control: the baseline behind a fixed low-pass (the 1/2 Gaussian pyramid level, upsampled)."""
-    return ResNet(**{"input_lowpass": 2, **kw})
-
-
-@register_model("topdown")
-def topdown(**kw: Any) -> TopDownResNet:
-    """Its top-down mirror: add+concat merges with 1x1 fusion, Gaussian pyramid."""
-    return TopDownResNet(**kw)
-
-
-@register_model("topdown_add")
-def topdown_add(**kw: Any) -> TopDownResNet:
-    return TopDownResNet(**{"merge": "add", **kw})
-
-
-@register_model("topdown_concat")
-def topdown_concat(**kw: Any) -> TopDownResNet:
-    return TopDownResNet(**{"merge": "concat", **kw})
-
-
-@register_model("topdown_uniform")
-def topdown_uniform(**kw: Any) -> TopDownResNet:
-    return TopDownResNet(**{"width_schedule": "uniform", **kw})
-
-
-@register_model("topdown_reverse")
-def topdown_reverse(**kw: Any) -> TopDownResNet:
-    return TopDownResNet(**{"width_schedule": "reverse", **kw})
-
-
-@register_model("tiny_baseline")
-def tiny_baseline(**kw: Any) -> ResNet:
-    """Three stages, one block each, widths 8-16-32: for tests and quick experiments."""
-    return ResNet(**_tiny(**kw))
-
-
-@register_model("tiny_topdown")
-def tiny_topdown(**kw: Any) -> TopDownResNet:
-    return TopDownResNet(**_tiny(**kw))
+#: The registered networks: each a class and the defaults it is built with.
+PRESETS: dict[str, Callable[..., ImageClassifierNet]] = {
+    # half-width pre-activation ResNet-18 (32-64-128-256), 3x3 stem + max-pool: the 64 px default
+    "baseline": _preset(ResNet),
+    # the blur control: the baseline behind a fixed low-pass (the 1/2 Gaussian pyramid level, upsampled)
+    "baseline_blur": _preset(ResNet, input_lowpass=2),
+    # its top-down mirror: add+concat merges with 1x1 fusion, Gaussian pyramid; then one choice changed each
+    "topdown": _preset(TopDownResNet),
+    "topdown_add": _preset(TopDownResNet, merge="add"),
+    "topdown_concat": _preset(TopDownResNet, merge="concat"),
+    "topdown_uniform": _preset(TopDownResNet, width_schedule="uniform"),
+    "topdown_reverse": _preset(TopDownResNet, width_schedule="reverse"),
+    # three stages, one block each, widths 8-16-32: for tests and quick experiments
+    "tiny_baseline": _preset(ResNet, **_TINY),
+    "tiny_topdown": _preset(TopDownResNet, **_TINY),
+}
+for _name, _build in PRESETS.items():
+    register_model(_name)(_build)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..io import atomic_write_text
 from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
+from . import metrics as M
 from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, SURVIVAL_RULE, conclusions, control_conclusions, survival
 from .html import badge, esc, figure, fmt, page, pct, table
 
@@ -117,34 +118,30 @@ def _cost_section(models: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def _headline_section(res: Results) -> str:
+    """The headline figures, one row per :mod:`topdown.report.metrics` metric the run holds: named, computed and
+    written as on the results page, in the suite's printed summary and in the main job's closing table."""
+    models = res.models
+    rows = M.metric_rows(M.headline_metrics(res), models)
+    if any(m.sanity for m in models.values()):
+        rows.append(("sanity checks passed", *[M.sanity_count(m.sanity) or "–" for m in models.values()]))
+    return table(["", *models], rows) + (
+        '<p class="muted">Attacks and perturbations use a seeded, stratified subset of the test images (the clean '
+        "rows use all of them); worst case is per image over every attack of that norm. The sections below hold "
+        "the figures behind each row.</p>"
+    )
+
+
+def _metric_columns(metrics: list[M.Metric], m: ModelResults) -> list[str]:
+    return [metric.cell(m) for metric in metrics]
+
+
 def _accuracy_section(res: Results) -> str:
     models = res.models
     has_top5 = any(m.clean.top5 is not None for m in models.values()) and len(res.classes) > 5
-    header = [
-        "model",
-        "top-1",
-        *(["top-5"] if has_top5 else []),
-        "macro acc",
-        "confidence",
-        "ECE",
-        "NLL",
-        "test images",
-    ]
-    rows = []
-    for n, m in models.items():
-        c = m.clean
-        rows.append(
-            (
-                n,
-                pct(c.top1),
-                *([pct(c.top5)] if has_top5 else []),
-                pct(c.macro_acc),
-                pct(c.confidence),
-                fmt(c.ece),
-                fmt(c.nll),
-                fmt(c.n),
-            )
-        )
+    clean = [m for m in M.CLEAN if m.key != "clean_top5" or has_top5]
+    header = ["model", *(m.label for m in clean), "NLL", "test images"]
+    rows = [(n, *_metric_columns(clean, m), fmt(m.clean.nll), fmt(m.clean.n)) for n, m in models.items()]
     body = table(header, rows) + (
         '<p class="muted">confidence: the mean top softmax probability; below top-1 the net is underconfident, '
         "above it overconfident (ECE measures the gap bin by bin).</p>"
@@ -254,12 +251,11 @@ def _perturbation_section(res: Results, ev: Path) -> str:
         ev / "perturbations.png", "The reference paper's perturbations: accuracy vs the perturbation's L2 size"
     )
     models = res.models
-    names = list(dict.fromkeys(p for m in models.values() for p in m.perturbations))
-    rows = [(p.replace("_", " "), *[fmt(m.perturbation_auc(p)) for m in models.values()]) for p in names]
-    body += table(["perturbation", *[f"AUC {n}" for n in models]], rows)
+    metrics = [M.perturbation_metric(p) for p in M.perturbation_names(res)]
+    body += table(["perturbation", *models], M.metric_rows(metrics, models, skip_empty=False))
     body += (
         '<p class="muted">AUC: area under accuracy vs L2 distance, normalised by the largest L2 of the sweep '
-        "(1 = full accuracy everywhere).</p>"
+        "(×100: 100 = full accuracy everywhere).</p>"
     )
     return body
 
@@ -278,8 +274,9 @@ def _corruption_section(res: Results, ev: Path) -> str:
         ce = [fmt(m.corruptions.ce.get(c), 2) for m in models.values()]
         rows.append((c.replace("_", " "), *cells, *ce))
     body += table(["corruption", *[f"{n} accuracy by severity" for n in models], *[f"CE {n}" for n in models]], rows)
-    mce = [(n, pct(m.corruptions.mce), pct(m.corruptions.mean_accuracy)) for n, m in models.items()]
-    body += table(["model", "mCE (vs baseline = 100%)", "mean accuracy under corruption"], mce)
+    figures = [M.MCE, M.CORRUPTION_ACCURACY]
+    mce = [(n, *_metric_columns(figures, m)) for n, m in models.items()]
+    body += table(["model", *(f.label for f in figures)], mce)
     return body
 
 
@@ -451,6 +448,7 @@ def build_report(out: str | Path) -> Path:
     if res:
         ev = out / "eval"
         sections += [
+            ("headline", "Headline figures", _headline_section(res)),
             ("accuracy", "Clean accuracy", _accuracy_section(res)),
             ("attacks", "Adversarial attacks", _attacks_section(res, ev)),
             ("perturbations", "The paper's perturbations", _perturbation_section(res, ev)),

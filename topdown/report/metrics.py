@@ -1,16 +1,16 @@
 """The headline metrics, declared once: each a label, a getter on one model's results and a format. The suite's
-printed summary, the main job's closing table and the results page all read them from here, so the three can
-never disagree on what a figure is called, how it is computed or how it is written.
+printed summary, the main job's closing table, the results page and the HTML report's tables all read them from
+here, so the four can never disagree on what a figure is called, how it is computed or how it is written.
 
-:func:`headline_metrics` lists them for a set of runs (the ε's, AutoAttack budgets, perturbations and scales
-those runs hold); :meth:`Metric.cell` writes one run's value and :meth:`Metric.mean_std` the mean ± std over
-seeds.
+:func:`headline_metrics` lists them for one run (the ε's, AutoAttack budgets, perturbations and scales it
+holds); :meth:`Metric.cell` writes one run's value, :meth:`Metric.mean_std` the mean ± std over seeds and
+:func:`metric_rows` one row per metric across models.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +113,14 @@ MINIMAL = (
     Metric("mce", "mCE (% of baseline)", lambda m: m.corruptions.mce),
 )
 
+#: mCE on its own (one of :data:`MINIMAL`): the closing table and the report's corruption table quote it.
+MCE = next(m for m in MINIMAL if m.key == "mce")
+
+#: Mean accuracy over every corruption and severity: the report's corruption table, beside mCE.
+CORRUPTION_ACCURACY = Metric(
+    "corruption_mean_acc", "mean accuracy under corruption (%)", lambda m: m.corruptions.mean_accuracy
+)
+
 
 def worst_case_metric(norm: str, k: int, eps: float, note: str = "") -> Metric:
     """The per-image worst case over every attack of ``norm`` at its ``k``-th ε."""
@@ -189,3 +197,55 @@ def headline_worst_case(results: Results) -> Metric | None:
     k = min(range(len(eps_list)), key=lambda i: abs(eps_list[i] - eps))
     note = ", AutoAttack included" if any(m.autoattack("linf", eps) for m in results.models.values()) else ""
     return worst_case_metric("linf", k, eps, note)
+
+
+def autoattack_note(models: Iterable[ModelResults], norm: str, eps: float) -> str:
+    """How a worst-case label says whether AutoAttack at ``(norm, eps)`` is in it, over ``models`` (every model
+    evaluation of every run the table covers)."""
+    ran = [m.autoattack(norm, eps) is not None for m in models]
+    if not any(ran):
+        return ""
+    if all(ran):
+        return ", AutoAttack included"
+    return f", AutoAttack included where it ran ({sum(ran)} of {len(ran)} model evaluations)"
+
+
+def headline_metrics(results: Results | Mapping[str, Any]) -> list[Metric]:
+    """Every headline figure one run holds, in the results page's order: clean, the worst case at each ε > 0 of
+    each norm, AutoAttack with and without it at each budget, the minimal perturbations and mCE, the paper's
+    perturbations (AUC) and the top-down net's scales."""
+    results = as_results(results)
+    models = list(results.models.values())
+    out = list(CLEAN)
+    for norm in ("linf", "l2"):
+        w = next((w for m in models if (w := m.worst_case(norm))), None)
+        for k, e in enumerate((w.epsilons or []) if w is not None else []):
+            if e > 0:
+                out.append(worst_case_metric(norm, k, e, autoattack_note(models, norm, e)))
+    budgets = {f"{s.norm}:{s.eps:.6g}": (s.norm, s.eps) for m in models for s in m.autoattacks.values()}
+    for norm, e in sorted(budgets.values(), key=lambda b: (b[0] != "linf", b[1])):
+        sizes = {s.n for m in models if (s := m.autoattack(norm, e))}
+        out += autoattack_metrics(norm, e, f"{sizes.pop()} images" if len(sizes) == 1 else "images")
+    out += MINIMAL
+    out += [perturbation_metric(name) for name in perturbation_names(results)]
+    if (pair := results.pair()) is not None:
+        out += scale_metrics(results.models[pair[1]])
+    return out
+
+
+def perturbation_names(results: Results) -> list[str]:
+    """The paper's perturbations any model of a run recorded, in the order they were recorded."""
+    return list(dict.fromkeys(p for m in results.models.values() for p in m.perturbations))
+
+
+def metric_rows(
+    metrics: Iterable[Metric], models: Mapping[str, ModelResults], skip_empty: bool = True
+) -> list[tuple[str, ...]]:
+    """One row per metric, ``(label, cell of each model...)``; a metric no model holds is left out unless
+    ``skip_empty`` is false."""
+    rows = []
+    for metric in metrics:
+        cells = [metric.cell(m) for m in models.values()]
+        if not skip_empty or any(c != "–" for c in cells):
+            rows.append((metric.label, *cells))
+    return rows

@@ -46,7 +46,7 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
     models = res.models
     if models:
         n_test = next(iter(models.values())).clean.n
-        top1, mce = M.CLEAN[0], next(m for m in M.MINIMAL if m.key == "mce")
+        top1, mce = M.CLEAN[0], M.MCE
         cells = {k: top1.cell(m) for k, m in models.items()}
         rows.append(SummaryRow(top1.label, cells, f"clean top-1: on the {n_test} test images"))
         rows.append(SummaryRow("weakest class", {k: _weakest_class(m) for k, m in models.items()}))

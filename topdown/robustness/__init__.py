@@ -24,6 +24,7 @@ from .config import (
     SuiteConfig,
 )
 from .corruptions import CORRUPTIONS, corrupt_batch, corruption_errors
+from .decode import PartResults
 from .perturbations import PERTURBATIONS, apply_perturbation
 from .sanity import run_checks
 from .scales import band
@@ -45,6 +46,7 @@ __all__ = [
     "FMNConfig",
     "ModelEntry",
     "PGDConfig",
+    "PartResults",
     "PerturbationSuite",
     "RunReport",
     "SanityConfig",

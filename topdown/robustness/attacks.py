@@ -102,36 +102,29 @@ def build_attack(method: str, settings: dict[str, Any]) -> Any:
     import foolbox.attacks as fa
 
     s = dict(settings)
+
+    def given(*names: str) -> dict[str, Any]:
+        return {k: s[k] for k in names}
+
     if method == "fgsm":
         return fa.LinfFastGradientAttack(random_start=False)
     if method in ("linf_pgd", "l2_pgd"):
         cls = fa.LinfProjectedGradientDescentAttack if method == "linf_pgd" else fa.L2ProjectedGradientDescentAttack
         # restarts are run by run_attack, on the examples no earlier restart broke
-        return cls(rel_stepsize=s["rel_stepsize"], steps=s["steps"], random_start=s["random_start"])
+        return cls(**given("rel_stepsize", "steps", "random_start"))
     if method == "deepfool":
         cls = fa.L2DeepFoolAttack if s["norm"] == "l2" else fa.LinfDeepFoolAttack
-        return cls(steps=s["steps"], candidates=s["candidates"], overshoot=s["overshoot"], loss="logits")
+        return cls(**given("steps", "candidates", "overshoot"), loss="logits")
     if method == "fmn":
         cls = fa.L2FMNAttack if s["norm"] == "l2" else fa.LInfFMNAttack
-        return cls(
-            steps=s["steps"],
-            max_stepsize=s["max_stepsize"],
-            gamma=s["gamma"],
-            binary_search_steps=s["binary_search_steps"],
-        )
+        return cls(**given("steps", "max_stepsize", "gamma", "binary_search_steps"))
     if method == "cw":
         return fa.L2CarliniWagnerAttack(
-            binary_search_steps=s["binary_search_steps"],
-            steps=s["steps"],
-            stepsize=s["stepsize"],
-            confidence=s["confidence"],
-            initial_const=s["initial_const"],
+            **given("binary_search_steps", "steps", "stepsize", "confidence", "initial_const")
         )
     if method == "hsj":
         return fa.HopSkipJumpAttack(
-            steps=s["steps"],
-            initial_gradient_eval_steps=s["initial_gradient_eval_steps"],
-            max_gradient_eval_steps=s["max_gradient_eval_steps"],
+            **given("steps", "initial_gradient_eval_steps", "max_gradient_eval_steps"),
             constraint=s.get("constraint", "l2"),
         )
     if method == "boundary":

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..options import AppendAction, parse_args
+from ..options import parse_args
 from ..results_view import ModelResults, Results
 
 
@@ -42,15 +42,17 @@ def build_parser() -> Any:
     parser.add_argument("--config", action=ActionConfigFile, help="a suite: configs/eval/quick.yaml or full.yaml")
     parser.add_argument(
         "--ckpt",
-        action=AppendAction,
+        type=list[str],
         default=[],
-        help="checkpoint to evaluate; repeat, or a list (the first non-top-down one is the mCE reference)",
+        help="checkpoints to evaluate: a list, or --ckpt+ PATH per checkpoint (the first non-top-down one is the "
+        "mCE reference)",
     )
     parser.add_argument(
         "--names",
-        action=AppendAction,
+        type=list[str] | None,
         default=None,
-        help="result keys of the models, repeated or a list (default: baseline/topdown from the architecture)",
+        help="result keys of the models, a list or --names+ NAME each (default: baseline/topdown from the "
+        "architecture)",
     )
     parser.add_argument("--out", type=str, required=True, help="output folder (results.json, results.csv, plots)")
     parser.add_argument(
@@ -95,30 +97,51 @@ def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, l
 
 def main(args: list[str] | None = None) -> Any:
     """Parse ``args`` (default ``sys.argv[1:]``), evaluate, print a summary; returns the run report."""
-    from ..checkpoint import load_run
     from .config import SuiteConfig
-    from .suite import evaluate_models
 
     parser = build_parser()
     ns = parse_args(parser, list(sys.argv[1:] if args is None else args))
     init = parser.instantiate(ns)
     cfg = SuiteConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(SuiteConfig)})
+    return evaluate(
+        list(ns.ckpt), ns.names, cfg, ns.out, ns.data.root, fresh=ns.fresh, progress=ns.progress, plots=ns.plots
+    )
+
+
+def evaluate(
+    ckpts: list[str],
+    names: list[str] | None,
+    cfg: Any,
+    out: str | Path,
+    data_root: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> Any:
+    """The suite ``cfg`` (a :class:`~topdown.robustness.config.SuiteConfig`, validated here) on the checkpoints:
+    writes ``<out>/results.json`` with its parts, figures and ``config.yaml``, prints the summary and returns the
+    run report. ``evaluate.py`` and the pipeline's evaluate stage both come here."""
+    import yaml
+
+    from ..checkpoint import load_run
+    from .suite import evaluate_models
+
     cfg.validate()
-    run = load_run(list(ns.ckpt), ns.names, ns.data.root)
-    data_desc = run.data_description
-    out = Path(ns.out)
+    run = load_run(list(ckpts), names, data_root)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(parser.dump(ns, skip_none=False), encoding="utf-8")
+    options = {"ckpt": [str(c) for c in ckpts], "names": names, "data": {"root": data_root}, **cfg.to_dict()}
+    (out / "config.yaml").write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
     report = evaluate_models(
         model_entries(run.models),
         run.data_module.subset("test"),
         run.data_module.classes,
         cfg,
         out,
-        data_info=data_desc,
-        progress=ns.progress,
-        fresh=ns.fresh,
-        plots=ns.plots,
+        data_info=run.data_description,
+        progress=progress,
+        fresh=fresh,
+        plots=plots,
     )
     print_summary(report.results)
     print(f"computed {len(report.computed)} parts, reused {len(report.reused)}; results in {out}")

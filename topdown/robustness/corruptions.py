@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import ConfigError
 from .attacks import derive_seed
+from .sweep import Sweep
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -134,37 +134,24 @@ def corrupt_batch(x: torch.Tensor, indices: np.ndarray, name: str, severity: int
 
 
 @torch.no_grad()
-def run_corruption(
-    net: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    indices: np.ndarray,
-    name: str,
-    severities: list[int],
-    seed: int,
-    device: torch.device,
-    batch_size: int = 128,
-) -> dict[str, Any]:
+def run_corruption(sw: Sweep, name: str, severities: list[int], seed: int) -> dict[str, Any]:
     """Accuracy under ``name`` at each severity.
 
     Args:
-        net: a prepared model.
-        x, y: images in [0, 1] and labels.
-        indices: each image's index in the test split (seeds its corruption).
+        sw: the model and the images (their test-split indices seed the corruption).
         name: one of :data:`CORRUPTIONS`.
         severities: subset of 1..5.
         seed: the suite seed.
-        device: where the model runs.
-        batch_size: images per forward pass.
     """
     start = time.perf_counter()
-    acc = []
-    for sev in severities:
-        correct = 0
-        for lo in range(0, len(x), batch_size):
-            xc = corrupt_batch(x[lo : lo + batch_size], indices[lo : lo + batch_size], name, sev, seed)
-            correct += int((net(xc.to(device)).argmax(1).cpu() == y[lo : lo + batch_size]).sum())
-        acc.append(correct / max(1, len(x)))
+
+    def perturbed(xb: torch.Tensor, yb: torch.Tensor, rows: slice) -> Iterator[tuple[torch.Tensor, None]]:
+        for sev in severities:
+            xc = corrupt_batch(sw.x[rows], sw.indices[rows], name, sev, seed)
+            yield sw.net(xc.to(sw.device)), None
+
+    correct, _ = sw.run(len(severities), perturbed)
+    acc = [int(c.sum()) / max(1, len(sw.x)) for c in correct]
     params, unit, impl = CORRUPTION_PARAMS[name]
     return {
         "name": name,

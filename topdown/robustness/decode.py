@@ -1,5 +1,6 @@
-"""Reading stored suite results back: per-example flags and distances as results.json stores them, and the
-per-image worst case over attacks that sanity checks and results.json both rest on."""
+"""Reading stored suite results back: one model's finished parts filed by section, per-example flags and
+distances as results.json stores them, and the per-image worst case over attacks that sanity checks and
+results.json both rest on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,50 @@ import numpy as np
 
 #: AutoAttack's standard version: its four attacks, in running order.
 AA_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
+
+
+# -- parts by section --------------------------------------------------------------------------------------------
+#: The suite's sections, each with how its parts' keys join the section to the name (``None``: the key is the
+#: name alone, as for ``clean`` or the attack ``fgsm``).
+SECTIONS: dict[str, str | None] = {
+    "clean": None,
+    "subset": None,
+    "attack": None,
+    "autoattack": ":",
+    "decision": None,
+    "perturbation": ":",
+    "scale": "_",
+    "corruption": ":",
+}
+
+
+def part_key(section: str, name: str) -> str:
+    """A part's key: its file name in ``parts/<model>/`` and its name in results.json (``perturbation:contrast``,
+    ``scale_noise``, ``fgsm``). The one place a key is made of a section and a name."""
+    joiner = SECTIONS[section]
+    return name if joiner is None else f"{section}{joiner}{name}"
+
+
+class PartResults(dict[str, Any]):
+    """One model's finished parts: each result under its key, in running order, and filed under its section,
+    so a reader asks for a section rather than parsing keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ids: dict[str, tuple[str, str]] = {}  # key -> (section, name)
+
+    def add(self, section: str, name: str, result: Any) -> None:
+        key = part_key(section, name)
+        self[key] = result
+        self._ids[key] = (section, name)
+
+    def section(self, section: str) -> dict[str, Any]:
+        """``{name: result}`` of one section, in running order (``scale``: ``{"noise": ..., "pgd": ...}``)."""
+        return {name: self[k] for k, (s, name) in self._ids.items() if s == section}
+
+    def keyed(self, section: str) -> dict[str, Any]:
+        """``{key: result}`` of one section, in running order (``autoattack``: ``{"autoattack:linf:...": ...}``)."""
+        return {k: self[k] for k, (s, _) in self._ids.items() if s == section}
 
 
 # -- per-example flags and distances as results.json stores them ------------------------------------------------

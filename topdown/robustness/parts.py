@@ -30,9 +30,10 @@ from .attacks import AttackResult, AttackSpec, fool_model, input_gradients, medi
 from .autoattack import AutoAttackRun, library_version, run_autoattack
 from .config import AutoAttackBudget, AutoAttackConfig, DecisionConfig, SuiteConfig
 from .corruptions import run_corruption
-from .decode import bits, robust_before, to_bits
+from .decode import PartResults, bits, part_key, robust_before, to_bits
 from .perturbations import run_perturbation
 from .scales import scale_noise, scale_pgd
+from .sweep import Sweep
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Context:
     y: torch.Tensor
     positions: np.ndarray  # test-split indices of x
     num_levels: int  # pyramid levels (the top-down net's own; the image bands of a baseline)
-    parts: dict[str, Any] = field(default_factory=dict)  # finished parts of this model, in running order
+    parts: PartResults = field(default_factory=PartResults)  # finished parts of this model, in running order
     tick: Callable[[int], None] = lambda k: None  # progress: k more images done
     _fmodel: Any = None
 
@@ -57,22 +58,33 @@ class Context:
             self._fmodel = fool_model(self.net, self.device)
         return self._fmodel
 
+    def sweep(self, batch_size: int) -> Sweep:
+        """The model and the attacked images, for a sweep in batches of ``batch_size``."""
+        return Sweep(self.net, self.x, self.y, self.positions, self.device, batch_size)
+
 
 @dataclass(frozen=True)
 class Part:
     """One unit of the suite, computed and saved on its own.
 
     Args:
-        name: its key in ``parts/`` and results.json.
+        section: what it is part of (one of :data:`~.decode.SECTIONS`: ``attack``, ``perturbation``, ``scale`` ...).
+        name: its name within the section (``fgsm``, ``gaussian_noise``, ``noise`` ...).
         compute: ``compute(ctx, settings) -> result`` (``None``: not applicable, nothing saved).
         settings: the settings object compute receives (a dataclass); fingerprinted.
         derive: instead of ``settings``: ``derive(ctx) -> settings`` from earlier parts (``None``: skip).
     """
 
+    section: str
     name: str
     compute: Callable[[Context, Any], dict[str, Any] | None]
     settings: Any = None
     derive: Callable[[Context], Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """Its key in ``parts/`` and results.json (``perturbation:gaussian_noise``, ``scale_noise``, ``fgsm``)."""
+        return part_key(self.section, self.name)
 
     def settings_for(self, ctx: Context) -> Any:
         return self.derive(ctx) if self.derive is not None else self.settings
@@ -261,19 +273,19 @@ def compute_decision(ctx: Context, s: DecisionSettings) -> dict[str, Any] | None
 
 
 def compute_perturbation(ctx: Context, s: PerturbationSettings) -> dict[str, Any]:
-    return run_perturbation(ctx.net, ctx.x, ctx.y, ctx.positions, s.name, s.levels, s.seed, ctx.device, s.batch_size)
+    return run_perturbation(ctx.sweep(s.batch_size), s.name, s.levels, s.seed)
 
 
 def compute_scale_noise(ctx: Context, s: ScaleNoiseSettings) -> dict[str, Any]:
-    return scale_noise(ctx.net, ctx.x, ctx.y, ctx.positions, s.levels, s.sigmas, s.seed, ctx.device, s.batch_size)
+    return scale_noise(ctx.sweep(s.batch_size), s.levels, s.sigmas, s.seed)
 
 
 def compute_scale_pgd(ctx: Context, s: ScalePGDSettings) -> dict[str, Any]:
-    return scale_pgd(ctx.net, ctx.x, ctx.y, s.levels, s.eps, s.steps, s.rel, s.seed, ctx.device, s.batch_size)
+    return scale_pgd(ctx.sweep(s.batch_size), s.levels, s.eps, s.steps, s.rel, s.seed)
 
 
 def compute_corruption(ctx: Context, s: CorruptionSettings) -> dict[str, Any]:
-    return run_corruption(ctx.net, ctx.x, ctx.y, ctx.positions, s.name, s.severities, s.seed, ctx.device, s.batch_size)
+    return run_corruption(ctx.sweep(s.batch_size), s.name, s.severities, s.seed)
 
 
 def compute_autoattack(ctx: Context, s: AutoAttackSettings) -> dict[str, Any]:
@@ -310,8 +322,9 @@ def compute_autoattack(ctx: Context, s: AutoAttackSettings) -> dict[str, Any]:
     }
 
 
-def autoattack_part_name(norm: str, eps: float, attack: str) -> str:
-    return f"autoattack:{norm}:{eps:.6g}:{attack}"
+def autoattack_name(norm: str, eps: float, attack: str) -> str:
+    """An AutoAttack part's name in its section (``linf:0.00784314:apgd-ce``)."""
+    return f"{norm}:{eps:.6g}:{attack}"
 
 
 def derive_autoattack(
@@ -323,11 +336,11 @@ def derive_autoattack(
     n = len(ctx.x)
     chosen = np.zeros(n, dtype=bool)
     chosen[stratified_subset(ctx.y.numpy(), budget.subset, derive_seed(seed, "autoattack"))] = True
-    earlier = {
-        k: v
-        for k, v in ctx.parts.items()
-        if not aa.standalone or (k.startswith("autoattack:") and v.get("eps") == budget.eps)
-    }
+    earlier = (
+        {k: v for k, v in ctx.parts.keyed("autoattack").items() if v.get("eps") == budget.eps}
+        if aa.standalone
+        else ctx.parts
+    )
     robust = robust_before(earlier, bits(ctx.parts["subset"]["clean_correct"]), budget.norm, budget.eps)
     run = AutoAttackRun(
         attack,
@@ -385,39 +398,39 @@ def plan(cfg: SuiteConfig) -> list[Part]:
     """Every part ``cfg`` asks for, in running order."""
     bs, seed = cfg.batch_size, cfg.seed
     parts = [
-        Part("clean", compute_clean, Batched(bs)),
-        Part("subset", compute_subset, SubsetSettings(bs, seed, cfg.subset)),
+        Part("clean", "clean", compute_clean, Batched(bs)),
+        Part("subset", "subset", compute_subset, SubsetSettings(bs, seed, cfg.subset)),
     ]
-    parts += [Part(spec.name, compute_attack, AttackSettings(spec, bs)) for spec in attack_specs(cfg)]
+    parts += [Part("attack", spec.name, compute_attack, AttackSettings(spec, bs)) for spec in attack_specs(cfg)]
     if cfg.attacks is not None and cfg.attacks.linf_pgd is not None and cfg.sanity.double_steps:
-        parts.append(Part("linf_pgd_2x", compute_attack, derive=_derive(derive_double_steps, seed, bs)))
+        parts.append(Part("attack", "linf_pgd_2x", compute_attack, derive=_derive(derive_double_steps, seed, bs)))
     if cfg.autoattack is not None:
         aa = cfg.autoattack
         for budget in aa.budgets:
             b = AutoAttackBudget(budget.norm, _sweep_eps(cfg, budget), list(budget.attacks), budget.subset)
             for attack in b.attacks:
-                name = autoattack_part_name(b.norm, b.eps, attack)
-                parts.append(Part(name, compute_autoattack, derive=_derive(derive_autoattack, aa, b, attack, seed, bs)))
+                name = autoattack_name(b.norm, b.eps, attack)
+                derive = _derive(derive_autoattack, aa, b, attack, seed, bs)
+                parts.append(Part("autoattack", name, compute_autoattack, derive=derive))
     if cfg.decision is not None:
         l2 = list(cfg.attacks.l2_epsilons) if cfg.attacks else None
-        parts.append(Part("decision", compute_decision, DecisionSettings(cfg.decision, seed, l2, bs)))
+        parts.append(Part("decision", "decision", compute_decision, DecisionSettings(cfg.decision, seed, l2, bs)))
     if cfg.perturbations is not None:
         for name, levels in cfg.perturbations.levels.items():
             settings = PerturbationSettings(name, list(levels), seed, bs)
-            parts.append(Part(f"perturbation:{name}", compute_perturbation, settings))
+            parts.append(Part("perturbation", name, compute_perturbation, settings))
     if cfg.scales is not None:
         sc = cfg.scales
-        parts.append(
-            Part("scale_noise", compute_scale_noise, derive=_derive(_scale_noise_settings, sc.noise_sigmas, seed, bs))
-        )
+        noise = _derive(_scale_noise_settings, sc.noise_sigmas, seed, bs)
+        parts.append(Part("scale", "noise", compute_scale_noise, derive=noise))
         if sc.pgd_epsilons:
             pgd = (sc.pgd_epsilons, sc.pgd_steps, sc.pgd_rel_stepsize, seed, bs)
-            parts.append(Part("scale_pgd", compute_scale_pgd, derive=_derive(_scale_pgd_settings, *pgd)))
+            parts.append(Part("scale", "pgd", compute_scale_pgd, derive=_derive(_scale_pgd_settings, *pgd)))
     if cfg.corruptions is not None:
         cc = cfg.corruptions
         for name in cc.names:
             settings = CorruptionSettings(name, list(cc.severities), seed, bs)
-            parts.append(Part(f"corruption:{name}", compute_corruption, settings))
+            parts.append(Part("corruption", name, compute_corruption, settings))
     return parts
 
 

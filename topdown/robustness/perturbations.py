@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..models.pyramid import gaussian_blur
 from .attacks import derive_seed
+from .sweep import Sweep
 
 #: Draws are generated per image from ``(seed, name, image index)``: independent of batching and subsets.
 Draws = dict[str, torch.Tensor]
@@ -141,41 +141,25 @@ def apply_perturbation(name: str, x: torch.Tensor, level: float, draws: Draws) -
 
 
 @torch.no_grad()
-def run_perturbation(
-    net: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    indices: np.ndarray,
-    name: str,
-    levels: list[float],
-    seed: int,
-    device: torch.device,
-    batch_size: int = 128,
-) -> dict[str, Any]:
+def run_perturbation(sw: Sweep, name: str, levels: list[float], seed: int) -> dict[str, Any]:
     """Sweep one perturbation over ``levels`` and measure accuracy against L2 (see the module docstring).
 
     Args:
-        net: a prepared model.
-        x, y: images in [0, 1] and labels.
-        indices: each image's index in the test split (seeds its draws).
+        sw: the model and the images (their test-split indices seed the draws).
         name: one of :data:`PERTURBATIONS`.
         levels: increasing, starting at 0.
         seed: the suite seed.
-        device: where the model runs.
-        batch_size: images per forward pass.
     """
     start = time.perf_counter()
-    n = len(x)
-    correct = np.zeros((len(levels), n), dtype=bool)
-    l2 = np.zeros((len(levels), n))
-    for lo in range(0, n, batch_size):
-        xb = x[lo : lo + batch_size].to(device)
-        yb = y[lo : lo + batch_size].to(device)
-        draws = {k: v.to(device) for k, v in draws_for(name, xb, indices[lo : lo + batch_size], seed).items()}
-        for k, level in enumerate(levels):
+    n = len(sw.x)
+
+    def perturbed(xb: torch.Tensor, yb: torch.Tensor, rows: slice) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        draws = {k: v.to(sw.device) for k, v in draws_for(name, xb, sw.indices[rows], seed).items()}
+        for level in levels:
             xp = apply_perturbation(name, xb, level, draws)
-            correct[k, lo : lo + len(xb)] = (net(xp).argmax(1) == yb).cpu().numpy()
-            l2[k, lo : lo + len(xb)] = (xp - xb).flatten(1).double().norm(dim=1).cpu().numpy()
+            yield sw.net(xp), (xp - xb).flatten(1).double().norm(dim=1).cpu().numpy()
+
+    correct, l2 = sw.run(len(levels), perturbed)
     min_l2 = np.where(~correct, l2, np.inf).min(axis=0)
     min_l2[~correct[0]] = 0.0  # level 0 is the identity: a misclassified clean image is broken at 0
     l2_max = float(l2[-1].mean())

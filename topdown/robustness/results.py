@@ -16,7 +16,7 @@ from ..io import atomic_write_text, jsonable
 from ..results_view import Results
 from ..store import SCHEMA_VERSION
 from .corruptions import corruption_errors
-from .decode import autoattack_summary, bits, worst_case
+from .decode import PartResults, autoattack_summary, bits, worst_case
 from .sanity import run_checks
 
 # -- results.csv --------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def environment() -> dict[str, Any]:
 # -- results.json --------------------------------------------------------------------------------------------------
 def assemble(
     models: list[dict[str, Any]],
-    model_parts: dict[str, dict[str, Any]],
+    model_parts: dict[str, PartResults],
     suite: dict[str, Any],
     data: dict[str, Any],
     sanity: Any,
@@ -103,7 +103,7 @@ def assemble(
 
     Args:
         models: per model, in order: ``{"name", "architecture", "is_topdown", "checkpoint"}``.
-        model_parts: per model, its parts by name, in running order.
+        model_parts: per model, its finished parts, in running order.
         suite: the suite's settings (``SuiteConfig.to_dict()``).
         data: ``{description, split, n_test, subset_size, subset_indices, subset_seed}``.
         sanity: the suite's ``SanityConfig`` (thresholds of the checks).
@@ -136,11 +136,9 @@ def assemble(
             "autoattack": autoattack_summary(parts, clean_sub),
             "decision": parts.get("decision"),
             "worst_case": worst,
-            "perturbations": {k.split(":", 1)[1]: v for k, v in parts.items() if k.startswith("perturbation:")},
-            "scales": {k.split("_", 1)[1]: v for k, v in parts.items() if k in ("scale_noise", "scale_pgd")},
-            "corruptions": {
-                "per_corruption": {k.split(":", 1)[1]: v for k, v in parts.items() if k.startswith("corruption:")}
-            },
+            "perturbations": parts.section("perturbation"),
+            "scales": parts.section("scale"),
+            "corruptions": {"per_corruption": parts.section("corruption")},
             "sanity": checks,
             "flagged": bool(failed),
             "failed_checks": failed,

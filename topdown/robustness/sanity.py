@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .attacks import FIXED, MINIMAL
-from .decode import autoattack_summary, bits, distances, robust_matrix
+from .decode import PartResults, autoattack_summary, bits, distances, part_key, robust_matrix
 
 DECISION_MARGIN = 0.1
 
@@ -76,7 +76,7 @@ def _attacks(parts: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run_checks(
-    parts: dict[str, Any],
+    parts: PartResults,
     tolerance: float = 0.01,
     min_nonzero_gradients: float = 0.99,
     decision_margin: float = DECISION_MARGIN,
@@ -100,7 +100,7 @@ def run_checks(
     return checks
 
 
-def _eps0_check(parts: dict[str, Any], attacks: dict[str, Any], clean: np.ndarray | None, n: int) -> dict[str, Any]:
+def _eps0_check(parts: PartResults, attacks: dict[str, Any], clean: np.ndarray | None, n: int) -> dict[str, Any]:
     """Eps = 0 equals clean, image by image."""
     if clean is None:
         return _skipped(0, "<=", "no clean subset")
@@ -110,9 +110,8 @@ def _eps0_check(parts: dict[str, Any], attacks: dict[str, Any], clean: np.ndarra
             pos = np.asarray(a.get("positions", range(n)))
             if a["epsilons"] and a["epsilons"][0] == 0:
                 bad[name] = int((robust_matrix(a)[0] != clean[pos]).sum())
-        for name, p in parts.items():
-            if name.startswith("perturbation:"):
-                bad[name] = int(round(abs(p["accuracy_per_level"][0] - clean.mean()) * n))
+        for name, p in parts.keyed("perturbation").items():
+            bad[name] = int(round(abs(p["accuracy_per_level"][0] - clean.mean()) * n))
         total = sum(bad.values())
         worst = {k: v for k, v in bad.items() if v}
         return _check(
@@ -138,15 +137,15 @@ def _iterative_check(attacks: dict[str, Any], n: int, t: float) -> dict[str, Any
         return _skipped(t, "<=", "needs fgsm and linf_pgd")
 
 
-def _monotone_check(parts: dict[str, Any], attacks: dict[str, Any], t: float) -> dict[str, Any]:
+def _monotone_check(parts: PartResults, attacks: dict[str, Any], t: float) -> dict[str, Any]:
     """Accuracy falls monotonically with eps."""
     rises = {}
     for name, a in attacks.items():
         acc = a["accuracy"]
         rises[name] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
-    if "scale_pgd" in parts:
-        for lvl, acc in enumerate(parts["scale_pgd"]["accuracy"]):
-            rises[f"scale_pgd[level {lvl}]"] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
+    if (scale_pgd := part_key("scale", "pgd")) in parts:
+        for lvl, acc in enumerate(parts[scale_pgd]["accuracy"]):
+            rises[f"{scale_pgd}[level {lvl}]"] = max([b - c for c, b in zip(acc, acc[1:])] + [0.0])
     if rises:
         worst = max(rises, key=rises.get)
         return _check(_within(rises[worst], t), rises[worst], t, "<=", f"largest rise: {worst}")
@@ -203,10 +202,10 @@ def _gradients_check(subset: dict[str, Any] | None, g: float) -> dict[str, Any]:
         return _skipped(g, ">=", "no gradients computed")
 
 
-def _verified_check(parts: dict[str, Any], attacks: dict[str, Any], t: float) -> dict[str, Any]:
+def _verified_check(parts: PartResults, attacks: dict[str, Any], t: float) -> dict[str, Any]:
     """Independent verification of adversarials."""
     claims = {k: (a["unverified"], len(a["robust"][0])) for k, a in attacks.items()}
-    claims.update({k: (p["unverified"], len(p["attacked"])) for k, p in parts.items() if k.startswith("autoattack:")})
+    claims.update({k: (p["unverified"], len(p["attacked"])) for k, p in parts.keyed("autoattack").items()})
     if claims:
         shares = {k: bad / max(1, size) for k, (bad, size) in claims.items()}
         worst = max(shares, key=shares.get)
@@ -221,7 +220,7 @@ def _verified_check(parts: dict[str, Any], attacks: dict[str, Any], t: float) ->
         return _skipped(t, "<=", "no attacks")
 
 
-def _autoattack_check(parts: dict[str, Any], clean: np.ndarray | None, tolerance: float) -> dict[str, Any]:
+def _autoattack_check(parts: PartResults, clean: np.ndarray | None, tolerance: float) -> dict[str, Any]:
     summary = autoattack_summary(parts, clean) if clean is not None else {}
     if not summary:
         return _skipped(tolerance, "<=", "no AutoAttack")
@@ -260,7 +259,7 @@ def white_box_l2_distances(attacks: dict[str, dict[str, Any]], positions: np.nda
 
 
 def _decision_check(
-    parts: dict[str, Any], attacks: dict[str, dict[str, Any]], tolerance: float, margin: float
+    parts: PartResults, attacks: dict[str, dict[str, Any]], tolerance: float, margin: float
 ) -> dict[str, Any]:
     dec = next((a for a in attacks.values() if a["kind"] == "decision"), None)
     if dec is None:

@@ -24,7 +24,7 @@ what is perturbed (the information at one scale), not in pixels.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from torch import nn
 from ..models import is_topdown
 from ..models.pyramid import downscale
 from .attacks import derive_seed, fool_model, seeded
+from .sweep import Perturbed, Sweep
 
 
 def level_factors(num_levels: int) -> list[int]:
@@ -108,76 +109,65 @@ def _noise(shape: Sequence[int], indices: np.ndarray, seed: int, level: int) -> 
     return torch.stack([torch.randn(list(shape), generator=g) for g in gens])
 
 
-@torch.no_grad()
-def scale_noise(
-    net: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    indices: np.ndarray,
-    num_levels: int,
-    sigmas: list[float],
-    seed: int,
-    device: torch.device,
-    batch_size: int = 128,
-) -> dict[str, Any]:
-    """Gaussian noise of each std in ``sigmas`` on one level at a time (see the module docstring)."""
-    start = time.perf_counter()
-    acc = np.zeros((num_levels, len(sigmas)))
-    mean_l2 = np.zeros((num_levels, len(sigmas)))
+def _each_level(
+    sw: Sweep, num_levels: int, strengths: int, perturb: Callable[[LevelInput, int], Perturbed]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and mean L2 of the change, each ``[level][strength]``, one level perturbed at a time:
+    ``perturb(model, level)`` perturbs a batch at every strength through ``model``, the net seen from that level."""
+    acc = np.zeros((num_levels, strengths))
+    mean_l2 = np.zeros((num_levels, strengths))
     for lvl in range(num_levels):
-        model = LevelInput(net, lvl, num_levels)
-        correct = np.zeros((len(sigmas), len(x)), dtype=bool)
-        l2 = np.zeros((len(sigmas), len(x)))
-        for lo in range(0, len(x), batch_size):
-            xb, yb = x[lo : lo + batch_size].to(device), y[lo : lo + batch_size].to(device)
-            z0 = model.set_context(xb)
-            g = _noise(z0.shape[1:], indices[lo : lo + batch_size], seed, lvl).to(z0)
-            for k, s in enumerate(sigmas):
-                z = (z0 + s * g).clamp(0, 1)
-                correct[k, lo : lo + len(xb)] = (model(z).argmax(1) == yb).cpu().numpy()
-                l2[k, lo : lo + len(xb)] = _l2(model, xb, z0, z)
+        correct, l2 = sw.run(strengths, perturb(LevelInput(sw.net, lvl, num_levels), lvl))
         acc[lvl] = correct.mean(1)
         mean_l2[lvl] = l2.mean(1)
-    return _summary("noise", net, num_levels, "sigma", sigmas, acc, mean_l2, seed, start)
+    return acc, mean_l2
+
+
+@torch.no_grad()
+def scale_noise(sw: Sweep, num_levels: int, sigmas: list[float], seed: int) -> dict[str, Any]:
+    """Gaussian noise of each std in ``sigmas`` on one level at a time (see the module docstring); ``sw``'s
+    test-split indices seed the noise."""
+    start = time.perf_counter()
+
+    def noise(model: LevelInput, lvl: int) -> Perturbed:
+        def perturbed(xb: torch.Tensor, yb: torch.Tensor, rows: slice) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+            z0 = model.set_context(xb)
+            g = _noise(z0.shape[1:], sw.indices[rows], seed, lvl).to(z0)
+            for s in sigmas:
+                z = (z0 + s * g).clamp(0, 1)
+                yield model(z), _l2(model, xb, z0, z)
+
+        return perturbed
+
+    acc, mean_l2 = _each_level(sw, num_levels, len(sigmas), noise)
+    return _summary("noise", sw.net, num_levels, "sigma", sigmas, acc, mean_l2, seed, start)
 
 
 def scale_pgd(
-    net: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_levels: int,
-    epsilons: list[float],
-    steps: int,
-    rel_stepsize: float,
-    seed: int,
-    device: torch.device,
-    batch_size: int = 128,
+    sw: Sweep, num_levels: int, epsilons: list[float], steps: int, rel_stepsize: float, seed: int
 ) -> dict[str, Any]:
     """Linf PGD (foolbox) on one level at a time, the other inputs fixed."""
     import foolbox.attacks as fa
 
     start = time.perf_counter()
-    acc = np.zeros((num_levels, len(epsilons)))
-    mean_l2 = np.zeros((num_levels, len(epsilons)))
     attack = fa.LinfProjectedGradientDescentAttack(rel_stepsize=rel_stepsize, steps=steps, random_start=True)
-    for lvl in range(num_levels):
-        model = LevelInput(net, lvl, num_levels)
-        fmodel = fool_model(model, device)
-        correct = np.zeros((len(epsilons), len(x)), dtype=bool)
-        l2 = np.zeros((len(epsilons), len(x)))
-        with torch.inference_mode(False), torch.enable_grad():
-            for b, lo in enumerate(range(0, len(x), batch_size)):
-                xb, yb = x[lo : lo + batch_size].to(device).clone(), y[lo : lo + batch_size].to(device).clone()
+
+    def pgd(model: LevelInput, lvl: int) -> Perturbed:
+        fmodel = fool_model(model, sw.device)
+
+        def perturbed(xb: torch.Tensor, yb: torch.Tensor, rows: slice) -> list[tuple[torch.Tensor, np.ndarray]]:
+            with torch.inference_mode(False), torch.enable_grad():
+                xb, yb = xb.clone(), yb.clone()
                 z0 = model.set_context(xb).clone()
-                with seeded(derive_seed(seed, "scale-pgd", lvl, b)):
+                with seeded(derive_seed(seed, "scale-pgd", lvl, rows.start // sw.batch_size)):
                     _, advs, _ = attack(fmodel, z0, yb, epsilons=list(epsilons))
                 with torch.no_grad():
-                    for k, z in enumerate(advs):
-                        correct[k, lo : lo + len(xb)] = (model(z).argmax(1) == yb).cpu().numpy()
-                        l2[k, lo : lo + len(xb)] = _l2(model, xb, z0, z)
-        acc[lvl] = correct.mean(1)
-        mean_l2[lvl] = l2.mean(1)
-    out = _summary("pgd", net, num_levels, "epsilon", epsilons, acc, mean_l2, seed, start)
+                    return [(model(z), _l2(model, xb, z0, z)) for z in advs]
+
+        return perturbed
+
+    acc, mean_l2 = _each_level(sw, num_levels, len(epsilons), pgd)
+    out = _summary("pgd", sw.net, num_levels, "epsilon", epsilons, acc, mean_l2, seed, start)
     out["settings"] = {"steps": steps, "rel_stepsize": rel_stepsize, "random_start": True, "norm": "linf"}
     return out
 

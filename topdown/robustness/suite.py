@@ -31,6 +31,7 @@ from ..models import is_topdown
 from ..store import SCHEMA_VERSION, PartStore, fingerprint, source_fingerprint, weights_sha256
 from .attacks import prepare_model, resolve_device
 from .config import SuiteConfig
+from .decode import PartResults
 from .parts import Context, Part, plan, settings_record
 from .results import assemble
 from .results import write_csv as _write_csv
@@ -136,7 +137,7 @@ def part_fingerprint(identity: str, data_fp: str, part: Part, settings: Any) -> 
     """What decides whether a saved part is reused: the code's version, the model, the data and the part's
     settings object (the very object compute receives)."""
     return fingerprint(
-        SCHEMA_VERSION, source_fingerprint(*SOURCES), identity, data_fp, part.name, settings_record(settings)
+        SCHEMA_VERSION, source_fingerprint(*SOURCES), identity, data_fp, part.key, settings_record(settings)
     )
 
 
@@ -155,28 +156,29 @@ def run_parts(
     (``keys``: the model's identity and the data's fingerprints), into ``ctx.parts``."""
     identity, data_fp = keys
     for part in parts:
+        key = part.key
         settings = part.settings_for(ctx)
         if settings is None:  # not applicable (e.g. nothing to compare with)
-            bar.done(f"[{name}] {part.name}: skipped")
+            bar.done(f"[{name}] {key}: skipped")
             continue
-        fp = part_fingerprint(identity, data_fp["clean" if part.name == "clean" else "subset"], part, settings)
+        fp = part_fingerprint(identity, data_fp["clean" if part.section == "clean" else "subset"], part, settings)
 
         def compute(part: Part = part, settings: Any = settings) -> Any:
             if on_part is not None:
-                on_part(name, part.name)
-            ctx.tick = bar.start(f"{name}: {part.name}", len(ctx.x))
+                on_part(name, part.key)
+            ctx.tick = bar.start(f"{name}: {part.key}", len(ctx.x))
             return part.compute(ctx, settings)
 
-        result, reused = store.cached(name, part.name, fp, compute, fresh)
+        result, reused = store.cached(name, key, fp, compute, fresh)
         if result is None:
-            bar.done(f"[{name}] {part.name}: skipped")
+            bar.done(f"[{name}] {key}: skipped")
             continue
-        (report.reused if reused else report.computed).append((name, part.name))
+        (report.reused if reused else report.computed).append((name, key))
         if reused:
-            bar.done(f"[{name}] {part.name}: reused ({_summary(result)})")
+            bar.done(f"[{name}] {key}: reused ({_summary(result)})")
         else:
-            bar.done(f"[{name}] {part.name}: {_summary(result)} ({result.get('time_s', 0):.1f} s)")
-        ctx.parts[part.name] = result
+            bar.done(f"[{name}] {key}: {_summary(result)} ({result.get('time_s', 0):.1f} s)")
+        ctx.parts.add(part.section, part.name, result)
 
 
 def evaluate_models(
@@ -237,7 +239,7 @@ def evaluate_models(
     )
     parts = plan(cfg)
     bar = _Progress(progress, total=len(models) * len(parts))
-    model_parts: dict[str, dict[str, Any]] = {}
+    model_parts: dict[str, PartResults] = {}
     try:
         for entry in models:
             identity = entry.identity or weights_sha256(entry.net)

@@ -11,11 +11,16 @@ Small composable pieces, in the manner of Lucid/Lucent:
 * :mod:`~topdown.vis.transforms`: seeded random pad, jitter, scale and rotation, sized relative to the image.
 * :func:`~topdown.vis.render.render`: the optimization loop; returns tensors, never shows or saves.
 
-Methods built on them live in :mod:`~topdown.vis.methods`, :mod:`~topdown.vis.dictionary`,
-:mod:`~topdown.vis.facets`, :mod:`~topdown.vis.attribution` (captum) and :mod:`~topdown.vis.dissection`;
-:mod:`~topdown.vis.quality` measures whether each did its job. ``python evaluate.py visualize``
-(:mod:`~topdown.vis.cli`) runs every method of the registry in :mod:`~topdown.vis.catalog` with the settings of
-:class:`~topdown.vis.config.VisConfig` (:mod:`~topdown.vis.runner` stores each result as it finishes).
+Methods built on them live in :mod:`~topdown.vis.methods`, one module per family, each method's settings,
+algorithm and class together (:mod:`~topdown.vis.methods.classes`, :mod:`~topdown.vis.methods.features`,
+:mod:`~topdown.vis.methods.inversion`, :mod:`~topdown.vis.methods.attribution`,
+:mod:`~topdown.vis.methods.generative`; importing them loads the generator, captum and the data, so this package
+does not), on the building blocks above and :mod:`~topdown.vis.units` (batched activation maximization of many
+units, exported here), :mod:`~topdown.vis.dictionary`, :mod:`~topdown.vis.facets`,
+:mod:`~topdown.vis.attribution` (captum) and :mod:`~topdown.vis.dissection`; :mod:`~topdown.vis.quality`
+measures whether each did its job. ``python evaluate.py visualize`` (:mod:`~topdown.vis.cli`) runs every method
+of the registry :data:`topdown.vis.methods.METHODS` with the settings of :class:`~topdown.vis.config.VisConfig`
+(:mod:`~topdown.vis.runner` stores each result as it finishes).
 
 Example::
 
@@ -27,22 +32,12 @@ Example::
 
 from . import objectives, param, quality, transforms
 from .hooks import activations, capture, redirected_relu
-from .methods import (
-    caricature,
-    channel_pairs,
-    compare,
-    dream,
-    interpolate,
-    invert,
-    visualize_channels,
-    visualize_classes,
-    visualize_neurons,
-)
 from .objectives import Objective, as_objective
 from .param import ColorStats, ImageParam, color_stats
 from .recipe import Recipe
-from .render import RenderResult, evaluate, render
+from .render import RenderResult, compare, evaluate, render
 from .transforms import standard_transforms
+from .units import visualize_channels, visualize_classes, visualize_neurons
 
 __all__ = [
     "ColorStats",
@@ -53,14 +48,9 @@ __all__ = [
     "activations",
     "as_objective",
     "capture",
-    "caricature",
-    "channel_pairs",
     "color_stats",
     "compare",
-    "dream",
     "evaluate",
-    "interpolate",
-    "invert",
     "objectives",
     "param",
     "quality",

@@ -1,6 +1,6 @@
 """Saliency and spatial attribution, through captum.
 
-:func:`attribute` runs one of :data:`METHODS` (vanilla gradient, SmoothGrad, integrated gradients,
+:func:`attribute` runs one of :data:`ATTRIBUTION_METHODS` (vanilla gradient, SmoothGrad, integrated gradients,
 Grad-CAM, DeconvNet, guided backprop) on any ``nn.Module``; :func:`pyramid_attribution` attributes a
 top-down network's decision to each level of its image pyramid (which resolution drove it).
 
@@ -36,7 +36,7 @@ from .quality import completeness_error
 IG_BATCH = 256
 # The most steps refined integrated gradients take (see integrated_gradients' tolerance).
 IG_MAX_STEPS = 1024
-METHODS = ("saliency", "smoothgrad", "integrated_gradients", "grad_cam", "deconvnet", "guided_backprop")
+ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "grad_cam", "deconvnet", "guided_backprop")
 
 
 def default_cam_layer(model: nn.Module) -> str:
@@ -70,7 +70,7 @@ def attribute(
             ``nn.ReLU`` modules' gradients).
         images: ``(N, 3, H, W)`` in [0, 1].
         target: class index, or one per image.
-        method: one of :data:`METHODS`.
+        method: one of :data:`ATTRIBUTION_METHODS`.
         layer: Grad-CAM layer (default: the last stage).
         seed: SmoothGrad's noise seed.
         n_steps: integrated-gradients steps (Gauss-Legendre).
@@ -80,8 +80,8 @@ def attribute(
     Returns:
         ``(N, 3, H, W)``; Grad-CAM returns ``(N, 1, H, W)`` upsampled to the image size.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown attribution method {method!r}; choose one of {METHODS}")
+    if method not in ATTRIBUTION_METHODS:
+        raise ConfigError(f"unknown attribution method {method!r}; choose one of {ATTRIBUTION_METHODS}")
     x = images.detach().clone().requires_grad_(True)
     tgt = _targets(target, len(x), x.device)
     with frozen(model):

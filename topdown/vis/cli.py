@@ -18,13 +18,13 @@ import dataclasses
 import sys
 from typing import Any
 
-from ..options import AppendAction
+from ..checkpoint import load_run
 from ..options import parse_args as _parse_args
-from .catalog import METHODS
 from .config import VisConfig
+from .methods import METHODS
 from .runner import VisRun, default_layer, quality_figures, visualize
 
-__all__ = ["METHODS", "build_parser", "default_layer", "main", "quality_figures", "run"]
+__all__ = ["METHODS", "build_parser", "default_layer", "main", "quality_figures", "run", "visualize_checkpoints"]
 
 
 def build_parser() -> Any:
@@ -34,33 +34,28 @@ def build_parser() -> Any:
         prog="evaluate.py visualize", description=__doc__.split("\n\n")[0], default_env=False, exit_on_error=False
     )
     parser.add_argument("--config", action=ActionConfigFile, help="settings: configs/vis/quick.yaml or full.yaml")
-    parser.add_argument("--ckpt", action=AppendAction, default=[], help="checkpoint; repeat (baseline and top-down)")
+    parser.add_argument(
+        "--ckpt", type=list[str], default=[], help="checkpoints: a list, or --ckpt+ PATH each (baseline, top-down)"
+    )
     parser.add_argument(
         "--names",
-        action=AppendAction,
+        type=list[str] | None,
         default=None,
-        help="model keys (default: baseline/topdown from the architecture)",
+        help="model keys, a list or --names+ NAME each (default: baseline/topdown from the architecture)",
     )
     parser.add_argument("--out", type=str, required=True, help="output folder (PNGs, parts/ and vis.json)")
     parser.add_argument("--data.root", type=str | None, default=None, help="data root (default: $TOPDOWN_DATA_ROOT)")
     parser.add_argument("--fresh", type=bool, default=False, help="recompute results even if stored ones match")
     parser.add_argument("--progress", type=bool, default=True, help="a line per method")
-    parser.add_argument(
-        "--methods", action=AppendAction, default=list(METHODS), help=f"methods to run: any of {', '.join(METHODS)}"
-    )
-    parser.add_argument(
-        "--layers", action=AppendAction, default=None, help="layers to visualize (default: each network's middle stage)"
-    )
-    # methods and layers are VisConfig fields too, given above so that they can be repeated like --ckpt.
-    parser.add_class_arguments(VisConfig, nested_key=None, skip={"methods", "layers"})
+    parser.add_class_arguments(VisConfig, nested_key=None)
     return parser
 
 
 def parse(argv: list[str]) -> tuple[Any, VisConfig]:
-    """The parsed options and the validated ``VisConfig``; a ``ValueError`` of one line for any user error."""
+    """The parsed options and the validated ``VisConfig``; a ``ConfigError`` of one line for any user error."""
     parser = build_parser()
     ns = _parse_args(parser, argv)
-    init = parser.instantiate_classes(ns)
+    init = parser.instantiate(ns)
     cfg = VisConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(VisConfig)})
     cfg.validate()
     return ns, cfg
@@ -71,11 +66,28 @@ def run(args: list[str] | None = None) -> VisRun:
     ``vis.json`` document and which results were computed or reused)."""
     argv = list(sys.argv[1:] if args is None else args)
     ns, cfg = parse(argv)
-    from ..checkpoint import load_run
-
-    loaded = load_run(list(ns.ckpt), ns.names, ns.data.root)
     options = {k: v for k, v in ns.as_dict().items() if k not in ("config", "__path__")}
-    return visualize(loaded, cfg, ns.out, fresh=ns.fresh, progress=ns.progress, command=argv, args=options)
+    return visualize_checkpoints(
+        list(ns.ckpt), ns.names, cfg, ns.out, ns.data.root, ns.fresh, ns.progress, command=argv, args=options
+    )
+
+
+def visualize_checkpoints(
+    ckpts: list[str],
+    names: list[str] | None,
+    cfg: VisConfig,
+    out: str,
+    data_root: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+    args: dict[str, Any] | None = None,
+) -> VisRun:
+    """``cfg`` (validated here) on the checkpoints: ``evaluate.py visualize`` and the pipeline's visualize stage
+    both come here."""
+    cfg.validate()
+    loaded = load_run(list(ckpts), names, data_root)
+    return visualize(loaded, cfg, out, fresh=fresh, progress=progress, command=command, args=args)
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:

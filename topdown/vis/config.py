@@ -13,26 +13,13 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from .catalog import METHODS
+from .methods import METHODS
+from .methods.attribution import AttributionSettings, DissectionSettings, PyramidAttributionSettings
+from .methods.classes import ClassesSettings, MultifacetedSettings, NaiveSettings, SpectraSettings
+from .methods.features import DictionarySettings, DiversitySettings, InterpolationSettings, PairsSettings
+from .methods.generative import DgnAmSettings, PpgnSettings, PriorsSettings
+from .methods.inversion import DreamSettings, InversionSettings
 from .recipe import Recipe, check_starts
-from .settings import (
-    AttributionSettings,
-    ClassesSettings,
-    DgnAmSettings,
-    DictionarySettings,
-    DissectionSettings,
-    DiversitySettings,
-    DreamSettings,
-    InterpolationSettings,
-    InversionSettings,
-    MultifacetedSettings,
-    NaiveSettings,
-    PairsSettings,
-    PpgnSettings,
-    PriorsSettings,
-    PyramidAttributionSettings,
-    SpectraSettings,
-)
 
 #: What ``parameterization`` may name.
 PARAMETERIZATIONS = ("fourier", "maco")

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .hooks import activations, frozen
-from .methods import _device, visualize_channels
+from .hooks import activations, device_of, frozen
 from .param import ColorStats
 from .recipe import Recipe
 from .render import RenderResult
+from .units import visualize_channels
 
 
 @dataclass
@@ -60,7 +60,7 @@ def top_examples(
 
     Memory is ``O(C * (k + batch))`` whatever the dataset's size.
     """
-    device = _device(model)
+    device = device_of(model)
     best_v = best_i = best_p = None
     grid = (1, 1)
     seen = 0
@@ -130,7 +130,7 @@ def receptive_field(model: nn.Module, layer: str, size: int, samples: int = 4, s
     """Measure the receptive field of ``layer``'s centre position: the bounding box of input pixels with
     a non-zero gradient, over ``samples`` random images (each ReLU gates differently per image, so their
     union covers the field)."""
-    device = _device(model)
+    device = device_of(model)
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(samples, 3, size, size, generator=gen).to(device).requires_grad_(True)
     with frozen(model):
@@ -185,7 +185,7 @@ def semantic_dictionary(
     """For each channel of ``layer``: its visualization and its top-``k`` examples of ``dataset``
     (streamed), cropped to the receptive field of the position where it fired."""
     if channels is None:
-        t = activations(model, torch.rand(1, 3, size, size, device=_device(model)), [layer])[layer]
+        t = activations(model, torch.rand(1, 3, size, size, device=device_of(model)), [layer])[layer]
         channels = list(range(t.shape[1]))
     channels = list(channels)
     icons = visualize_channels(model, layer, channels, size, recipe, color, real)
@@ -242,7 +242,7 @@ def activation_grid(
     """For one image ``(3, H, W)``: at each cell of ``layer``, the channel that fires most, shown as that
     channel's visualization (rendered here, batched, for the channels that appear, unless ``icons`` are
     given)."""
-    device = _device(model)
+    device = device_of(model)
     img = image.to(device)
     t = activations(model, img[None], [layer])[layer][0]  # (C, h, w)
     strength, chan = t.max(0)

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .hooks import activations, frozen
-from .methods import _device
+from .hooks import activations, device_of, frozen
 
 
 @dataclass
@@ -88,7 +87,7 @@ def dissect(
 
     Activations are cached (``N x C x h x w`` floats), so this suits datasets of a few thousand images.
     """
-    device = _device(model)
+    device = device_of(model)
     acts = []
     with frozen(model):
         for x, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):

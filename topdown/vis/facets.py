@@ -18,8 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import objectives as O
-from .hooks import capture, frozen
-from .methods import _device
+from .hooks import capture, device_of, frozen
 from .param import ColorStats
 from .recipe import Recipe
 from .render import evaluate
@@ -72,7 +71,7 @@ def embed_and_score(
     """One streaming pass: the unit's value on every item and its embedding (``embed_layer`` averaged
     over positions). Returns ``(scores (N,), embeddings (N, D))``."""
     objective = O.as_objective(objective)
-    device = _device(model)
+    device = device_of(model)
     scores, embeds = [], []
     cap = capture(model, [*objective.layers, embed_layer], stop_early=True)
     with frozen(model), cap:
@@ -109,7 +108,7 @@ def multifaceted(
     e = (e - e.mean(0)) / e.std(0).clamp_min(1e-8)
     _, labels = kmeans(e.numpy(), n_facets, recipe.seed)
     labels_t = torch.from_numpy(labels).long()
-    device = _device(model)
+    device = device_of(model)
     starts = []
     for f in range(n_facets):
         members = top[labels_t == f].tolist()

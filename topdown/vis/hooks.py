@@ -45,6 +45,15 @@ def resolve_module(model: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where ``model`` is: its first parameter's device (else its first buffer's, else the CPU)."""
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        b = next(iter(model.buffers()), None)
+        return b.device if b is not None else torch.device("cpu")
+    return p.device
+
+
 def layer_names(model: nn.Module, kind: type[nn.Module] | tuple[type[nn.Module], ...] | None = None) -> list[str]:
     """Names of every submodule (of the given type), in registration order."""
     return [n for n, m in model.named_modules() if n and (kind is None or isinstance(m, kind))]

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..io import atomic_write_bytes
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """``(N, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> uint8 ``(N, H, W, 3)``; single-channel maps are
@@ -51,7 +53,7 @@ def grid(
 def heatmap(maps: torch.Tensor, cmap: str = "inferno", signed: bool = False) -> torch.Tensor:
     """Attribution maps ``(N, C, H, W)`` -> colour images ``(N, 3, H, W)`` in [0, 1]. Channels are summed
     (absolute values unless ``signed``); each map is scaled by its own 99th percentile."""
-    import matplotlib
+    import matplotlib  # local: heavy, and only the attribution and matrix panels draw with it
 
     m = maps.detach().float().cpu()
     m = m.sum(1) if signed else m.abs().sum(1)  # (N, H, W)
@@ -119,8 +121,6 @@ def _text_strip(text: str, width: int, height: int, font: ImageFont.ImageFont) -
 def save_png(array: np.ndarray | torch.Tensor, path: str | os.PathLike[str], upscale: int = 1) -> Path:
     """Write an image (uint8 HxWx3, or a tensor batch drawn as one row) atomically; ``upscale`` enlarges
     small renders with nearest-neighbour so pixels stay visible."""
-    from ..io import atomic_write_bytes
-
     path = Path(path)
     arr = grid(array, ncol=len(array)) if isinstance(array, torch.Tensor) else array
     img = Image.fromarray(arr)
@@ -140,10 +140,10 @@ def matrix_image(
     cmap: str = "viridis",
 ) -> np.ndarray:
     """A labelled heat map of a small matrix (e.g. unit x concept IoU) as uint8 HxWx3 (matplotlib, Agg)."""
-    import matplotlib
+    import matplotlib  # local: heavy, and only the attribution and matrix panels draw with it
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: after choosing the Agg backend
 
     m = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * m.shape[1], 0.8 + 0.22 * m.shape[0]), dpi=100)

@@ -17,7 +17,10 @@ largest, and the seconds per image.
 
 from __future__ import annotations
 
+import json
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,7 +46,7 @@ class _Codes(nn.Module):
 @torch.no_grad()
 def _kid(judge: nn.Module, fake: torch.Tensor, real: torch.Tensor, seed: int) -> float:
     """KID (polynomial-kernel MMD, unbiased; torchmetrics) between two image sets in ``judge``'s code space."""
-    from torchmetrics.image.kid import KernelInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance  # local: heavy, and only the priors method measures KID
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "saves all extracted features": a few dozen here
@@ -178,8 +181,4 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":  # python -m topdown.vis.priors <vis.json>: the side-by-side tables as Markdown
-    import json
-    import sys
-    from pathlib import Path
-
     print(markdown(json.loads(Path(sys.argv[1]).read_text())), end="")

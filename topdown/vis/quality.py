@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.pyramid import gaussian_blur
-from .hooks import activations
+from .hooks import activations, frozen
 from .objectives import Objective, as_objective
 from .render import evaluate
 from .transforms import Compose, Transform, compose
@@ -127,8 +127,6 @@ def class_confidence(
     model: nn.Module, images: torch.Tensor, classes: Sequence[int], min_prob: float = 0.9, threshold: float = 0.8
 ) -> Figure:
     """Share of class visualizations the model gives their own class with probability ``>= min_prob``."""
-    from .hooks import frozen
-
     with frozen(model):
         probs = model(images).softmax(1)
     idx = torch.as_tensor(list(classes), device=probs.device)
@@ -334,8 +332,6 @@ def deletion_test(
     detail) is not the control: it adds high-frequency noise all over the image, which on 64 px flower photos
     costs the class more than removing any contiguous fifth, the salient one included.
     """
-    from .hooks import frozen
-
     n, _, h, w = images.shape
     k = max(1, round(fraction * h * w))
     sal = attributions.detach().abs().sum(1).flatten(1)  # (N, HW)

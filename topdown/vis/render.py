@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import capture, frozen, redirected_relu
+from .hooks import capture, device_of, frozen, redirected_relu
 from .objectives import Objective, as_objective
 from .param import ImageParam, image
 from .transforms import Compose, Transform, compose, describe
@@ -116,7 +116,7 @@ def render(
     objective = as_objective(objective)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    param = param if param is not None else image(64, generator=seed, device=_device_of(model))
+    param = param if param is not None else image(64, generator=seed, device=device_of(model))
     tf = compose(transforms)
     gen = torch.Generator().manual_seed(seed)
     opt = optimizer(param.params) if optimizer is not None else torch.optim.Adam(param.params, lr=lr)
@@ -171,9 +171,6 @@ def render(
     return RenderResult(final, values, hist, kept, recipe, seconds, seen)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    if p is None:
-        b = next(iter(model.buffers()), None)
-        return b.device if b is not None else torch.device("cpu")
-    return p.device
+def compare(models: dict[str, nn.Module], method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run ``method(model, *args, **kwargs)`` for every network: the same recipe, side by side."""
+    return {name: method(model, *args, **kwargs) for name, model in models.items()}

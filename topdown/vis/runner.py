@@ -21,22 +21,28 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from PIL import Image
+from rich.console import Console
 
 from ..errors import ConfigError
+from ..generator import load_prior
 from ..io import atomic_write_json
 from ..models.base import ImageClassifierNet
 from ..results_view import VisResults
 from ..store import PartStore, fingerprint, source_fingerprint, weights_sha256
-from .catalog import METHODS
 from .config import VisConfig
-from .method import Context, Job, Method
+from .hooks import split_key
+from .maco import data_spectrum
+from .methods import METHODS, Job, Method, VisContext
+from .param import color_stats
+from .plot import save_png, side_by_side
 
 if TYPE_CHECKING:
     from ..checkpoint import LoadedModel, LoadedRun
     from ..data import FlowerData
 
 #: The code a stored (model, method) result is a function of (its fingerprint hashes these files).
-SOURCES = ("vis/*.py", "generator/*.py", "models/*.py", "data/*.py")
+SOURCES = ("vis/*.py", "vis/methods/*.py", "generator/*.py", "models/*.py", "data/*.py")
 
 
 @dataclass
@@ -59,8 +65,6 @@ def default_layer(net: torch.nn.Module) -> str:
 def model_layers(models: dict[str, LoadedModel], layers: list[str] | None) -> dict[str, list[str]]:
     """``{model: layers}``: ``layers`` for every model, else each one's middle stage. A layer a network does not
     have is a ``ValueError`` naming it and the layers that exist."""
-    from .hooks import split_key
-
     out = {}
     for name, lm in models.items():
         modules = [n for n, _ in lm.net.named_modules() if n]
@@ -76,11 +80,8 @@ def model_layers(models: dict[str, LoadedModel], layers: list[str] | None) -> di
     return out
 
 
-def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> Context:
+def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> VisContext:
     """The data, the seeded reference images (validation split) and the colour statistics (training split)."""
-    from .maco import data_spectrum
-    from .param import color_stats
-
     val = data.subset("val")
     n = min(cfg.reference, len(val))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -99,15 +100,13 @@ def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> Con
     if cfg.parameterization == "maco":
         recipe = recipe.with_(spectrum=spectrum)
     size = int(data.image_size)
-    ctx = Context(data, real, labels, color, size, recipe, cfg.channels, cfg.images, device)
+    ctx = VisContext(data, real, labels, color, size, recipe, cfg.channels, cfg.images, device)
     ctx.spectrum, ctx.train_images, ctx.train_labels = spectrum, train_images, train_labels
     return ctx
 
 
 def load_priors(cfg: VisConfig, models: dict[str, LoadedModel], data_desc: dict[str, Any], device: Any) -> dict:
     """``{model: LearnedPrior}`` for ``cfg.generators``, each checked against its model's weights and data."""
-    from ..generator import load_prior
-
     unknown = [name for name in cfg.generators if name not in models]
     if unknown:
         raise ConfigError(f"generators: no model named {', '.join(unknown)} in this run (models: {', '.join(models)})")
@@ -117,7 +116,7 @@ def load_priors(cfg: VisConfig, models: dict[str, LoadedModel], data_desc: dict[
     }
 
 
-def data_fingerprint(ctx: Context, data_desc: dict[str, Any]) -> str:
+def data_fingerprint(ctx: VisContext, data_desc: dict[str, Any]) -> str:
     """What the methods see of the data: its description, the reference images and the colour statistics."""
     h = hashlib.sha256()
     for t in (ctx.real, ctx.labels):
@@ -139,8 +138,6 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
@@ -163,8 +160,6 @@ def _images_exist(out: Path, entry: dict[str, Any]) -> bool:
 def _compute_entry(method: Method, job: Job, key: str, fp: str, seed: int, out: Path) -> dict[str, Any] | None:
     """Run one method on one model and layer; save its PNGs under ``out``; its stored entry (``None``: the
     method does not apply)."""
-    from .plot import save_png
-
     start = time.perf_counter()
     torch.manual_seed(seed)  # anything that draws from the global RNG starts the same
     res = method(job)
@@ -194,7 +189,7 @@ def _compute_entry(method: Method, job: Job, key: str, fp: str, seed: int, out: 
 def _document(
     loaded: LoadedRun,
     cfg: VisConfig,
-    ctx: Context,
+    ctx: VisContext,
     layers: dict[str, list[str]],
     priors: dict[str, Any],
     command: list[str] | None,
@@ -232,10 +227,6 @@ def visualize(
 ) -> VisRun:
     """Run ``cfg.methods`` on every model of a loaded run (:func:`topdown.checkpoint.load_run`); write PNGs, the
     stored results and ``vis.json`` under ``out``. ``fresh`` recomputes results even where stored ones match."""
-    from rich.console import Console
-
-    from .plot import save_png, side_by_side
-
     cfg.validate()
     console = Console(stderr=True, quiet=not progress)
     models, data_desc = loaded.models, loaded.data_description

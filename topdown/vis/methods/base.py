@@ -1,7 +1,7 @@
 """What a visualization method is to the visualize command: one object with its name, whether it takes a
 layer, the settings it reads, how it runs, its quality figures and its panels.
 
-A method runs on one :class:`Job` (a network, a layer, the run's shared :class:`Context` and the method's
+A method runs on one :class:`Job` (a network, a layer, the run's shared :class:`VisContext` and the method's
 settings) in three steps, always in this order: :meth:`Method.run` computes (renders, attributions,
 dissections) and returns an :class:`Outcome`; :meth:`Method.figures` measures it; :meth:`Method.panels`
 lays it out as images. :meth:`Method.__call__` does the three and returns a :class:`MethodOutput`.
@@ -16,12 +16,20 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..models.base import ImageClassifierNet
-from .recipe import Recipe
+from ...models.base import ImageClassifierNet
+from .. import quality as Q
+from ..hooks import activations
+from ..plot import grid, labelled_rows
+from ..recipe import Recipe
+
+
+def scaled_steps(steps: int, scale: float, minimum: int = 1) -> int:
+    """``max(minimum, int(scale * steps))``: a method's render steps relative to the shared ``steps``."""
+    return max(minimum, int(scale * steps))
 
 
 @dataclass
-class Context:
+class VisContext:
     """What every method needs: data, reference images, colour statistics, the shared recipe.
 
     Args:
@@ -78,7 +86,7 @@ class Job:
 
     net: ImageClassifierNet
     layer: str | None
-    ctx: Context
+    ctx: VisContext
     settings: Any = None
     model: str = ""  # the net's name in the run
 
@@ -99,16 +107,12 @@ class Job:
 
     def sample_channels(self) -> list[int]:
         """``ctx.channels`` channels of the layer, drawn with the run's seed (the same draw for every method)."""
-        from .hooks import activations
-
         c = activations(self.net, self.ctx.real[:1].to(self.ctx.device), [self.layer])[self.layer].shape[1]
         gen = torch.Generator().manual_seed(self.ctx.seed)
         return sorted(torch.randperm(c, generator=gen)[: min(self.ctx.channels, c)].tolist())
 
     def natural(self, images: torch.Tensor) -> dict[str, Any]:
         """The natural-image-statistics figures of ``images`` against the reference images."""
-        from . import quality as Q
-
         return Q.natural_statistics(images.cpu(), self.ctx.real.cpu())
 
 
@@ -136,9 +140,10 @@ class Method:
 
     A subclass names itself in its class line, ``class Dream(Method, name="dream", settings=DreamSettings)``:
     ``name`` is its key in ``vis.json`` and on the command line, ``takes_layer`` (default true) says whether
-    it runs once per ``--layers`` entry, ``settings`` is the dataclass of its own settings (``VisConfig`` has a
-    section of that type named after the method; none for a method that only reads the shared settings). It
-    implements :meth:`run`, :meth:`panels` and :meth:`describe`, and :meth:`figures` where it has any.
+    it runs once per ``--layers`` entry, ``settings`` is the dataclass of its own settings, defined beside it in
+    the same module (``VisConfig`` has a section of that type named after the method; none for a method that only
+    reads the shared settings). It implements :meth:`run`, :meth:`panels` and :meth:`describe`, and
+    :meth:`figures` where it has any.
     """
 
     name: ClassVar[str]
@@ -187,14 +192,10 @@ class Method:
 
 def row(label: str, images: torch.Tensor, ncol: int | None = None) -> tuple[str, np.ndarray]:
     """A labelled row of images, enlarged to about 96 px each."""
-    from .plot import grid
-
     scale = max(1, 96 // images.shape[-1])
     return label, grid(images.detach().cpu(), ncol=ncol or len(images), scale=scale)
 
 
 def rows(labelled: list[tuple[str, np.ndarray]], title: str = "") -> dict[str, np.ndarray]:
     """The main panel: labelled rows stacked."""
-    from .plot import labelled_rows
-
     return {"": labelled_rows(labelled, title or None)}
