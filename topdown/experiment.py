@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from .errors import run_command
 from .io import atomic_write_bytes, atomic_write_text
-from .options import DataOptions, load_section, parse_command
+from .options import parse_config
 from .pipeline import DEFAULT_STAGES, DatasetRecipe, Pipeline, PipelineConfig, check_redo, check_stages
 from .report import metrics as M
 from .report.conclusions import (
@@ -73,13 +73,6 @@ class DatasetRuns:
     models: list[str] | None = None
     eval: SuiteConfig = field(default_factory=SuiteConfig)
     vis: VisConfig = field(default_factory=VisConfig)
-
-    def __post_init__(self) -> None:
-        # Built from a plain mapping (a stored or hand-written config) rather than parsed: type the sections.
-        if not isinstance(self.eval, SuiteConfig):
-            self.eval = load_section(SuiteConfig, self.eval)
-        if not isinstance(self.vis, VisConfig):
-            self.vis = load_section(VisConfig, self.vis)
 
 
 @dataclass
@@ -614,18 +607,15 @@ def aggregate(cfg: ExperimentConfig) -> str:
 def parse_experiment(argv: list[str]) -> ExperimentConfig:
     """The experiment's config from ``argv`` (a config file and options), typed; a bad option or section is a
     one-line :class:`ConfigError`."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
-        prog="python -m topdown.experiment", description=__doc__.split("\n\n")[0], exit_on_error=False
+    cfg, data = parse_config(
+        ExperimentConfig,
+        argv,
+        "python -m topdown.experiment",
+        __doc__.split("\n\n")[0],
+        "an experiment config (configs/experiment/*.yaml)",
+        data_skip={"dataset"},
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="an experiment config (configs/experiment/*.yaml)")
-    parser.add_class_arguments(ExperimentConfig, nested_key=None)
-    parser.add_class_arguments(DataOptions, "data", skip={"dataset"})
-    ns = parse_command(parser, argv)
-    init = parser.instantiate(ns)
-    cfg = ExperimentConfig(**{k: init[k] for k in ExperimentConfig.__dataclass_fields__ if k in init})
-    cfg.data_root = ns.data.root or cfg.data_root
+    cfg.data_root = data.root or cfg.data_root
     return cfg
 
 

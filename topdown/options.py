@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser
 
 from .errors import ConfigError
 
@@ -62,6 +62,20 @@ def parse_options(cls: type[T], argv: list[str], prog: str | None = None, descri
     parser = ArgumentParser(prog=prog, description=description, default_env=False, exit_on_error=False)
     parser.add_class_arguments(cls)
     return cls(**parse_command(parser, argv).as_dict())
+
+
+def parse_config(
+    cls: type[T], argv: list[str], prog: str, description: str, config_help: str, data_skip: set[str] | None = None
+) -> tuple[T, DataOptions]:
+    """A job's config (the pipeline's, the experiment's): ``cls`` from a YAML ``--config`` and options over it,
+    its sections typed, and the ``--data.*`` options (:class:`DataOptions`, less ``data_skip``) beside it; a bad
+    option or section raises one-line :class:`ConfigError`."""
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help=config_help)
+    parser.add_class_arguments(cls, nested_key=None)
+    parser.add_class_arguments(DataOptions, "data", skip=data_skip)
+    init = parser.instantiate(parse_command(parser, argv))
+    return cls(**{k: init[k] for k in cls.__dataclass_fields__ if k in init}), init.data
 
 
 def load_section(cls: type[T], source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> T:

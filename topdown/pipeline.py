@@ -26,7 +26,7 @@ from .accuracy_control import epoch_val_acc, nearest_epoch, nearest_on_validatio
 from .errors import ConfigError, run_command
 from .findings.__main__ import run as findings_run
 from .generator.train import GeneratorConfig
-from .options import DataOptions, load_section, parse_command
+from .options import load_section, parse_config
 from .robustness.cli import evaluate as evaluate_checkpoints
 from .robustness.config import SuiteConfig
 from .run_state import RunState
@@ -60,6 +60,14 @@ class DatasetRecipe:
     eval: SuiteConfig = field(default_factory=SuiteConfig)
     vis: VisConfig = field(default_factory=VisConfig)
     estimates: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Built from a path or a plain mapping (a hand-written config, the experiment's runs) rather than parsed:
+        # type the sections.
+        if not isinstance(self.eval, SuiteConfig):
+            self.eval = load_section(SuiteConfig, self.eval)
+        if not isinstance(self.vis, VisConfig):
+            self.vis = load_section(VisConfig, self.vis)
 
 
 @dataclass
@@ -483,18 +491,15 @@ class Pipeline:
 def parse_pipeline(argv: list[str]) -> PipelineConfig:
     """The pipeline's config from ``argv`` (a config file and options), typed; a bad option or section is a
     one-line :class:`ConfigError`."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
-        prog="python -m topdown.pipeline", description=__doc__.split("\n\n")[0], exit_on_error=False
+    cfg, data = parse_config(
+        PipelineConfig,
+        argv,
+        "python -m topdown.pipeline",
+        __doc__.split("\n\n")[0],
+        "a pipeline config (configs/pipeline.yaml)",
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="a pipeline config (configs/pipeline.yaml)")
-    parser.add_class_arguments(PipelineConfig, nested_key=None)
-    parser.add_class_arguments(DataOptions, "data")
-    ns = parser.instantiate(parse_command(parser, argv))
-    cfg = PipelineConfig(**{k: v for k, v in vars(ns).items() if k in PipelineConfig.__dataclass_fields__})
-    cfg.dataset = ns.data.dataset or cfg.dataset
-    cfg.data_root = ns.data.root or cfg.data_root
+    cfg.dataset = data.dataset or cfg.dataset
+    cfg.data_root = data.root or cfg.data_root
     if cfg.out == PipelineConfig.out and cfg.dataset != "synthetic":
         cfg.out = f"outputs/{cfg.dataset}"
     return cfg
