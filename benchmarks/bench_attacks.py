@@ -62,7 +62,7 @@ class AttackBenchOptions:
 
 
 def run(argv: list[str]) -> dict[str, float]:
-    args = parse_options(AttackBenchOptions, argv, description=__doc__.split("\n\n")[0])
+    args = parse_options(AttackBenchOptions, argv, __doc__)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device("cpu")

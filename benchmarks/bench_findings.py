@@ -1,7 +1,7 @@
 """Time of each finding for one pair of nets (and of all of them), on the same test images as the findings stage.
 
     python benchmarks/bench_findings.py --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt> [--images 128] [--ig_steps 16]
-                                        [--vis_steps 64] [--data_root DIR]
+                                        [--vis_steps 64] [--data.root DIR]
 
 Each part of ``topdown.findings.compute_findings`` is timed on its own, per net (cue reliance, pyramid swaps,
 localization and dissection need the procedural flowers), then CKA for the pair, and the total per pair is printed
@@ -29,7 +29,7 @@ from topdown.findings.detectors import stage_detectors
 from topdown.findings.localization import attributions, localization
 from topdown.findings.similarity import cka_matrix
 from topdown.findings.spectra import gradient_spectrum
-from topdown.options import parse_options
+from topdown.options import DataRoot, parse_options
 from topdown.vis.config import VisConfig
 from topdown.vis.dissection import synthetic_masks
 from topdown.vis.methods import METHODS, Job
@@ -45,23 +45,23 @@ class FindingsBenchOptions:
         images: test images (seeded, stratified by class).
         ig_steps: integrated-gradients steps.
         vis_steps: render steps of the spectra renders.
-        data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        data: ``--data.root``, where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
     """
 
     ckpt: list[str] = field(default_factory=list)
     images: int = 128
     ig_steps: int = 16
     vis_steps: int = 64
-    data_root: str | None = None
+    data: DataRoot = field(default_factory=DataRoot)
 
 
 def run(argv: list[str]) -> None:
-    args = parse_options(FindingsBenchOptions, argv, description=__doc__.split("\n\n")[0])
+    args = parse_options(FindingsBenchOptions, argv, __doc__)
     if len(args.ckpt) < 2:
         raise ConfigError("--ckpt: give at least two checkpoints (the baseline's, then the top-down net's)")
     gflops = matmul_gflops()
     print(describe())
-    loaded = load_run(args.ckpt, None, args.data_root)
+    loaded = load_run(args.ckpt, None, args.data.root)
     src, idx = loaded.data_module.splits()["test"]
     test = loaded.data_module.subset("test")
     chosen = stratified_subset(np.asarray(test.targets), args.images, 0)

@@ -43,22 +43,22 @@ class MainJobBenchOptions:
 
     Args:
         out: output folder, without a run in it (default: a new temporary one).
-        config: the pipeline config.
+        pipeline: the pipeline's config.
     """
 
     out: str | None = None
-    config: str = "configs/pipeline.yaml"
+    pipeline: str = "configs/pipeline.yaml"
 
 
 def run(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    args = parse_options(MainJobBenchOptions, own, description=__doc__.split("\n\n")[0])
+    args = parse_options(MainJobBenchOptions, own, __doc__)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="topdown-main-job-"))
     if (out / "pipeline.json").exists():
         raise ConfigError(f"--out {out} already holds a run (pipeline.json); give a fresh folder")
 
-    cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.config, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.pipeline, "--out", str(out), *extra]
     torch.set_num_threads(os.cpu_count() or 1)
     gflops = matmul_gflops()
     scale = gflops / REFERENCE_GFLOPS

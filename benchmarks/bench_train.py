@@ -5,7 +5,7 @@ training img/s of each network under Lightning and under a hand-written loop on 
 same batches, with their ratio (goal: Lightning >= 0.95x the plain loop).
 
     python benchmarks/bench_train.py                      # procedural flowers, 64 px
-    python benchmarks/bench_train.py --dataset flower_photos --data_root ../shared/data
+    python benchmarks/bench_train.py --data.dataset flower_photos --data.root ../shared/data
     python benchmarks/bench_train.py --models '[tiny_baseline, tiny_topdown]' --image_size 32 --batch_size 32
 """
 
@@ -24,7 +24,19 @@ from topdown.data import FlowerData
 from topdown.errors import run_command
 from topdown.lit import ImageClassifier
 from topdown.models import count_macs, count_params, create_model
-from topdown.options import parse_options
+from topdown.options import DataRoot, parse_options
+
+
+@dataclass
+class BenchData(DataRoot):
+    """The data to time on.
+
+    Args:
+        root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        dataset: ``synthetic``, ``flower_photos``, ``flowers102`` or ``imagefolder``.
+    """
+
+    dataset: str = "synthetic"
 
 
 @dataclass
@@ -32,8 +44,8 @@ class TrainBenchOptions:
     """What bench_train.py measures.
 
     Args:
-        dataset: ``synthetic`` (procedural flowers), ``flower_photos``, ``flowers102`` or ``imagefolder``.
-        data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        data: ``--data.dataset`` (``synthetic``, the procedural flowers; ``flower_photos``, ``flowers102`` or
+            ``imagefolder``) and ``--data.root`` (where the real images are), as in ``train.py``.
         image_size: image size in px.
         batch_size: images per batch.
         batches: timed batches per measurement.
@@ -43,8 +55,7 @@ class TrainBenchOptions:
             adds one to them.
     """
 
-    dataset: str = "synthetic"
-    data_root: str | None = None
+    data: BenchData = field(default_factory=BenchData)
     image_size: int = 64
     batch_size: int = 64
     batches: int = 12
@@ -120,10 +131,10 @@ def lightning_loop(module: ImageClassifier, batches: list, warmup: int) -> float
 
 
 def run(argv: list[str]) -> None:
-    args = parse_options(TrainBenchOptions, argv, description=__doc__.split("\n\n")[0])
+    args = parse_options(TrainBenchOptions, argv, __doc__)
     torch.manual_seed(0)
 
-    data = FlowerData(args.dataset, args.data_root, args.image_size, args.batch_size)
+    data = FlowerData(args.data.dataset, args.data.root, args.image_size, args.batch_size)
     ds = data.subset("train", train=True)
     n_load = min(len(ds), args.batch_size * (args.batches + args.warmup))
     for i in range(n_load):  # first pass decodes and caches the files
@@ -139,7 +150,8 @@ def run(argv: list[str]) -> None:
             batches.append(next(it))
     load_rate = sum(len(b[1]) for b in batches) / (time.perf_counter() - t0)
     print(
-        f"data: {args.dataset} {args.image_size}px, {len(ds)} training images, torch threads {torch.get_num_threads()}"
+        f"data: {args.data.dataset} {args.image_size}px, {len(ds)} training images, "
+        f"torch threads {torch.get_num_threads()}"
     )
     print(f"data loading (cached decode + augment, 1 process): {load_rate:8.1f} img/s")
 

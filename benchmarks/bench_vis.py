@@ -17,7 +17,7 @@ Usage::
 
     python benchmarks/bench_vis.py                                   # untrained default baseline, 64 px
     python benchmarks/bench_vis.py --model tiny_baseline --size 32   # the test-sized network
-    python benchmarks/bench_vis.py --ckpt runs/flower_photos/baseline/checkpoints/last.ckpt --data_root ../shared/data
+    python benchmarks/bench_vis.py --ckpt runs/flower_photos/baseline/checkpoints/last.ckpt --data.root ../shared/data
     python benchmarks/bench_vis.py --lucent false                    # without torch-lucent
 """
 
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from topdown.errors import run_command
 from topdown.models import create_model
-from topdown.options import parse_options
+from topdown.options import DataRoot, parse_options
 from topdown.vis import objectives as O
 from topdown.vis import param as P
 from topdown.vis.quality import channel_means
@@ -46,7 +46,7 @@ class VisBenchOptions:
     Args:
         model: registered model name (untrained, 6 classes; ignored with ``--ckpt``).
         ckpt: a trained checkpoint (its data gives reference images and the image size).
-        data_root: where the checkpoint's real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        data: ``--data.root``, where the checkpoint's real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
         size: image size in px (without ``--ckpt``).
         layer: the layer whose channels are rendered.
         channels: how many of its channels (the first ones).
@@ -57,7 +57,7 @@ class VisBenchOptions:
 
     model: str = "baseline"
     ckpt: str | None = None
-    data_root: str | None = None
+    data: DataRoot = field(default_factory=DataRoot)
     size: int = 64
     layer: str = "layer2"
     channels: int = 64
@@ -145,7 +145,7 @@ def lucent_renders(
 
 
 def run(argv: list[str]) -> None:
-    args = parse_options(VisBenchOptions, argv, description=__doc__.split("\n\n")[0])
+    args = parse_options(VisBenchOptions, argv, __doc__)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -156,7 +156,7 @@ def run(argv: list[str]) -> None:
 
         lm = load_model(args.ckpt)
         net = lm.net
-        data = FlowerData.from_description(lm.data, root=args.data_root)
+        data = FlowerData.from_description(lm.data, root=args.data.root)
         args.size = data.image_size
         val, train = data.subset("val"), data.subset("train")
         real = torch.stack([val[i][0] for i in range(min(64, len(val)))])

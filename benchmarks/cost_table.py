@@ -26,7 +26,7 @@ class CostTableOptions:
 
 
 def run(argv: list[str]) -> None:
-    args = parse_options(CostTableOptions, argv, description=__doc__.split("\n\n")[0])
+    args = parse_options(CostTableOptions, argv, __doc__)
     base = create_model("baseline", num_classes=args.num_classes)
     bp, bm = count_params(base), count_macs(base, args.image_size)
     print(f"| model | params | MACs at {args.image_size} px | params / baseline | MACs / baseline |")

@@ -46,7 +46,7 @@ def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback(capsys, monkeypa
     ("main", "args", "names"),
     [
         (pipeline.main, ["--stages", "[train, paint]"], ["stages", "paint"]),
-        (pipeline.main, ["--dataset", "tulips"], ["dataset", "tulips"]),
+        (pipeline.main, ["--data.dataset", "tulips"], ["dataset", "tulips"]),
         (experiment.main, ["--only", "everything"], ["only", "everything"]),
         (experiment.main, ["--redo", "[nothing]"], ["nothing"]),
     ],

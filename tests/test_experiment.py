@@ -205,7 +205,8 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     # every run is trained before any is evaluated; then each run's other stages, one run after another
     runs = [("flower_photos", 0), ("flower_photos", 1), ("flowers102", 0)]
     rest = [s for s in DEFAULT_STAGES if s != "train"]
-    assert [(c.stages, c.dataset, c.seed) for c in seen] == [(["train"], *r) for r in runs] + [(rest, *r) for r in runs]
+    order = [(c.stages, c.data.dataset, c.seed) for c in seen]
+    assert order == [(["train"], *r) for r in runs] + [(rest, *r) for r in runs]
     assert seen[0].models == ["configs/baseline.yaml", "configs/topdown.yaml"]  # the pipeline's default
     assert seen[2].models == wide and seen[2].out == str(run_dir(cfg, "flowers102", 0))
     assert not seen[0].controls and not seen[0].accuracy_control  # no controls unless asked for

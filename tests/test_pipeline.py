@@ -335,11 +335,16 @@ def test_a_bad_setting_stops_the_job_before_any_work(tmp_path: Path, capsys, cha
 
 
 def test_data_options_are_spelled_as_everywhere_else(tmp_path: Path, capsys) -> None:
-    """``--data.dataset`` / ``--data.root`` as in train.py and evaluate.py; a wrong dataset is one line naming it."""
-    for argv in (["--data.dataset", "nope"], ["--dataset", "nope"]):
+    """``--data.dataset`` / ``--data.root`` as in train.py and evaluate.py (``data: {dataset, root}`` in YAML), and
+    no second spelling; a wrong dataset is one line naming it."""
+    from topdown.pipeline import parse_pipeline
+
+    cfg = parse_pipeline(["--config", "configs/pipeline.yaml", "--data.dataset", "flower_photos", "--data.root", "/im"])
+    assert (cfg.data.dataset, cfg.data.root, cfg.out) == ("flower_photos", "/im", "outputs/flower_photos")
+    for argv, named in ((["--data.dataset", "nope"], "nope"), (["--dataset", "flower_photos"], "--dataset")):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *argv])
         err = capsys.readouterr().err
         error = err.strip().splitlines()[-1]
-        assert error.startswith("error:") and "dataset" in error and "nope" in error and "Traceback" not in err
+        assert error.startswith("error:") and named in error and "Traceback" not in err
         assert not (tmp_path / "x").exists()

@@ -78,7 +78,7 @@ def color(forms: tiny_nets.FormData) -> P.ColorStats:
 def test_channels_reach_real_maxima_with_natural_statistics(arch, nets, real, color) -> None:
     net, (x, _) = nets[arch], real
     chans = list(range(16))
-    r = visualize_channels(net, MIDDLE, chans, 32, Recipe(), color, x)
+    r = visualize_channels(net, MIDDLE, chans, 32, recipe=Recipe(), color=color, real=x)
     real_max = Q.channel_means(net, MIDDLE, x).max(0).values[chans]
     rises = Q.objective_rises(r.values, real_max)
     nat = Q.natural_statistics(r.images, x)
@@ -94,7 +94,7 @@ def test_channels_reach_real_maxima_with_natural_statistics(arch, nets, real, co
 def test_naive_pixel_render_fails_natural_statistics(nets, real) -> None:
     x = real[0]
     naive = Recipe.naive(lr=0.05)
-    base = visualize_channels(nets["baseline"], MIDDLE, range(16), 32, naive, None, x)
+    base = visualize_channels(nets["baseline"], MIDDLE, range(16), 32, recipe=naive, real=x)
     hf = Q.high_frequency_ratio(base.images, x)
     # The top-down net's layer2 only sees the blurred 8 and 16 px pyramid levels, so a naive render of it is
     # smooth by construction; its logits see the full-resolution level, and there the naive render fails.
@@ -150,17 +150,19 @@ def test_classes_keep_the_best_of_their_flat_starts(nets, real, color) -> None:
 
 def test_neurons_and_pre_activation_targets(nets, real, color) -> None:
     net, x = nets["baseline"], real[0]
-    r = visualize_neurons(net, MIDDLE, range(8), 32, Recipe(steps=64), color)
+    r = visualize_neurons(net, MIDDLE, range(8), 32, recipe=Recipe(steps=64), color=color)
     t = activations(net, x, [MIDDLE])[MIDDLE]
     assert (r.values >= t[:, :8, 8, 8].max(0).values).float().mean() >= 0.6
     # A ReLU output that is zero on every real image can only rise through the redirected ReLU or its input.
     key = "layer2.0.act2"
     means = Q.channel_means(net, key, x)
     chans = list(range(means.shape[1]))
-    plain = visualize_channels(net, key, chans, 32, Recipe(steps=48, redirect_relu_steps=0), color, x)
-    redirected = visualize_channels(net, key, chans, 32, Recipe(steps=48, redirect_relu_steps=16), color, x)
+    plain = visualize_channels(net, key, chans, 32, recipe=Recipe(steps=48, redirect_relu_steps=0), color=color, real=x)
+    redirected = visualize_channels(
+        net, key, chans, 32, recipe=Recipe(steps=48, redirect_relu_steps=16), color=color, real=x
+    )
     assert (redirected.values > 0).sum() >= (plain.values > 0).sum()
-    pre = visualize_channels(net, key + "@in", chans[:4], 32, Recipe(steps=32), color, x)
+    pre = visualize_channels(net, key + "@in", chans[:4], 32, recipe=Recipe(steps=32), color=color, real=x)
     assert (pre.values > Q.channel_means(net, key + "@in", x).max(0).values[:4]).float().mean() >= 0.5
 
 
@@ -401,7 +403,7 @@ def test_dissection_units_overlap_parts_above_chance(arch, nets, forms) -> None:
 # 10. Two networks, one recipe
 # --------------------------------------------------------------------------------------------------
 def test_compare_runs_the_same_recipe_on_both(nets, color) -> None:
-    out = compare(nets, visualize_channels, MIDDLE, [0, 1], 32, Recipe(steps=4), color)
+    out = compare(nets, visualize_channels, MIDDLE, [0, 1], 32, recipe=Recipe(steps=4), color=color)
     assert set(out) == set(ARCHS)
     assert out["baseline"].recipe == out["topdown"].recipe
 

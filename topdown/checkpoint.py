@@ -131,7 +131,7 @@ def load_checkpoints(
     from .data.description import SAME_DATA_KEYS
 
     if not paths:
-        raise ConfigError("ckpt: no checkpoint given: pass --ckpt <baseline.ckpt> --ckpt <topdown.ckpt>")
+        raise ConfigError("ckpt: no checkpoint given: pass --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt>")
     if names is not None and len(names) != len(paths):
         raise ConfigError(f"names: {len(names)} entries for {len(paths)} checkpoints")
     if names is not None and len(set(names)) != len(names):

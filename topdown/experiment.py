@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from .errors import run_command
 from .io import atomic_write_bytes, atomic_write_text
-from .options import parse_config
+from .options import DataChoice, DataRoot, parse_options
 from .pipeline import DEFAULT_STAGES, DatasetRecipe, Pipeline, PipelineConfig, check_redo, check_stages
 from .report import metrics as M
 from .report.conclusions import (
@@ -81,7 +81,7 @@ class ExperimentConfig:
 
     Args:
         out: where the runs go.
-        data_root: where the real images are.
+        data: ``root``, where the real images are (``--data.root``).
         runs: the datasets, their seeds and each one's suite and visualizations.
         controls: training configs of control models each run trains and evaluates beside the two
             (``configs/baseline_blur.yaml``: the blur control).
@@ -100,7 +100,7 @@ class ExperimentConfig:
     """
 
     out: str = "outputs/headline"
-    data_root: str | None = None
+    data: DataRoot = field(default_factory=DataRoot)
     runs: list[DatasetRuns] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
     accuracy_control: bool = False
@@ -180,8 +180,7 @@ def run(cfg: ExperimentConfig) -> None:
             **({"controls": list(cfg.controls)} if cfg.controls else {}),
             **({"accuracy_control": True} if cfg.accuracy_control else {}),
             out=str(run_dir(cfg, ds.dataset, seed)),
-            dataset=ds.dataset,
-            data_root=cfg.data_root,
+            data=DataChoice(root=cfg.data.root, dataset=ds.dataset),
             epochs=ds.epochs,
             seed=seed,
             train_configs=list(ds.train_configs),
@@ -204,7 +203,7 @@ def run(cfg: ExperimentConfig) -> None:
     if rest:
         for pipeline_cfg in runs:
             Pipeline(replace(pipeline_cfg, stages=rest)).run()
-            publish(cfg, pipeline_cfg.dataset, pipeline_cfg.seed)
+            publish(cfg, pipeline_cfg.data.dataset, pipeline_cfg.seed)
 
 
 def _targets(ds: DatasetRuns, runs: list[Results], base: str, td: str) -> list[str]:
@@ -607,16 +606,7 @@ def aggregate(cfg: ExperimentConfig) -> str:
 def parse_experiment(argv: list[str]) -> ExperimentConfig:
     """The experiment's config from ``argv`` (a config file and options), typed; a bad option or section is a
     one-line :class:`ConfigError`."""
-    cfg, data = parse_config(
-        ExperimentConfig,
-        argv,
-        "python -m topdown.experiment",
-        __doc__.split("\n\n")[0],
-        "an experiment config (configs/experiment/*.yaml)",
-        data_skip={"dataset"},
-    )
-    cfg.data_root = data.root or cfg.data_root
-    return cfg
+    return parse_options(ExperimentConfig, argv, __doc__, __name__)
 
 
 def run_experiment(argv: list[str]) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -34,18 +36,28 @@ def parse_args(parser: Any, argv: list[str]) -> Any:
         raise ConfigError(text) from None
 
 
-class DataOptions:
-    """``--data.dataset`` and ``--data.root``, spelled as in ``train.py`` and ``evaluate.py``, for the commands
-    whose own config holds them flat (the pipeline's ``dataset``/``data_root``, the experiment's ``data_root``).
+@dataclass
+class DataRoot:
+    """A command's ``data`` section: ``--data.root`` (``data: {root: ...}`` in YAML), spelled as in ``train.py``.
 
     Args:
-        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (where the command takes one).
         root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
     """
 
-    def __init__(self, dataset: str | None = None, root: str | None = None) -> None:
-        self.dataset = dataset
-        self.root = root
+    root: str | None = None
+
+
+@dataclass
+class DataChoice(DataRoot):
+    """The ``data`` section of a command that picks its dataset: ``--data.dataset`` and ``--data.root``.
+
+    Args:
+        root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (adds ``configs/data/<dataset>.yaml``: the
+            data and its recipe; for the procedural flowers, demo-sized nets on a short schedule).
+    """
+
+    dataset: Literal["synthetic", "flower_photos", "flowers102"] = "synthetic"
 
 
 def parse_command(parser: Any, argv: list[str]) -> Any:
@@ -54,28 +66,25 @@ def parse_command(parser: Any, argv: list[str]) -> Any:
     return parse_args(parser, argv)
 
 
-def parse_options(cls: type[T], argv: list[str], prog: str | None = None, description: str | None = None) -> T:
-    """A script's options: ``cls`` (a dataclass whose fields, with their defaults, are the options, each helped by
-    its docstring's ``Args:`` entry) built from ``argv`` (``--image_size 64``, ``--lucent false``,
-    ``--models '[a, b]'`` or ``--models+ c``); a bad option raises one-line :class:`ConfigError`, ``--help``
-    prints them all."""
-    parser = ArgumentParser(prog=prog, description=description, default_env=False, exit_on_error=False)
-    parser.add_class_arguments(cls)
-    return cls(**parse_command(parser, argv).as_dict())
-
-
-def parse_config(
-    cls: type[T], argv: list[str], prog: str, description: str, config_help: str, data_skip: set[str] | None = None
-) -> tuple[T, DataOptions]:
-    """A job's config (the pipeline's, the experiment's): ``cls`` from a YAML ``--config`` and options over it,
-    its sections typed, and the ``--data.*`` options (:class:`DataOptions`, less ``data_skip``) beside it; a bad
-    option or section raises one-line :class:`ConfigError`."""
-    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
-    parser.add_argument("--config", action=ActionConfigFile, help=config_help)
+def parse_options(cls: type[T], argv: list[str], doc: str | None = None, module: str | None = None) -> T:
+    """A command's or a script's options: ``cls`` (a dataclass whose fields, with their defaults, are the options,
+    each helped by its docstring's ``Args:`` entry; a dataclass field is a section, ``--data.root``) from an
+    optional YAML ``--config`` and ``argv`` over it (``--image_size 64``, ``--lucent false``, ``--models '[a, b]'``
+    or ``--models+ c``). A bad option or section raises one-line :class:`ConfigError`; ``--help`` prints them all,
+    under ``doc``'s first paragraph and ``python -m <module>`` (a command's ``__doc__`` and ``__name__``)."""
+    if module == "__main__":  # run as ``python -m topdown.<command>``: the module's own name
+        spec = sys.modules["__main__"].__spec__
+        module = spec.name if spec is not None else None
+    parser = ArgumentParser(
+        prog=f"python -m {module}" if module else None,
+        description=(doc or "").split("\n\n")[0] or None,
+        default_env=False,
+        exit_on_error=False,
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML config file: its keys are the options below")
     parser.add_class_arguments(cls, nested_key=None)
-    parser.add_class_arguments(DataOptions, "data", skip=data_skip)
     init = parser.instantiate(parse_command(parser, argv))
-    return cls(**{k: init[k] for k in cls.__dataclass_fields__ if k in init}), init.data
+    return cls(**{k: init[k] for k in cls.__dataclass_fields__ if k in init})
 
 
 def load_section(cls: type[T], source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> T:

@@ -17,16 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console
 
 from . import env  # noqa: F401
 from .accuracy_control import epoch_val_acc, nearest_epoch, nearest_on_validation
 from .errors import ConfigError, run_command
-from .findings.__main__ import run as findings_run
+from .findings.__main__ import FindingsConfig, find_checkpoints
 from .generator.train import GeneratorConfig
-from .options import load_section, parse_config
+from .options import DataChoice, load_section, parse_options
 from .robustness.cli import evaluate as evaluate_checkpoints
 from .robustness.config import SuiteConfig
 from .run_state import RunState
@@ -76,9 +76,9 @@ class PipelineConfig:
 
     Args:
         out: output folder (checkpoints, evaluation, visualizations, report).
-        dataset: ``synthetic``, ``flower_photos`` or ``flowers102`` (adds ``configs/data/<dataset>.yaml``: the
-            data and its recipe; for the procedural flowers, demo-sized nets on a short schedule).
-        data_root: where the real images are (default ``$TOPDOWN_DATA_ROOT`` or ``./data``).
+        data: ``dataset`` (``synthetic``, ``flower_photos`` or ``flowers102``: adds ``configs/data/<dataset>.yaml``,
+            the data and its recipe) and ``root`` (where the real images are), as ``--data.dataset`` and
+            ``--data.root`` (:class:`~topdown.options.DataChoice`).
         models: training configs, baseline first (it is the reference for relative figures).
         epochs: training epochs (``None``: the configs' own).
         seed: training seed (``seed_everything``).
@@ -107,8 +107,7 @@ class PipelineConfig:
     """
 
     out: str = "outputs/synthetic"
-    dataset: Literal["synthetic", "flower_photos", "flowers102"] = "synthetic"
-    data_root: str | None = None
+    data: DataChoice = field(default_factory=DataChoice)
     models: list[str] = field(default_factory=lambda: ["configs/baseline.yaml", "configs/topdown.yaml"])
     epochs: int | None = None
     seed: int = 0
@@ -126,6 +125,8 @@ class PipelineConfig:
         # Built from a plain mapping (a stored or hand-written config) rather than parsed: type the sections.
         if isinstance(self.generator, dict):
             self.generator = GeneratorConfig(**self.generator)
+        if isinstance(self.data, dict):
+            self.data = DataChoice(**self.data)
         self.per_dataset = {
             name: entry if isinstance(entry, DatasetRecipe) else load_section(DatasetRecipe, entry)
             for name, entry in self.per_dataset.items()
@@ -133,20 +134,20 @@ class PipelineConfig:
 
     def recipe(self) -> DatasetRecipe:
         """This dataset's entry of ``per_dataset``; a one-line error where there is none."""
-        if self.dataset not in self.per_dataset:
+        if self.data.dataset not in self.per_dataset:
             raise ConfigError(
-                f"per_dataset: no entry for dataset {self.dataset!r} (its eval and vis); "
+                f"per_dataset: no entry for dataset {self.data.dataset!r} (its eval and vis); "
                 f"the config has {sorted(self.per_dataset)}"
             )
-        return self.per_dataset[self.dataset]
+        return self.per_dataset[self.data.dataset]
 
     def validate(self) -> DatasetRecipe:
         """Check everything the run will need before any of it starts; returns this dataset's recipe."""
         check_stages(self.stages)
         check_redo(self.redo)
-        if self.dataset not in ("synthetic", "flower_photos", "flowers102"):
+        if self.data.dataset not in ("synthetic", "flower_photos", "flowers102"):
             raise ConfigError(
-                f"dataset: unknown dataset {self.dataset!r}; choose synthetic, flower_photos or flowers102"
+                f"data.dataset: unknown dataset {self.data.dataset!r}; choose synthetic, flower_photos or flowers102"
             )
         for key in ("models", "controls", "train_configs"):
             for path in getattr(self, key):
@@ -319,7 +320,7 @@ class Pipeline:
             if key not in measured:
                 model = load_model(path)
                 if not data:
-                    dm = rebuild_data(model.data, self.cfg.data_root)
+                    dm = rebuild_data(model.data, self.cfg.data.root)
                     data[:] = [CachedSplit(dm.subset("test")), dm.classes]
                 measured[key] = clean_metrics(model.net.to(device), data[0], data[1], 256, device)["top1"]
                 self.state.save()
@@ -353,13 +354,14 @@ class Pipeline:
                 self._skip(key, f"train {name}: done ({self.checkpoint(name)})")
                 continue
             root = self.out / "train" / name
-            args = ["fit", "--config", _resolve(config), "--config", _resolve(f"configs/data/{self.cfg.dataset}.yaml")]
+            data_config = _resolve(f"configs/data/{self.cfg.data.dataset}.yaml")
+            args = ["fit", "--config", _resolve(config), "--config", data_config]
             if self.cfg.accuracy_control and name == self.arch_names()[0]:
                 args += ["--config", _resolve("configs/keep_epochs.yaml")]
             for extra in self.cfg.train_configs:
                 args += ["--config", _resolve(extra)]
-            if self.cfg.data_root:
-                args += ["--data.root", self.cfg.data_root]
+            if self.cfg.data.root:
+                args += ["--data.root", self.cfg.data.root]
             if self.cfg.epochs is not None:
                 args += ["--trainer.max_epochs", str(self.cfg.epochs)]
             args += [
@@ -416,7 +418,7 @@ class Pipeline:
         started = time.time()
         stems = self.arch_names()[: len(self.cfg.models)]
         for (name, path), stem in zip(self.generator_files().items(), stems):
-            loaded = load_run([self.checkpoint(stem)], [name], self.cfg.data_root)
+            loaded = load_run([self.checkpoint(stem)], [name], self.cfg.data.root)
             train = loaded.data_module.subset("train")
             count = len(train) if self.cfg.generator.images is None else min(self.cfg.generator.images, len(train))
             images = torch.stack([train[k][0] for k in range(count)])
@@ -428,7 +430,7 @@ class Pipeline:
         def work() -> None:
             ckpts, names = self.eval_models()
             evaluate_checkpoints(
-                [str(c) for c in ckpts], names, self.recipe.eval, self.out / "eval", self.cfg.data_root
+                [str(c) for c in ckpts], names, self.recipe.eval, self.out / "eval", self.cfg.data.root
             )
 
         self._stage("evaluate", "evaluate", self.out / "eval" / "results.json", work)
@@ -440,21 +442,17 @@ class Pipeline:
             if self.done("generator"):  # render through each net's learned prior too
                 gens = {name: str(path) for name, path in self.generator_files().items() if path.is_file()}
                 cfg = replace(cfg, generators=gens)
-            visualize_checkpoints([str(c) for c in ckpts], names, cfg, str(self.out / "vis"), self.cfg.data_root)
+            visualize_checkpoints([str(c) for c in ckpts], names, cfg, str(self.out / "vis"), self.cfg.data.root)
 
         self._stage("visualize", "visualize", self.out / "vis" / "vis.json", work)
 
     def findings(self) -> None:
         def work() -> None:
             ckpts, names = self.eval_models()  # the controls too: each finding is stated against each of them
-            argv = ["--ckpt", json.dumps([str(c) for c in ckpts]), "--names", json.dumps(names)]
-            argv += ["--out", str(self.out / "findings"), "--table", "false"]
-            argv += ["--images", str(self.cfg.findings_images), "--ig_steps", str(self.cfg.findings_ig_steps)]
+            cfg = FindingsConfig(images=self.cfg.findings_images, ig_steps=self.cfg.findings_ig_steps, table=False)
             if _has_spectra(self.out / "vis" / "vis.json", names):
-                argv += ["--vis", str(self.out / "vis" / "vis.json")]  # the class renders' spectra, compared too
-            if self.cfg.data_root:
-                argv += ["--data.root", self.cfg.data_root]
-            findings_run(argv)
+                cfg.vis = str(self.out / "vis" / "vis.json")  # the class renders' spectra, compared too
+            find_checkpoints([str(c) for c in ckpts], names, cfg, self.out / "findings", self.cfg.data.root)
 
         self._stage("findings", "findings", self.out / "findings" / "findings.json", work)
 
@@ -491,17 +489,9 @@ class Pipeline:
 def parse_pipeline(argv: list[str]) -> PipelineConfig:
     """The pipeline's config from ``argv`` (a config file and options), typed; a bad option or section is a
     one-line :class:`ConfigError`."""
-    cfg, data = parse_config(
-        PipelineConfig,
-        argv,
-        "python -m topdown.pipeline",
-        __doc__.split("\n\n")[0],
-        "a pipeline config (configs/pipeline.yaml)",
-    )
-    cfg.dataset = data.dataset or cfg.dataset
-    cfg.data_root = data.root or cfg.data_root
-    if cfg.out == PipelineConfig.out and cfg.dataset != "synthetic":
-        cfg.out = f"outputs/{cfg.dataset}"
+    cfg = parse_options(PipelineConfig, argv, __doc__, __name__)
+    if cfg.out == PipelineConfig.out and cfg.data.dataset != "synthetic":
+        cfg.out = f"outputs/{cfg.data.dataset}"
     return cfg
 
 

@@ -15,6 +15,12 @@ from .errors import ConfigError
 from .io import atomic_write_json
 
 
+def dataset_of(config: dict[str, Any]) -> str | None:
+    """The dataset of a stored pipeline config: ``data.dataset`` (runs written before the ``data`` section hold it
+    flat, as ``dataset``)."""
+    return (config.get("data") or {}).get("dataset") or config.get("dataset")
+
+
 class RunState:
     """``pipeline.json`` of the run in ``out``, loaded (or started from ``config``) and kept on disk.
 
@@ -37,11 +43,9 @@ class RunState:
             state = json.loads(self.path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{self.path}: unreadable pipeline state ({err}); delete it to start over") from err
-        if state.get("config", {}).get("dataset") not in (None, config.get("dataset")):
-            raise ConfigError(
-                f"{out} holds a pipeline run on {state['config']['dataset']!r}; use another --out for "
-                f"{config.get('dataset')!r}"
-            )
+        held, wanted = dataset_of(state.get("config", {})), dataset_of(config)
+        if held not in (None, wanted):
+            raise ConfigError(f"{out} holds a pipeline run on {held!r}; use another --out for {wanted!r}")
         return state
 
     def __getitem__(self, key: str) -> Any:

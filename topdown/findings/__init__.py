@@ -3,7 +3,7 @@ uses and representation similarity, computed per image on the same images for ev
 the top-down net tested against every other model with a paired test (McNemar for per-image outcomes, Wilcoxon
 signed-rank for per-image shares).
 
-    python -m topdown.findings --ckpt <baseline.ckpt> --ckpt <topdown.ckpt> [--ckpt <control.ckpt> ...] \\
+    python -m topdown.findings --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt> [--ckpt+ <control.ckpt> ...] \\
         --out outputs/findings [--images 256]
 
 writes ``<out>/findings.json`` (written atomically) and prints the comparisons. Cue reliance and localization need

@@ -1,20 +1,54 @@
-"""``python -m topdown.findings --ckpt <baseline> --ckpt <topdown> [--ckpt <control> ...] --out DIR``."""
+"""``python -m topdown.findings --ckpt+ <baseline> --ckpt+ <topdown> [--ckpt+ <control> ...] --out DIR``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .. import env  # noqa: F401  (sets environment before third-party imports)
 from ..errors import ConfigError, run_command
+from ..options import parse_args
+
+
+@dataclass
+class FindingsConfig:
+    """What the findings compute (``python -m topdown.findings``; the pipeline's ``findings`` stage).
+
+    Args:
+        images: test images (seeded, stratified by class).
+        seed: the images' draw and the hybrids' partners.
+        ig_steps: integrated-gradients steps.
+        subject: the model compared with every other one.
+        vis: vis.json of the same models: adds its spectra renders' figures.
+        findings: which (default: every one the data allows).
+        layers: CKA's and dissection's (default: stages).
+        table: print the comparisons.
+        plots: write the figures beside findings.json.
+    """
+
+    images: int = 256
+    seed: int = 0
+    ig_steps: int = 32
+    subject: str = "topdown"
+    vis: str | None = None
+    findings: list[str] | None = None
+    layers: list[str] | None = None
+    table: bool = True
+    plots: bool = True
+
+    def validate(self) -> None:
+        if self.images < 8:
+            raise ConfigError(f"--images must be at least 8, got {self.images}")
 
 
 def build_parser() -> Any:
-    from jsonargparse import ArgumentParser
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(
         prog="python -m topdown.findings", description=__doc__, default_env=False, exit_on_error=False
     )
+    parser.add_argument("--config", action=ActionConfigFile, help="settings (the options below), a YAML file")
     parser.add_argument(
         "--ckpt", type=list[str], default=[], help="checkpoints: a list, or --ckpt+ PATH each (baseline, top-down, ...)"
     )
@@ -22,22 +56,8 @@ def build_parser() -> Any:
         "--names", type=list[str] | None, default=None, help="a name per checkpoint (default: from each)"
     )
     parser.add_argument("--out", type=str, default="outputs/findings", help="where findings.json goes")
-    parser.add_argument("--images", type=int, default=256, help="test images (seeded, stratified by class)")
-    parser.add_argument("--seed", type=int, default=0, help="the images' draw and the hybrids' partners")
-    parser.add_argument("--ig_steps", type=int, default=32, help="integrated-gradients steps")
-    parser.add_argument("--subject", type=str, default="topdown", help="the model compared with every other one")
-    parser.add_argument(
-        "--vis", type=str | None, default=None, help="vis.json of the same models: adds its spectra renders' figures"
-    )
-    parser.add_argument(
-        "--findings", type=list[str] | None, default=None, help="which (default: every one the data allows)"
-    )
-    parser.add_argument(
-        "--layers", type=list[str] | None, default=None, help="CKA's and dissection's (default: stages)"
-    )
-    parser.add_argument("--table", type=bool, default=True, help="print the comparisons")
-    parser.add_argument("--plots", type=bool, default=True, help="write the figures beside findings.json")
-    parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
+    parser.add_argument("--data.root", type=str | None, default=None, help="where real images are")
+    parser.add_class_arguments(FindingsConfig, nested_key=None)
     return parser
 
 
@@ -60,28 +80,36 @@ def render_details(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run(argv: list[str]) -> dict[str, Any]:
+    parser = build_parser()
+    init = parser.instantiate(parse_args(parser, argv))
+    cfg = FindingsConfig(**{f.name: init[f.name] for f in fields(FindingsConfig)})
+    return find_checkpoints(init.ckpt, init.names, cfg, init.out, init.data.root)
+
+
+def find_checkpoints(
+    ckpts: list[str], names: list[str] | None, cfg: FindingsConfig, out: str | Path, data_root: str | None = None
+) -> dict[str, Any]:
+    """The findings of ``cfg`` on the checkpoints, written to ``<out>/findings.json`` (atomically, last) with their
+    figures: ``python -m topdown.findings`` and the pipeline's findings stage both come here."""
     import numpy as np
     import torch
 
     from ..checkpoint import load_run
     from ..data.subsets import stratified_subset
     from ..io import atomic_write_json
-    from ..options import parse_args
     from ..store import PartStore
     from ..vis.dissection import synthetic_masks
     from . import compute_findings
     from .plots import localization_plot, make_plots
     from .report import print_comparisons
 
-    args = parse_args(build_parser(), argv)
-    if len(args.ckpt) < 2:
+    if len(ckpts) < 2:
         raise ConfigError("--ckpt: give at least two checkpoints (the baseline and the top-down net)")
-    if args.images < 8:
-        raise ConfigError(f"--images must be at least 8, got {args.images}")
-    run_ = load_run(args.ckpt, args.names, args.data_root)
+    cfg.validate()
+    run_ = load_run(list(ckpts), names, data_root)
     src, idx = run_.data_module.splits()["test"]
     test = run_.data_module.subset("test")
-    chosen = stratified_subset(np.asarray(test.targets), args.images, args.seed)
+    chosen = stratified_subset(np.asarray(test.targets), cfg.images, cfg.seed)
     images = torch.stack([test[int(k)][0] for k in chosen])
     labels = torch.tensor([test.targets[int(k)] for k in chosen])
     synthetic = run_.data_module.dataset == "synthetic"
@@ -93,25 +121,25 @@ def run(argv: list[str]) -> dict[str, Any]:
         labels,
         class_table=src.class_table if synthetic else None,
         masks=masks,
-        renders=render_details(args.vis, list(run_.models)) if args.vis else None,
-        which=args.findings,
-        layers=args.layers,
-        store=PartStore(args.out),
-        subject=args.subject,
-        seed=args.seed,
-        ig_steps=args.ig_steps,
+        renders=render_details(cfg.vis, list(run_.models)) if cfg.vis else None,
+        which=cfg.findings,
+        layers=cfg.layers,
+        store=PartStore(out),
+        subject=cfg.subject,
+        seed=cfg.seed,
+        ig_steps=cfg.ig_steps,
     )
     findings["dataset"] = run_.data_module.dataset
     findings["checkpoints"] = {name: str(m.path) for name, m in run_.models.items()}
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.plots:
+    if cfg.plots:
         make_plots(findings, out)
         if "localization" in findings["findings"]:  # one image of each of the first four classes
             first = [int(np.flatnonzero(labels.numpy() == c)[0]) for c in sorted(set(labels.tolist()))[:4]]
             localization_plot(nets, images[first], labels[first], masks[first] > 0, out / "localization.png")
     atomic_write_json(out / "findings.json", findings)  # last: the stage is done once it is there
-    if args.table:
+    if cfg.table:
         print_comparisons(findings)
         print(f"findings: {out / 'findings.json'}")
     return findings

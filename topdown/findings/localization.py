@@ -74,6 +74,7 @@ def localization(
     images: torch.Tensor,
     labels: torch.Tensor,
     flower: torch.Tensor,
+    *,
     n_steps: int = 32,
     ig: torch.Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:

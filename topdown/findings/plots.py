@@ -137,6 +137,7 @@ def localization_plot(
     labels: torch.Tensor,
     flower: torch.Tensor,
     path: Path,
+    *,
     ig_steps: int = 16,
 ) -> Path:
     """Each of ``images`` (a few), its flower mask, then every method's positive map for every model."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..io import atomic_write_text
 from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
+from ..run_state import dataset_of
 from . import metrics as M
 from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, SURVIVAL_RULE, conclusions, control_conclusions, survival
 from .html import badge, esc, figure, fmt, page, pct, table
@@ -434,7 +435,7 @@ def build_report(out: str | Path) -> Path:
     res = Results(doc) if doc else None
     vis = VisResults(vis_doc) if vis_doc else None
     models = _models_info(out, pipeline)
-    dataset = next(iter(models.values()))["data"].get("dataset") if models else pipeline["config"].get("dataset")
+    dataset = next(iter(models.values()))["data"].get("dataset") if models else dataset_of(pipeline["config"])
 
     if res and res.pair():
         summary = _conclusions_section(res)

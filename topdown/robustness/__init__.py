@@ -1,7 +1,7 @@
 """Robustness evaluation of trained classifiers: foolbox attacks, AutoAttack, the reference paper's perturbations,
 per-scale ablations, common corruptions and the sanity checks that catch gradient masking.
 
-``python evaluate.py --ckpt <baseline.ckpt> --ckpt <topdown.ckpt> --config configs/eval/quick.yaml --out DIR``
+``python evaluate.py --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt> --config configs/eval/quick.yaml --out DIR``
 runs it all (``cli.py``); :func:`evaluate_models` does the same from Python. The layout of results.json is
 in ``SCHEMA.md`` beside this file.
 """

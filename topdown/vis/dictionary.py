@@ -188,7 +188,7 @@ def semantic_dictionary(
         t = activations(model, torch.rand(1, 3, size, size, device=device_of(model)), [layer])[layer]
         channels = list(range(t.shape[1]))
     channels = list(channels)
-    icons = visualize_channels(model, layer, channels, size, recipe, color, real)
+    icons = visualize_channels(model, layer, channels, size, recipe=recipe, color=color, real=real)
     ex = top_examples(model, layer, dataset, k, channels, max_items=max_items)
     rf = receptive_field(model, layer, size)
     crop_size = crop_size or size
@@ -253,7 +253,7 @@ def activation_grid(
     missing = sorted(set(chan.unique().tolist()) - set(icons))
     recipe_d: dict[str, Any] = {"method": "activation_grid", "layer": layer}
     if missing:
-        r = visualize_channels(model, layer, missing, size, recipe, color, real)
+        r = visualize_channels(model, layer, missing, size, recipe=recipe, color=color, real=real)
         icons.update({c: r.images[i].cpu() for i, c in enumerate(missing)})
         recipe_d["icons"] = r.recipe
     s = icon_size or max(8, size // max(chan.shape))

@@ -66,6 +66,7 @@ def embed_and_score(
     objective: O.Objective | str,
     dataset: Dataset,
     embed_layer: str,
+    *,
     batch_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One streaming pass: the unit's value on every item and its embedding (``embed_layer`` averaged
@@ -88,6 +89,7 @@ def multifaceted(
     objective: O.Objective | str,
     dataset: Dataset,
     embed_layer: str,
+    *,
     n_facets: int = 2,
     n_top: int = 60,
     recipe: Recipe | None = None,
@@ -101,7 +103,7 @@ def multifaceted(
     """
     objective = O.as_objective(objective)
     recipe = recipe or Recipe(steps=64, lr=0.03)
-    scores, emb = embed_and_score(model, objective, dataset, embed_layer, recipe.batch_size)
+    scores, emb = embed_and_score(model, objective, dataset, embed_layer, batch_size=recipe.batch_size)
     n_top = min(n_top, len(scores))
     top_scores, top = scores.topk(n_top)
     e = emb[top].double()

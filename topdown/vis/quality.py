@@ -318,6 +318,7 @@ def deletion_test(
     images: torch.Tensor,
     attributions: torch.Tensor,
     target: torch.Tensor,
+    *,
     fraction: float = 0.2,
     fill: torch.Tensor | None = None,
     seed: int = 0,

@@ -121,6 +121,7 @@ def visualize_channels(
     layer: str,
     channels: Sequence[int],
     size: int,
+    *,
     recipe: Recipe | None = None,
     color: ColorStats | None = None,
     real: torch.Tensor | None = None,
@@ -160,9 +161,10 @@ def visualize_neurons(
     layer: str,
     channels: Sequence[int],
     size: int,
+    position: tuple[int, int] | None = None,
+    *,
     recipe: Recipe | None = None,
     color: ColorStats | None = None,
-    position: tuple[int, int] | None = None,
 ) -> RenderResult:
     """Activation maximization of one spatial position (default: the centre) of each channel."""
     recipe = recipe or Recipe()

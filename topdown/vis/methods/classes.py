@@ -95,7 +95,7 @@ class Naive(Method, name="naive", settings=NaiveSettings):
         chans = job.sample_channels()
         shared = ctx.recipe
         naive = Recipe.naive(steps=shared.steps, lr=job.settings.lr, seed=shared.seed, batch_size=shared.batch_size)
-        rc = visualize_channels(job.net, job.layer, chans, ctx.size, naive, None, job.real)
+        rc = visualize_channels(job.net, job.layer, chans, ctx.size, recipe=naive, real=job.real)
         rk = visualize_classes(job.net, range(job.net.num_classes), ctx.size, naive, None, job.real)
         return Outcome(naive.to_dict(), channels=chans, channel_images=rc.images, class_images=rk.images)
 
@@ -212,7 +212,16 @@ class Multifaceted(Method, name="multifaceted", takes_layer=False, settings=Mult
         embed = net.stage_names()[0]
         recipe = ctx.recipe.with_(steps=scaled_steps(ctx.recipe.steps, s.steps_scale, s.min_steps))
         facets = [
-            multifaceted(net, O.class_logit(c), ctx.test_set, embed, s.facets, s.top, recipe, ctx.color)
+            multifaceted(
+                net,
+                O.class_logit(c),
+                ctx.test_set,
+                embed,
+                n_facets=s.facets,
+                n_top=s.top,
+                recipe=recipe,
+                color=ctx.color,
+            )
             for c in range(min(s.classes, net.num_classes))
         ]
         details = {

@@ -53,7 +53,7 @@ class Channels(Method, name="channels"):
     def run(self, job: Job) -> Outcome:
         ctx = job.ctx
         chans = job.sample_channels()
-        r = visualize_channels(job.net, job.layer, chans, ctx.size, ctx.recipe, ctx.color, job.real)
+        r = visualize_channels(job.net, job.layer, chans, ctx.size, recipe=ctx.recipe, color=ctx.color, real=job.real)
         real_max = Q.channel_means(job.net, job.layer, job.real).max(0).values[chans]
         return Outcome(r.recipe, _units_details(chans, r, real_max), render=r, real_max=real_max)
 
@@ -74,7 +74,7 @@ class Neurons(Method, name="neurons"):
     def run(self, job: Job) -> Outcome:
         ctx = job.ctx
         chans = job.sample_channels()
-        r = visualize_neurons(job.net, job.layer, chans, ctx.size, ctx.recipe, ctx.color)
+        r = visualize_neurons(job.net, job.layer, chans, ctx.size, recipe=ctx.recipe, color=ctx.color)
         t = activations(job.net, job.real, [job.layer])[job.layer]
         real_max = t[:, chans, t.shape[2] // 2, t.shape[3] // 2].max(0).values
         return Outcome(r.recipe, _units_details(chans, r, real_max), render=r, real_max=real_max)
