@@ -19,6 +19,8 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from .errors import ConfigError
 
 T = TypeVar("T")
+#: The datasets a job (the pipeline, the experiment) runs on: each has its ``configs/data/<dataset>.yaml``.
+JobDataset = Literal["synthetic", "flower_photos", "flowers102"]
 
 _NOT_A_LIST = re.compile(r'Parser key "([\w.]+)":\s+Expected a <class \'list\'>')
 
@@ -57,7 +59,7 @@ class DataChoice(DataRoot):
             data and its recipe; for the procedural flowers, demo-sized nets on a short schedule).
     """
 
-    dataset: Literal["synthetic", "flower_photos", "flowers102"] = "synthetic"
+    dataset: JobDataset = "synthetic"
 
 
 def parse_command(parser: Any, argv: list[str]) -> Any:
@@ -83,7 +85,12 @@ def parse_options(cls: type[T], argv: list[str], doc: str | None = None, module:
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML config file: its keys are the options below")
     parser.add_class_arguments(cls, nested_key=None)
-    init = parser.instantiate(parse_command(parser, argv))
+    return section_of(cls, parser.instantiate(parse_command(parser, argv)))
+
+
+def section_of(cls: type[T], init: Any) -> T:
+    """The dataclass ``cls`` from the instantiated namespace ``init`` of a parser that holds its fields at the top
+    (``add_class_arguments(cls, nested_key=None)``), beside any other options."""
     return cls(**{k: init[k] for k in cls.__dataclass_fields__ if k in init})
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from rich.console import Console
 
@@ -26,7 +26,7 @@ from .accuracy_control import epoch_val_acc, nearest_epoch, nearest_on_validatio
 from .errors import ConfigError, run_command
 from .findings.__main__ import FindingsConfig, find_checkpoints
 from .generator.train import GeneratorConfig
-from .options import DataChoice, load_section, parse_options
+from .options import DataChoice, JobDataset, load_section, parse_options
 from .robustness.cli import evaluate as evaluate_checkpoints
 from .robustness.config import SuiteConfig
 from .run_state import RunState
@@ -145,9 +145,9 @@ class PipelineConfig:
         """Check everything the run will need before any of it starts; returns this dataset's recipe."""
         check_stages(self.stages)
         check_redo(self.redo)
-        if self.data.dataset not in ("synthetic", "flower_photos", "flowers102"):
+        if self.data.dataset not in get_args(JobDataset):
             raise ConfigError(
-                f"data.dataset: unknown dataset {self.data.dataset!r}; choose synthetic, flower_photos or flowers102"
+                f"data.dataset: unknown dataset {self.data.dataset!r}; choose one of {', '.join(get_args(JobDataset))}"
             )
         for key in ("models", "controls", "train_configs"):
             for path in getattr(self, key):

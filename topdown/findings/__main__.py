@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import env  # noqa: F401  (sets environment before third-party imports)
 from ..errors import ConfigError, run_command
-from ..options import parse_args
+from ..options import parse_args, section_of
 
 
 @dataclass
@@ -82,7 +82,7 @@ def render_details(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
 def run(argv: list[str]) -> dict[str, Any]:
     parser = build_parser()
     init = parser.instantiate(parse_args(parser, argv))
-    cfg = FindingsConfig(**{f.name: init[f.name] for f in fields(FindingsConfig)})
+    cfg = section_of(FindingsConfig, init)
     return find_checkpoints(init.ckpt, init.names, cfg, init.out, init.data.root)
 
 

@@ -16,13 +16,12 @@ an interruption and it continues where it stopped (``--fresh`` recomputes everyt
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..options import parse_args
+from ..options import parse_args, section_of
 from ..results_view import ModelResults, Results
 
 
@@ -102,7 +101,7 @@ def main(args: list[str] | None = None) -> Any:
     parser = build_parser()
     ns = parse_args(parser, list(sys.argv[1:] if args is None else args))
     init = parser.instantiate(ns)
-    cfg = SuiteConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(SuiteConfig)})
+    cfg = section_of(SuiteConfig, init)
     return evaluate(
         list(ns.ckpt), ns.names, cfg, ns.out, ns.data.root, fresh=ns.fresh, progress=ns.progress, plots=ns.plots
     )

@@ -14,12 +14,12 @@ where it stopped (``--fresh`` recomputes everything).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Any
 
 from ..checkpoint import load_run
 from ..options import parse_args as _parse_args
+from ..options import section_of
 from .config import VisConfig
 from .methods import METHODS
 from .runner import VisRun, default_layer, quality_figures, visualize
@@ -56,7 +56,7 @@ def parse(argv: list[str]) -> tuple[Any, VisConfig]:
     parser = build_parser()
     ns = _parse_args(parser, argv)
     init = parser.instantiate(ns)
-    cfg = VisConfig(**{f.name: getattr(init, f.name) for f in dataclasses.fields(VisConfig)})
+    cfg = section_of(VisConfig, init)
     cfg.validate()
     return ns, cfg
 
