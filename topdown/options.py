@@ -62,10 +62,36 @@ class DataChoice(DataRoot):
     dataset: JobDataset = "synthetic"
 
 
-def parse_command(parser: Any, argv: list[str]) -> Any:
-    """A command's options from ``argv``; a bad option raises one-line :class:`~topdown.errors.ConfigError`
-    (:func:`topdown.errors.run_command` prints it)."""
-    return parse_args(parser, argv)
+def checkpoint_parser(
+    prog: str, description: str, *, models: str, out: str, out_default: str | None = None, usage: str | None = None
+) -> Any:
+    """The parser of a command that reads checkpoints (the suite, the visualizer, the findings), with the options
+    they share: ``--config`` (a YAML file of the options), ``--ckpt`` (``models``: which ones, in what order),
+    ``--names``, ``--out`` (``out``: what goes there; required unless ``out_default``) and ``--data.root``. The
+    command adds its own options and its settings dataclass."""
+    parser = ArgumentParser(prog=prog, usage=usage, description=description, default_env=False, exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of the options below")
+    parser.add_argument(
+        "--ckpt", type=list[str], default=[], help=f"checkpoints, a list or --ckpt+ PATH each: {models}"
+    )
+    parser.add_argument(
+        "--names",
+        type=list[str] | None,
+        default=None,
+        help="a result key per checkpoint, a list or --names+ NAME each (default: baseline/topdown from the "
+        "architecture)",
+    )
+    if out_default is None:
+        parser.add_argument("--out", type=str, required=True, help=f"output folder: {out}")
+    else:
+        parser.add_argument("--out", type=str, default=out_default, help=f"output folder: {out}")
+    parser.add_argument(
+        "--data.root",
+        type=str | None,
+        default=None,
+        help="where the real images are (default: $TOPDOWN_DATA_ROOT or ./data)",
+    )
+    return parser
 
 
 def parse_options(cls: type[T], argv: list[str], doc: str | None = None, module: str | None = None) -> T:
@@ -85,7 +111,7 @@ def parse_options(cls: type[T], argv: list[str], doc: str | None = None, module:
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML config file: its keys are the options below")
     parser.add_class_arguments(cls, nested_key=None)
-    return section_of(cls, parser.instantiate(parse_command(parser, argv)))
+    return section_of(cls, parser.instantiate(parse_args(parser, argv)))
 
 
 def section_of(cls: type[T], init: Any) -> T:

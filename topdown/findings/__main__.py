@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import env  # noqa: F401  (sets environment before third-party imports)
 from ..errors import ConfigError, run_command
-from ..options import parse_args, section_of
+from ..options import checkpoint_parser, parse_args, section_of
 
 
 @dataclass
@@ -43,20 +43,13 @@ class FindingsConfig:
 
 
 def build_parser() -> Any:
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
-        prog="python -m topdown.findings", description=__doc__, default_env=False, exit_on_error=False
+    parser = checkpoint_parser(
+        "python -m topdown.findings",
+        __doc__,
+        models="baseline, top-down, controls",
+        out="findings.json and its figures",
+        out_default="outputs/findings",
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="settings (the options below), a YAML file")
-    parser.add_argument(
-        "--ckpt", type=list[str], default=[], help="checkpoints: a list, or --ckpt+ PATH each (baseline, top-down, ...)"
-    )
-    parser.add_argument(
-        "--names", type=list[str] | None, default=None, help="a name per checkpoint (default: from each)"
-    )
-    parser.add_argument("--out", type=str, default="outputs/findings", help="where findings.json goes")
-    parser.add_argument("--data.root", type=str | None, default=None, help="where real images are")
     parser.add_class_arguments(FindingsConfig, nested_key=None)
     return parser
 

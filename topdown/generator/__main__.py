@@ -20,7 +20,7 @@ def build_parser() -> Any:
     )
     parser.add_argument("--ckpt", type=str, required=True, help="the classifier's checkpoint")
     parser.add_argument("--out", type=str, required=True, help="the generator file to write")
-    parser.add_argument("--data.root", dest="data_root", type=str | None, default=None, help="where real images are")
+    parser.add_argument("--data.root", type=str | None, default=None, help="where the real images are")
     parser.add_class_arguments(GeneratorConfig, "train")
     return parser
 
@@ -35,7 +35,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = parse_args(build_parser(), argv)
     cfg = GeneratorConfig(**vars(args.train))
     cfg.validate()
-    loaded = load_run([args.ckpt], None, args.data_root)
+    loaded = load_run([args.ckpt], None, args.data.root)
     (lm,) = loaded.models.values()
     train = loaded.data_module.subset("train")
     n = len(train) if cfg.images is None else min(cfg.images, len(train))

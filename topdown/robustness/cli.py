@@ -1,7 +1,7 @@
 """``python evaluate.py``: accuracy and robustness of trained checkpoints, side by side.
 
-    python evaluate.py --ckpt runs/synthetic/baseline/checkpoints/last.ckpt \\
-                       --ckpt runs/synthetic/topdown/checkpoints/last.ckpt \\
+    python evaluate.py --ckpt+ runs/synthetic/baseline/checkpoints/last.ckpt \\
+                       --ckpt+ runs/synthetic/topdown/checkpoints/last.ckpt \\
                        --config configs/eval/quick.yaml --out outputs/eval
 
 Each network is rebuilt from the architecture its checkpoint records and loaded with
@@ -21,41 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..options import parse_args, section_of
+from ..options import checkpoint_parser, parse_args, section_of
 from ..results_view import ModelResults, Results
 
 
 def build_parser() -> Any:
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
     from .config import SuiteConfig
 
-    parser = ArgumentParser(
-        prog="evaluate.py",
+    parser = checkpoint_parser(
+        "evaluate.py",
+        __doc__.split("\n\n")[0],
         usage="evaluate.py [-h] [options]   (the robustness suite)\n       evaluate.py visualize [-h] [options]"
         "   (feature visualizations: evaluate.py visualize --help)",
-        description=__doc__.split("\n\n")[0],
-        default_env=False,
-        exit_on_error=False,
-    )
-    parser.add_argument("--config", action=ActionConfigFile, help="a suite: configs/eval/quick.yaml or full.yaml")
-    parser.add_argument(
-        "--ckpt",
-        type=list[str],
-        default=[],
-        help="checkpoints to evaluate: a list, or --ckpt+ PATH per checkpoint (the first non-top-down one is the "
-        "mCE reference)",
-    )
-    parser.add_argument(
-        "--names",
-        type=list[str] | None,
-        default=None,
-        help="result keys of the models, a list or --names+ NAME each (default: baseline/topdown from the "
-        "architecture)",
-    )
-    parser.add_argument("--out", type=str, required=True, help="output folder (results.json, results.csv, plots)")
-    parser.add_argument(
-        "--data.root", type=str | None, default=None, help="data root (default: $TOPDOWN_DATA_ROOT or ./data)"
+        models="the first non-top-down one is the mCE reference",
+        out="results.json, results.csv, plots",
     )
     parser.add_argument("--fresh", type=bool, default=False, help="recompute parts even if saved ones match")
     parser.add_argument("--progress", type=bool, default=True, help="progress bars and a line per part")

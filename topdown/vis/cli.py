@@ -1,7 +1,7 @@
 """``python evaluate.py visualize``: what each network learned, side by side, with quality figures.
 
-    python evaluate.py visualize --ckpt runs/synthetic/baseline/checkpoints/last.ckpt \\
-                                 --ckpt runs/synthetic/topdown/checkpoints/last.ckpt \\
+    python evaluate.py visualize --ckpt+ runs/synthetic/baseline/checkpoints/last.ckpt \\
+                                 --ckpt+ runs/synthetic/topdown/checkpoints/last.ckpt \\
                                  --config configs/vis/quick.yaml --out outputs/vis
 
 Every method runs with the same recipe and seed on every checkpoint. Every setting is an option of
@@ -18,8 +18,7 @@ import sys
 from typing import Any
 
 from ..checkpoint import load_run
-from ..options import parse_args as _parse_args
-from ..options import section_of
+from ..options import checkpoint_parser, parse_args, section_of
 from .config import VisConfig
 from .methods import METHODS
 from .runner import VisRun, default_layer, quality_figures, visualize
@@ -28,23 +27,12 @@ __all__ = ["METHODS", "build_parser", "default_layer", "main", "quality_figures"
 
 
 def build_parser() -> Any:
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
-        prog="evaluate.py visualize", description=__doc__.split("\n\n")[0], default_env=False, exit_on_error=False
+    parser = checkpoint_parser(
+        "evaluate.py visualize",
+        __doc__.split("\n\n")[0],
+        models="baseline, top-down, controls",
+        out="PNGs, parts/ and vis.json",
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="settings: configs/vis/quick.yaml or full.yaml")
-    parser.add_argument(
-        "--ckpt", type=list[str], default=[], help="checkpoints: a list, or --ckpt+ PATH each (baseline, top-down)"
-    )
-    parser.add_argument(
-        "--names",
-        type=list[str] | None,
-        default=None,
-        help="model keys, a list or --names+ NAME each (default: baseline/topdown from the architecture)",
-    )
-    parser.add_argument("--out", type=str, required=True, help="output folder (PNGs, parts/ and vis.json)")
-    parser.add_argument("--data.root", type=str | None, default=None, help="data root (default: $TOPDOWN_DATA_ROOT)")
     parser.add_argument("--fresh", type=bool, default=False, help="recompute results even if stored ones match")
     parser.add_argument("--progress", type=bool, default=True, help="a line per method")
     parser.add_class_arguments(VisConfig, nested_key=None)
@@ -54,7 +42,7 @@ def build_parser() -> Any:
 def parse(argv: list[str]) -> tuple[Any, VisConfig]:
     """The parsed options and the validated ``VisConfig``; a ``ConfigError`` of one line for any user error."""
     parser = build_parser()
-    ns = _parse_args(parser, argv)
+    ns = parse_args(parser, argv)
     init = parser.instantiate(ns)
     cfg = section_of(VisConfig, init)
     cfg.validate()
