@@ -331,3 +331,65 @@ def test_on_real_photos_the_findings_are_the_spectra_and_cka(trained_pair, small
         f"bands.{lv}.{k}" for lv in levels for k in ("removed", "ig")
     }
     assert doc["cka"]["baseline|topdown"]
+
+
+def _learned_doc(diagonal: float, follows_form: list[bool]) -> dict:
+    """One seed's findings with what the page reads for the similarity, swap and dissection tables: a top-down net
+    whose stages run coarse to fine (4 then 8 px) against a baseline's fine to coarse, and a control equal to the
+    baseline stage by stage."""
+
+    def stages(sides: tuple[int, int], petals: int) -> dict:
+        rec = {"units": 8, "iou_threshold": 0.04, "mean_best_iou": 0.2, "mean_best_iou_shuffled": 0.1}
+        return {
+            f"layer{i + 1}": {**rec, "side": side, "detectors": {"background": 0, "petals": petals, "centre": 1}}
+            for i, side in enumerate(sides)
+        }
+
+    names = ["layer1", "layer2"]
+    return {
+        "subject": "topdown",
+        "models": {
+            "baseline": {"detectors": stages((8, 4), 3)},
+            "topdown": {
+                "detectors": stages((4, 8), 5),
+                "pyramid_swaps": {"coarse_levels=1": {"follows_form": follows_form, "follows_pattern": [True] * 4}},
+            },
+            "control": {},
+        },
+        # {baseline stage: {other stage: CKA}}: the top-down net's layer2 is closest to the baseline's layer1
+        "cka": {
+            "baseline|topdown": {
+                "layer1": {"layer1": diagonal, "layer2": 0.9},
+                "layer2": {"layer1": 0.1, "layer2": diagonal},
+            },
+            "baseline|control": {b: {c: 1.0 if b == c else 0.5 for c in names} for b in names},
+        },
+    }
+
+
+def test_the_page_states_similarity_swaps_and_dissection_seed_by_seed() -> None:
+    from topdown.findings.report import cka_markdown, detectors_markdown, swaps_markdown
+
+    seeds = [_learned_doc(0.4, [True, True, False, False]), _learned_doc(0.6, [True, True, True, False])]
+    cka = cka_markdown(seeds)
+    same_depth = {line.split("|")[1].strip(): line for line in cka if line.startswith("| layer")}
+    assert numbers(same_depth["layer1"]) == [0.4, 0.6, 1.0, 1.0]  # topdown per seed, then the control per seed
+    closest = next(line for line in cka if "resembles most" in line)
+    # the top-down net's fine layer2 (8 px) resembles the baseline's fine layer1 (8 px) most, at 0.9
+    assert numbers(closest.split(";")[1]) == [8, 8, 8, 8, 0.9] and "layer2 (8×8) → layer1 (8×8)" in closest
+    matched = next(line for line in cka if "matched map size" in line)
+    assert numbers(matched.split(":")[1]) == [8, 8, 0.9, 0.9, 4, 4, 0.1, 0.1]
+    ranked = next(line for line in cka if line.startswith("Mean same-depth"))
+    assert ranked.index("control") < ranked.index("topdown") and numbers(ranked) == [1.0, 0.5]
+
+    swaps = [line for line in swaps_markdown(seeds) if line.startswith("| 1 ")]
+    assert [numbers(cell) for cell in swaps[0].split("|")[1:4]] == [[1], [0.5, 0.75], [1.0, 1.0]]
+
+    rows = [line for line in detectors_markdown(seeds) if "×" in line]
+    # finest side first; each side pairs the top-down stage and the baseline stage of that size
+    assert [(mentions(r, "topdown (layer2)"), mentions(r, "baseline (layer1)")) for r in rows[:2]] == [
+        (True, False),
+        (False, True),
+    ]
+    assert [r.split("|")[3].strip() for r in rows[:2]] == ["0/5/1 · 0/5/1", "0/3/1 · 0/3/1"]
+    assert cka_markdown([{**seeds[0], "cka": {}}]) == [] and swaps_markdown([{**seeds[0], "models": {}}]) == []

@@ -204,6 +204,122 @@ def paper_claims(docs: list[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _seeds(values: list[float], fmt: str = "{:.2f}") -> str:
+    return " · ".join(fmt.format(v) for v in values)
+
+
+def cka_markdown(docs: list[Mapping[str, Any]]) -> list[str]:
+    """Linear CKA with the baseline: each model's stage against the baseline's stage of the same depth, seed by
+    seed, and, for each of the subject's stages, the baseline stage it resembles most (mean over seeds); empty
+    where the seeds hold no CKA with the baseline."""
+    others = [
+        o for o in docs[0]["models"] if o != "baseline" and all(f"baseline|{o}" in d.get("cka", {}) for d in docs)
+    ]
+    if not others:
+        return []
+    stages = list(docs[0]["cka"][f"baseline|{others[0]}"])
+    lines = [
+        "| stage (same depth) | " + " | ".join(f"{o} vs baseline" for o in others) + " |",
+        "|---|" + "---|" * len(others),
+    ]
+    for st in stages:
+        cells = [_seeds([d["cka"][f"baseline|{o}"][st].get(st, float("nan")) for d in docs]) for o in others]
+        lines.append(f"| {st} | " + " | ".join(cells) + " |")
+    md = ["Linear CKA between stages (1 = the same representation up to rotation and scale), seed by seed:", ""]
+    md += [*lines, ""]
+    subject = docs[0]["subject"]
+    if subject in others:
+        md += _cka_matches(docs, subject, stages)
+    diag = {
+        o: sum(d["cka"][f"baseline|{o}"][st][st] for d in docs for st in stages) / (len(docs) * len(stages))
+        for o in others
+    }
+    md += [
+        "Mean same-depth CKA with the baseline: "
+        + ", ".join(f"{o} {v:.2f}" for o, v in sorted(diag.items(), key=lambda kv: -kv[1]))
+        + ".",
+        "",
+    ]
+    return md
+
+
+def _side(doc: Mapping[str, Any], model: str, stage: str) -> str:
+    """`` (32×32)``: a stage's map side where the dissection recorded it, else nothing."""
+    side = doc["models"].get(model, {}).get("detectors", {}).get(stage, {}).get("side")
+    return f" ({side}×{side})" if side else ""
+
+
+def _cka_matches(docs: list[Mapping[str, Any]], subject: str, stages: list[str]) -> list[str]:
+    """For each of the subject's stages, the baseline stage it resembles most, and the CKA at matched map size."""
+    from .detectors import matched_stages
+
+    table = [d["cka"][f"baseline|{subject}"] for d in docs]
+    best = []
+    for st in stages:
+        means = {b: sum(t[b][st] for t in table) / len(table) for b in table[0]}
+        b = max(means, key=means.__getitem__)
+        best.append(f"{st}{_side(docs[0], subject, st)} → {b}{_side(docs[0], 'baseline', b)} ({means[b]:.2f})")
+    md = [f"The baseline stage each {subject} stage resembles most (mean over seeds): {'; '.join(best)}.", ""]
+    models = docs[0]["models"]
+    if all("detectors" in models.get(n, {}) for n in (subject, "baseline")):
+        pairs = matched_stages(models[subject]["detectors"], models["baseline"]["detectors"])
+        cells = [f"{side}×{side} {_seeds([t[sb][sa] for t in table])}" for side, sa, sb in pairs]
+        md += [
+            f"CKA at matched map size ({subject} stage against the baseline's of the same side): {'; '.join(cells)}.",
+            "",
+        ]
+    return md
+
+
+def swaps_markdown(docs: list[Mapping[str, Any]]) -> list[str]:
+    """The subject's pyramid-level swaps (the coarsest ``k`` levels from one flower, the finer ones from another):
+    the share of decisions that take the first flower's form and the second's pattern, seed by seed."""
+    subject = docs[0]["subject"]
+    swaps = [d["models"].get(subject, {}).get("pyramid_swaps") for d in docs]
+    if not all(swaps):
+        return []
+    md = [
+        f"{subject}'s pyramid levels swapped between two flowers that differ in form and pattern (the coarsest k "
+        "levels from the first, the finer ones from the second), seed by seed:",
+        "",
+        "| coarse levels from the first flower | follows the first's form | follows the second's pattern |",
+        "|---|---|---|",
+    ]
+    for key in swaps[0]:
+        share = {f: [sum(s[key][f]) / len(s[key][f]) for s in swaps] for f in ("follows_form", "follows_pattern")}
+        md.append(f"| {key.split('=')[-1]} | {_seeds(share['follows_form'])} | {_seeds(share['follows_pattern'])} |")
+    return [*md, ""]
+
+
+def detectors_markdown(docs: list[Mapping[str, Any]], other: str = "baseline") -> list[str]:
+    """Dissection at resolution-matched stages: the subject's and ``other``'s part detectors and mean best IoU
+    against the chance of shuffled masks, seed by seed."""
+    from .detectors import detector_rows
+
+    subject = docs[0]["subject"]
+    if not all("detectors" in d["models"].get(n, {}) for d in docs for n in (subject, other)):
+        return []
+    per_seed = [detector_rows(d["models"], [subject, other]) for d in docs]
+    md = [
+        f"Dissection at stages of matched map size ({subject} against {other}): units whose top-activation mask "
+        "overlaps a part's mask (IoU over the threshold), and the mean best IoU against its chance with shuffled "
+        "masks, seed by seed:",
+        "",
+        "| map side | model (stage) | detectors: background / petals / centre | mean best IoU | shuffled masks |",
+        "|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(per_seed[0]):
+        for name in (subject, other):
+            recs = [rows[i][name] for rows in per_seed if i < len(rows)]
+            counts = " · ".join("/".join(str(v) for v in r["detectors"].values()) for r in recs)
+            md.append(
+                f"| {row['side']}×{row['side']} | {name} ({row[name]['stage']}) | {counts} | "
+                f"{_seeds([r['mean_best_iou'] for r in recs], '{:.3f}')} | "
+                f"{_seeds([r['mean_best_iou_shuffled'] for r in recs], '{:.3f}')} |"
+            )
+    return [*md, ""]
+
+
 def markdown_section(per_dataset: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
     """The results page's "What the visualizations found": per dataset, the across-seeds table and the claims."""
     md = [
@@ -224,6 +340,7 @@ def markdown_section(per_dataset: Mapping[str, list[Mapping[str, Any]]]) -> list
         md += [markdown_across_seeds(docs), ""]
         if claims := paper_claims(docs):
             md += ["Against the reference paper (computed):", "", *(f"- {c}" for c in claims), ""]
+        md += [*cka_markdown(docs), *swaps_markdown(docs), *detectors_markdown(docs)]
     return md
 
 
