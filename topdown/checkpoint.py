@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .data import FlowerData
+from .data.description import SAME_DATA_KEYS
 from .errors import ConfigError, TopdownError
 from .lit import CHECKPOINT_KEY
 from .models.base import ImageClassifierNet, is_topdown
@@ -128,7 +130,6 @@ def load_checkpoints(
     second baseline, ...). A wrong argument is a ``ValueError``, a checkpoint that cannot be used a
     :class:`CheckpointError` naming the file; both of one line.
     """
-    from .data.description import SAME_DATA_KEYS
 
     if not paths:
         raise ConfigError("ckpt: no checkpoint given: pass --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt>")
@@ -165,7 +166,6 @@ def load_checkpoints(
 def rebuild_data(description: dict[str, Any], root: str | None = None) -> FlowerData:
     """The data a checkpoint's description records (dataset, splits, sizes), found under ``root`` (default:
     ``$TOPDOWN_DATA_ROOT`` or ``./data``); a :class:`CheckpointError` if the data there has other classes."""
-    from .data import FlowerData
 
     data = FlowerData.from_description(description, root=root)
     classes = data.classes

@@ -17,6 +17,9 @@ from .clock import TrainingClock
 from .data.datamodule import FlowerData
 from .errors import run_command
 from .lit import ImageClassifier
+from .models import is_topdown
+from .robustness.cli import main as robustness_main
+from .vis.cli import main as visualize  # heavy: captum and the method catalog
 
 
 class _NoAdverts(logging.Filter):
@@ -70,7 +73,6 @@ class TopDownCLI(LightningCLI):
 
 def default_run_dir(model: Any, data: Any) -> str:
     """``runs/<dataset>/<topdown|baseline>`` unless ``trainer.default_root_dir`` says otherwise."""
-    from .models import is_topdown
 
     arch = "topdown" if is_topdown(getattr(model, "net", None)) else "baseline"
     return os.path.join("runs", getattr(data, "dataset", "data"), arch)
@@ -133,10 +135,7 @@ def evaluate_main(args: list[str] | None = None) -> Any:
 
     def evaluate(argv: list[str]) -> Any:
         if argv and argv[0] == "visualize":
-            from .vis.cli import main as visualize  # heavy: captum and the method catalog
-
             return visualize(argv[1:])
-        from .robustness.cli import main as robustness_main
 
         return robustness_main(argv)
 

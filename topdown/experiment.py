@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import run_command
+from .findings.plots import FIGURES
+from .findings.report import markdown_section
 from .io import atomic_write_bytes, atomic_write_text
 from .options import DataChoice, DataRoot, parse_options
 from .pipeline import DEFAULT_STAGES, DatasetRecipe, Pipeline, PipelineConfig, check_redo, check_stages
@@ -353,8 +355,6 @@ PLOTS = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png
 def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
     """The page's "What the visualizations found": every seed's findings.json, from its run or its published
     copy, through :func:`topdown.findings.report.markdown_section`, and the first seed's figures."""
-    from .findings.plots import FIGURES
-    from .findings.report import markdown_section
 
     per_dataset: dict[str, list[dict[str, Any]]] = {}
     first: dict[str, Path] = {}

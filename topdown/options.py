@@ -8,6 +8,7 @@ visualizations) is its dataclass, given inline or as the path of its own YAML fi
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -129,8 +130,6 @@ def load_section(cls: type[T], source: str | Path | dict[str, Any] | None = None
     if source is None:
         ns = parse_args(parser, [])
     elif isinstance(source, dict):
-        import json
-
         ns = parse_args(parser, ["--section", json.dumps(source)])
     else:
         if not Path(source).is_file():

@@ -19,17 +19,27 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
+import torch
 from rich.console import Console
 
 from . import env  # noqa: F401
 from .accuracy_control import epoch_val_acc, nearest_epoch, nearest_on_validation
+from .checkpoint import load_model, load_run, read_checkpoint, rebuild_data
+from .cli import train_main
+from .clock import training_clock
+from .data.subsets import CachedSplit
 from .errors import ConfigError, run_command
 from .findings.__main__ import FindingsConfig, find_checkpoints
+from .generator import train_generator
 from .generator.train import GeneratorConfig
+from .metrics import clean_metrics
 from .options import DataChoice, JobDataset, load_section, parse_options
+from .report import build_report
+from .report.summary import summary_table
 from .robustness.cli import evaluate as evaluate_checkpoints
 from .robustness.config import SuiteConfig
 from .run_state import RunState
+from .snapshots import kept_epochs, snapshot_name
 from .stages import StageBar
 from .vis.cli import visualize_checkpoints
 from .vis.config import VisConfig
@@ -188,7 +198,6 @@ def _resolve(path: str) -> str:
 
 def _checkpoint_val_acc(path: Path) -> float | None:
     """The validation accuracy a checkpoint's ``val/acc`` checkpoint callback last saw, if it recorded one."""
-    from .checkpoint import read_checkpoint
 
     for key, state in (read_checkpoint(path).get("callbacks") or {}).items():
         if "'val/acc'" in key and state.get("current_score") is not None:
@@ -281,28 +290,18 @@ class Pipeline:
         return self.state["accuracy_control"]
 
     def _trained_on_validation(self, name: str) -> bool:
-        from .checkpoint import load_model
-
         return bool(load_model(self.checkpoint(name)).data.get("trainval"))
 
     def _epochs_dir(self, name: str) -> Path:
         return self.out / "train" / name / "checkpoints" / "epochs"
 
     def _epoch_checkpoint(self, name: str, epoch: int) -> Path:
-        from .snapshots import snapshot_name
-
         return self._epochs_dir(name) / snapshot_name(epoch)
 
     def _accuracy_control_on_test(self, base: str, td: str) -> dict[str, Any]:
         """The baseline's kept epoch whose test top-1 is nearest the top-down net's (``nearest_epoch``: about a
         third of the epochs measured). The test images are decoded once; each measured top-1 is kept in
         pipeline.json as it comes, so an interrupted choice resumes."""
-        import torch
-
-        from .checkpoint import load_model, rebuild_data
-        from .data.subsets import CachedSplit
-        from .metrics import clean_metrics
-        from .snapshots import kept_epochs
 
         kept = kept_epochs(self._epochs_dir(base))
         if not kept:
@@ -345,9 +344,6 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------------------
     def train(self) -> None:
-        from .cli import train_main
-        from .clock import training_clock
-
         for config, name in zip(self.training_configs(), self.arch_names()):
             key = f"train/{name}"
             if self.done(key):
@@ -406,11 +402,6 @@ class Pipeline:
         return {name: self.out / "generator" / f"{name}.pt" for name in ["baseline", "topdown"][: len(self.cfg.models)]}
 
     def generator(self) -> None:
-        import torch
-
-        from .checkpoint import load_run
-        from .generator import train_generator
-
         if self.done("generator"):
             self._skip("generator", f"generator: done ({self.out / 'generator'})")
             return
@@ -457,8 +448,6 @@ class Pipeline:
         self._stage("findings", "findings", self.out / "findings" / "findings.json", work)
 
     def report(self) -> Path:
-        from .report import build_report
-
         self._begin("report", "report")
         started = time.time()
         path = build_report(self.out)
@@ -477,8 +466,6 @@ class Pipeline:
                 report = result
         self.bar.show(None, "finished")
         if report is not None:
-            from .report.summary import summary_table
-
             if (table := summary_table(self.out)) is not None:
                 console.print(table)
             console.print(f"report: {report.resolve()}", soft_wrap=True)  # a path to copy: never wrapped

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError
+from .description import DESCRIPTION_KEYS, REBUILD_KEYS, REQUIRED_KEYS
 from .sources import (
     FileImageSource,
     default_data_root,
@@ -183,7 +184,7 @@ class FlowerData(pl.LightningDataModule):
             if self.dataset == "synthetic":
                 self._classes = SyntheticFlowers(1, self.image_size, self.seed, self.synthetic_classes).classes
             elif self.dataset == "flowers102":
-                from torchvision.datasets import Flowers102
+                from torchvision.datasets import Flowers102  # torchvision's datasets only for Flowers102
 
                 self._classes = (
                     list(Flowers102.classes) if hasattr(Flowers102, "classes") else [str(i) for i in range(102)]
@@ -198,14 +199,12 @@ class FlowerData(pl.LightningDataModule):
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint records about its data (enough to rebuild the same splits)."""
-        from .description import DESCRIPTION_KEYS
 
         return {k: getattr(self, k) for k in DESCRIPTION_KEYS}
 
     @classmethod
     def from_description(cls, desc: dict[str, Any], root: str | None = None, **overrides: Any) -> FlowerData:
         """Rebuild the data a checkpoint was trained on (same dataset, size and splits)."""
-        from .description import REBUILD_KEYS, REQUIRED_KEYS
 
         missing = [k for k in REQUIRED_KEYS if k not in desc]
         if missing:

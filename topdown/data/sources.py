@@ -98,7 +98,7 @@ def image_folder_source(root: str | os.PathLike[str]) -> FileImageSource:
 
 def flowers102_source(root: str | os.PathLike[str], split: str, download: bool = False) -> FileImageSource:
     """Oxford Flowers102 in torchvision's layout (``root/flowers-102/{jpg,imagelabels.mat,setid.mat}``)."""
-    from torchvision.datasets import Flowers102
+    from torchvision.datasets import Flowers102  # torchvision's datasets only for Flowers102
 
     base = Path(root) / "flowers-102"
     needed = [base / "imagelabels.mat", base / "setid.mat", base / "jpg"]

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from .. import env  # noqa: F401  (sets environment before third-party imports)
+from ..checkpoint import load_run
+from ..data.subsets import stratified_subset
 from ..errors import ConfigError, run_command
+from ..io import atomic_write_json
 from ..options import checkpoint_parser, parse_args, section_of
+from ..store import PartStore
+from ..vis.dissection import synthetic_masks
+from . import compute_findings
+from .plots import localization_plot, make_plots
+from .report import print_comparisons
 
 
 @dataclass
@@ -57,7 +69,6 @@ def build_parser() -> Any:
 def render_details(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
     """Each model's ``spectra`` details from a vis.json; a model or the method missing there is an error naming
     the file."""
-    import json
 
     try:
         doc = json.loads(Path(path).read_text())
@@ -84,17 +95,6 @@ def find_checkpoints(
 ) -> dict[str, Any]:
     """The findings of ``cfg`` on the checkpoints, written to ``<out>/findings.json`` (atomically, last) with their
     figures: ``python -m topdown.findings`` and the pipeline's findings stage both come here."""
-    import numpy as np
-    import torch
-
-    from ..checkpoint import load_run
-    from ..data.subsets import stratified_subset
-    from ..io import atomic_write_json
-    from ..store import PartStore
-    from ..vis.dissection import synthetic_masks
-    from . import compute_findings
-    from .plots import localization_plot, make_plots
-    from .report import print_comparisons
 
     if len(ckpts) < 2:
         raise ConfigError("--ckpt: give at least two checkpoints (the baseline and the top-down net)")

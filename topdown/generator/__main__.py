@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from jsonargparse import ArgumentParser
+
 from .. import env  # noqa: F401  (sets environment before third-party imports)
+from ..checkpoint import load_run
 from ..errors import run_command
+from ..options import parse_args
+from .train import GeneratorConfig, train_generator
 
 
 def build_parser() -> Any:
-    from jsonargparse import ArgumentParser
-
-    from .train import GeneratorConfig
-
     parser = ArgumentParser(
         prog="python -m topdown.generator", description=__doc__, default_env=False, exit_on_error=False
     )
@@ -26,12 +28,6 @@ def build_parser() -> Any:
 
 
 def run(argv: list[str]) -> dict[str, Any]:
-    import torch
-
-    from ..checkpoint import load_run
-    from ..options import parse_args
-    from .train import GeneratorConfig, train_generator
-
     args = parse_args(build_parser(), argv)
     cfg = GeneratorConfig(**vars(args.train))
     cfg.validate()

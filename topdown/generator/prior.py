@@ -20,6 +20,7 @@ import torch
 from ..errors import ConfigError
 from ..models.base import ImageClassifierNet
 from ..store import weights_sha256
+from ..vis.facets import kmeans
 from .model import CodeDAE, CodeGenerator, codes
 from .train import GeneratorError, read_generator_file
 
@@ -215,7 +216,6 @@ def code_distance(prior: LearnedPrior, h: torch.Tensor, data_codes: torch.Tensor
 
 def facet_starts(codes_of_class: torch.Tensor, facets: int, seed: int = 0) -> torch.Tensor:
     """(facets, C): the means of the k-means clusters of one class's training codes (multifaceted starts)."""
-    from ..vis.facets import kmeans
 
     centres, _ = kmeans(codes_of_class.detach().cpu().double().numpy(), min(facets, len(codes_of_class)), seed)
     return torch.as_tensor(centres, dtype=codes_of_class.dtype)

@@ -23,6 +23,7 @@ one with the same recipe is reused.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -109,8 +110,6 @@ def _log(msg: str, progress: bool) -> None:
 
 
 def _save(path: Path, record: dict[str, Any]) -> None:
-    import io
-
     buf = io.BytesIO()
     torch.save(record, buf)
     atomic_write_bytes(path, buf.getvalue())

@@ -11,7 +11,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jsonargparse import ArgumentParser
+
 from ..errors import ConfigError, run_command
+from ..options import parse_args
 
 # Flags a root, offline, GPU-less machine needs; without the networking ones Chromium keeps trying to
 # reach Google's services and logs refused connections.
@@ -50,8 +53,8 @@ def browser_available() -> bool:
 
 def check_page(html: str | Path, screenshot: str | Path | None = None, width: int = 1366) -> PageCheck:
     """Load ``html`` (a file) in headless Chromium; count images that failed and console errors."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from selenium import webdriver  # selenium only for the browser check
+    from selenium.webdriver.chrome.service import Service  # selenium only for the browser check
 
     html = Path(html).resolve()
     opts = webdriver.ChromeOptions()
@@ -89,9 +92,6 @@ def check_page(html: str | Path, screenshot: str | Path | None = None, width: in
 def run(argv: list[str]) -> int:
     """``python -m topdown.report.browser REPORT.html [--screenshot PNG]``: load the page in headless Chromium and
     print what it saw; exit status 1 when an image is broken or the console shows an error."""
-    from jsonargparse import ArgumentParser
-
-    from ..options import parse_args
 
     parser = ArgumentParser(prog="python -m topdown.report.browser", description=run.__doc__, exit_on_error=False)
     parser.add_argument("page", type=str, help="the report's HTML file")

@@ -11,7 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import CheckpointError, load_checkpoints, read_checkpoint
+from ..findings.plots import FIGURES
+from ..findings.report import ALPHA, comparison_rows, detector_table
 from ..io import atomic_write_text
+from ..models import count_macs, count_params
 from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
 from ..run_state import dataset_of
 from . import metrics as M
@@ -28,8 +32,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per trained model: checkpoint metadata, hyper-parameters, params and MACs."""
-    from ..checkpoint import CheckpointError, load_checkpoints, read_checkpoint
-    from ..models import count_macs, count_params
 
     info: dict[str, dict[str, Any]] = {}
     for key, stage in pipeline.get("stages", {}).items():
@@ -383,8 +385,6 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
         return '<p class="muted">No findings (findings/findings.json missing).</p>'
     # here, not at the top: the findings package imports captum and the attribution code, which a report of a
     # run without findings never needs
-    from ..findings.plots import FIGURES
-    from ..findings.report import ALPHA, comparison_rows, detector_table
 
     subject = doc["subject"]
     intro = (

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
 from ..results_view import ModelResults, Results, VisResults
 from . import metrics as M
 
@@ -79,9 +83,6 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
 def summary_table(out: str | Path) -> Any:
     """``job_summary(out)`` as a rich table with a line on each figure under it (``None`` when no stage left
     anything to summarize)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
 
     rows = job_summary(out)
     if not rows:

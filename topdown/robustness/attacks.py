@@ -72,7 +72,7 @@ def prepare_model(net: nn.Module, device: str | torch.device, copy_model: bool =
 
 def fool_model(net: nn.Module, device: str | torch.device) -> Any:
     """``foolbox.PyTorchModel`` on an explicit device (it picks ``cuda:0`` by itself otherwise)."""
-    import foolbox as fb
+    import foolbox as fb  # foolbox (and GitPython under it) only when an attack runs
 
     return fb.PyTorchModel(net, bounds=(0, 1), device=resolve_device(device))
 
@@ -99,7 +99,7 @@ def attack_norm(method: str, settings: dict[str, Any]) -> str:
 
 def build_attack(method: str, settings: dict[str, Any]) -> Any:
     """The foolbox attack object for ``method`` with ``settings`` (as recorded in results.json)."""
-    import foolbox.attacks as fa
+    import foolbox.attacks as fa  # foolbox (and GitPython under it) only when an attack runs
 
     s = dict(settings)
 
@@ -174,7 +174,7 @@ class AttackSpec:
 
 
 def _foolbox_version() -> str:
-    import foolbox
+    import foolbox  # foolbox (and GitPython under it) only when an attack runs
 
     return str(foolbox.__version__)
 

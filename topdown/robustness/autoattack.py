@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,6 @@ NORMS = {"linf": "Linf", "l2": "L2"}
 
 
 def library_version() -> str:
-    from importlib import metadata
-
     return "pyautoattack " + metadata.version("pyautoattack")
 
 
@@ -59,7 +58,7 @@ class AutoAttackRun:
 
     def build(self, net: nn.Module, num_classes: int, seed: int, device: torch.device) -> Any:
         """The library's ``AutoAttack`` object, set to run just this attack with these parameters."""
-        from pyautoattack import AutoAttack
+        from pyautoattack import AutoAttack  # AutoAttack only when it runs
 
         aa = AutoAttack(net, norm=NORMS[self.norm], eps=float(self.eps), version="standard", seed=seed, device=device)
         aa.attacks_to_run = [self.attack]

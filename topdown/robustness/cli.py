@@ -21,13 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..checkpoint import load_checkpoints, load_run, rebuild_data
 from ..options import checkpoint_parser, parse_args, section_of
+from ..report import metrics as M
 from ..results_view import ModelResults, Results
+from ..store import file_sha256
+from .config import SuiteConfig
+from .suite import ModelEntry, evaluate_models
 
 
 def build_parser() -> Any:
-    from .config import SuiteConfig
-
     parser = checkpoint_parser(
         "evaluate.py",
         __doc__.split("\n\n")[0],
@@ -45,8 +52,6 @@ def build_parser() -> Any:
 
 def model_entries(models: dict[str, Any]) -> list[Any]:
     """The suite's entries for loaded checkpoints (``{name: LoadedModel}``): each identified by its file's hash."""
-    from ..store import file_sha256
-    from .suite import ModelEntry
 
     entries = []
     for name, lm in models.items():
@@ -59,7 +64,6 @@ def model_entries(models: dict[str, Any]) -> list[Any]:
 def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
     """The suite's entries for the checkpoints and the data description they share (the checks of
     :func:`topdown.checkpoint.load_checkpoints`; :func:`topdown.checkpoint.load_run` also rebuilds the data)."""
-    from ..checkpoint import load_checkpoints
 
     models, description = load_checkpoints(paths, names)
     return model_entries(models), description
@@ -67,7 +71,6 @@ def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[
 
 def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, list[str]]:
     """The test split the checkpoints describe; an error if the data found there has other classes."""
-    from ..checkpoint import rebuild_data
 
     data = rebuild_data(data_desc, root)
     return data.subset("test"), data.classes
@@ -75,7 +78,6 @@ def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, l
 
 def main(args: list[str] | None = None) -> Any:
     """Parse ``args`` (default ``sys.argv[1:]``), evaluate, print a summary; returns the run report."""
-    from .config import SuiteConfig
 
     parser = build_parser()
     ns = parse_args(parser, list(sys.argv[1:] if args is None else args))
@@ -99,10 +101,6 @@ def evaluate(
     """The suite ``cfg`` (a :class:`~topdown.robustness.config.SuiteConfig`, validated here) on the checkpoints:
     writes ``<out>/results.json`` with its parts, figures and ``config.yaml``, prints the summary and returns the
     run report. ``evaluate.py`` and the pipeline's evaluate stage both come here."""
-    import yaml
-
-    from ..checkpoint import load_run
-    from .suite import evaluate_models
 
     cfg.validate()
     run = load_run(list(ckpts), names, data_root)
@@ -129,10 +127,6 @@ def evaluate(
 def print_summary(results: dict[str, Any]) -> None:
     """A table of the headline numbers (named, computed and written as on the results page:
     :mod:`topdown.report.metrics`) and every sanity check, PASS/FAIL beside the numbers."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from ..report import metrics as M
 
     res = Results(results)
     models = res.models

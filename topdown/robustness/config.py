@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .corruptions import CORRUPTIONS
 from .decode import AA_STANDARD
+from .perturbations import PERTURBATIONS
 
 
 def _linf_eps() -> list[float]:
@@ -341,8 +343,6 @@ class SuiteConfig:
         if self.decision is not None and self.decision.method not in ("hsj", "boundary"):
             raise ConfigError(f"decision.method must be 'hsj' or 'boundary', got {self.decision.method!r}")
         if self.perturbations is not None:
-            from .perturbations import PERTURBATIONS
-
             for name, levels in self.perturbations.levels.items():
                 if name not in PERTURBATIONS:
                     raise ConfigError(
@@ -351,8 +351,6 @@ class SuiteConfig:
                 if not levels or levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:])):
                     raise ConfigError(f"perturbations.levels.{name} must start at 0 and increase, got {levels}")
         if self.corruptions is not None:
-            from .corruptions import CORRUPTIONS
-
             unknown = [n for n in self.corruptions.names if n not in CORRUPTIONS]
             if unknown:
                 raise ConfigError(f"corruptions.names: unknown {unknown}; choose from {sorted(CORRUPTIONS)}")
@@ -363,7 +361,6 @@ class SuiteConfig:
             raise ConfigError(f"scales.num_levels must be >= 2, got {self.scales.num_levels}")
 
     def _validate_autoattack(self, aa: AutoAttackConfig) -> None:
-
         for key in ("apgd_steps", "fab_steps", "square_queries", "target_classes"):
             if getattr(aa, key) < 1:
                 raise ConfigError(f"autoattack.{key} must be >= 1, got {getattr(aa, key)}")

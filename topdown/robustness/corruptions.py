@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import albumentations as A
 import numpy as np
 import torch
 
@@ -52,8 +53,6 @@ Corrupt = Callable[[np.ndarray, int], np.ndarray]  # (uint8 HWC image, seed) -> 
 
 
 def _albu(transform: Any) -> Corrupt:
-    import albumentations as A
-
     pipeline = A.Compose([transform], seed=0)
 
     def apply(image: np.ndarray, seed: int) -> np.ndarray:
@@ -70,8 +69,7 @@ def _odd(v: float) -> int:
 
 def make_corruption(name: str, severity: int, image_size: int) -> Corrupt:
     """The corruption ``name`` at ``severity`` (1-5) for images of side ``image_size``."""
-    import albumentations as A
-    import cv2
+    import cv2  # OpenCV only for the corruptions that need it
 
     if name not in CORRUPTION_PARAMS:
         raise ConfigError(f"unknown corruption {name!r}; choose one of {CORRUPTIONS}")

@@ -22,10 +22,10 @@ STYLES = ("-", "--", ":", "-.")
 
 
 def pyplot() -> Any:
-    import matplotlib
+    import matplotlib  # matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is drawn
 
     return plt
 

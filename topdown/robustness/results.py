@@ -4,9 +4,12 @@ sanity checks, the worst case and the corruption errors) and results.csv. See SC
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import io
 import os
+import platform
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +74,6 @@ def write_csv(path: str | os.PathLike[str], results: dict[str, Any]) -> None:
 
 def environment() -> dict[str, Any]:
     """Versions that produced the numbers."""
-    import platform
-    from importlib import metadata
 
     def version(pkg: str) -> str | None:
         try:
@@ -109,7 +110,6 @@ def assemble(
         sanity: the suite's ``SanityConfig`` (thresholds of the checks).
         out: the output folder.
     """
-    import datetime as _dt
 
     reference = next((m["name"] for m in models if not m["is_topdown"]), models[0]["name"])
     attack_cfg = suite.get("attacks")

@@ -147,7 +147,7 @@ def scale_pgd(
     sw: Sweep, num_levels: int, epsilons: list[float], steps: int, rel_stepsize: float, seed: int
 ) -> dict[str, Any]:
     """Linf PGD (foolbox) on one level at a time, the other inputs fixed."""
-    import foolbox.attacks as fa
+    import foolbox.attacks as fa  # foolbox (and GitPython under it) only when an attack runs
 
     start = time.perf_counter()
     attack = fa.LinfProjectedGradientDescentAttack(rel_stepsize=rel_stepsize, steps=steps, random_start=True)

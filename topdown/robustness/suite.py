@@ -21,6 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -33,6 +42,7 @@ from .attacks import prepare_model, resolve_device
 from .config import SuiteConfig
 from .decode import PartResults
 from .parts import Context, Part, plan, settings_record
+from .plots import make_plots
 from .results import assemble
 from .results import write_csv as _write_csv
 from .scales import num_levels_of
@@ -79,15 +89,6 @@ class _Progress:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -262,7 +263,5 @@ def evaluate_models(
     _write_csv(out / "results.csv", results)
     report.files = [out / "results.json", out / "results.csv"]
     if plots:
-        from .plots import make_plots
-
         report.files += make_plots(results, out)
     return report
