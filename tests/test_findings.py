@@ -393,3 +393,23 @@ def test_the_page_states_similarity_swaps_and_dissection_seed_by_seed() -> None:
     ]
     assert [r.split("|")[3].strip() for r in rows[:2]] == ["0/5/1 · 0/5/1", "0/3/1 · 0/3/1"]
     assert cka_markdown([{**seeds[0], "cka": {}}]) == [] and swaps_markdown([{**seeds[0], "models": {}}]) == []
+
+
+def test_the_across_seeds_command_prints_the_verdicts_and_names_a_bad_file(tmp_path, capsys) -> None:
+    from topdown.findings.report import main as report_main
+
+    paths = []
+    for i, doc in enumerate([_doc([(0.2, 0.001), (0.1, 0.01)]), _doc([(0.1, 0.01), (-0.1, 0.01)])]):
+        paths.append(tmp_path / f"seed{i}.json")
+        paths[-1].write_text(json.dumps(doc))
+    report_main([str(p) for p in paths])
+    rows = [r.split("|") for r in capsys.readouterr().out.splitlines()[2:]]
+    assert [(r[1].strip(), numbers(r[2]), r[-2].strip()) for r in rows] == [
+        ("f0", [0.2, 0.1], "higher"),
+        ("f1", [0.1, -0.1], "mixed"),
+    ]
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(SystemExit):
+        report_main([str(paths[0]), str(tmp_path / "broken.json")])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'broken.json'}: not a JSON file") and "\n" not in err

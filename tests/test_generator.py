@@ -155,7 +155,7 @@ def test_the_prior_term_keeps_chains_near_the_data_codes(trained, net, images, d
     assert far[0.0, "reconstruction"] > 1.5 * far[0.3, "reconstruction"], far
 
 
-def test_visualize_through_the_generators_and_measure_the_priors(tmp_path, tiny_checkpoints) -> None:
+def test_visualize_through_the_generators_and_measure_the_priors(tmp_path, tiny_checkpoints, capsys) -> None:
     from topdown.checkpoint import load_run
     from topdown.vis.cli import main as vis_main
 
@@ -198,3 +198,23 @@ def test_visualize_through_the_generators_and_measure_the_priors(tmp_path, tiny_
     for m in measures.values():
         assert 0 <= m["target_prob"] <= 1 and set(m["transfer"]) == {"baseline"} and m["nearest_train_vs_real"] > 0
     assert doc["generators"]["topdown"]["checkpoint"] == str(tiny_checkpoints["topdown"])
+    # the side-by-side tables as Markdown: one row per prior of each model; a wrong file is one line naming it
+    from topdown.vis.priors import main as priors_main
+
+    capsys.readouterr()
+    priors_main([str(out / "vis.json")])
+    printed = capsys.readouterr().out
+    blocks = printed.split("**")[1:]  # title, table, title, table, ...
+    priors = [
+        (
+            blocks[i].split("'s")[0],
+            [r.split("|")[1].strip() for r in blocks[i + 1].splitlines()[4:] if r.startswith("|")],
+        )
+        for i in range(0, len(blocks), 2)
+    ]
+    assert sorted(priors) == [("baseline", ["fourier", "maco"]), ("topdown", ["fourier", "maco", "dgn_am", "ppgn"])]
+    with pytest.raises(SystemExit):
+        priors_main([str(out / "missing.json")])
+    assert (
+        capsys.readouterr().err.strip() == f"error: {out / 'missing.json'}: cannot read it (No such file or directory)"
+    )

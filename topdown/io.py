@@ -1,4 +1,4 @@
-"""Writing results so that a crash never leaves half a file."""
+"""Writing results so that a crash never leaves half a file, and reading them back."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import ConfigError
 
 
 def jsonable(obj: Any) -> Any:
@@ -57,3 +59,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file the user named; one that is missing or not JSON is a one-line :class:`ConfigError` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not a JSON file ({err})") from None
+
+
+def read_json_if_there(path: str | os.PathLike[str]) -> Any | None:
+    """A result file a stage may not have written yet: ``None`` where it is missing or unreadable."""
+    try:
+        return read_json(path)
+    except ConfigError:
+        return None

@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError
+from ..errors import ConfigError, run_command
+from ..io import read_json
 from .detectors import detector_rows, matched_stages
 
 #: A difference is claimed where the paired test's two-sided p is below this (on every seed, where several).
@@ -343,10 +344,16 @@ def markdown_section(per_dataset: Mapping[str, list[Mapping[str, Any]]]) -> list
     return md
 
 
-if __name__ == "__main__":
-    import json
-    import sys
-    from pathlib import Path
+def main(argv: list[str] | None = None) -> None:
+    """``python -m topdown.findings.report <findings.json> ...`` (one a seed): the across-seeds table."""
 
-    # python -m topdown.findings.report docs/runs/synthetic/seed*/findings.json
-    print(markdown_across_seeds([json.loads(Path(p).read_text()) for p in sys.argv[1:]]))
+    def run(paths: list[str]) -> None:
+        if not paths:
+            raise ConfigError("usage: python -m topdown.findings.report <findings.json> ...")
+        print(markdown_across_seeds([read_json(p) for p in paths]))
+
+    run_command(run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,27 +7,19 @@ stage leaves its sections saying so; nothing is invented.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import CheckpointError, load_checkpoints, read_checkpoint
 from ..findings.plots import FIGURES
 from ..findings.report import ALPHA, comparison_rows, detector_table
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_json_if_there
 from ..models import count_macs, count_params
 from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
 from ..run_state import dataset_of
 from . import metrics as M
 from .conclusions import CONTROL_DESCRIPTIONS, CONTROLS, SURVIVAL_RULE, conclusions, control_conclusions, survival
 from .html import badge, esc, figure, fmt, page, pct, table
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -430,8 +422,8 @@ def _conclusions_section(res: Results) -> str:
 def build_report(out: str | Path) -> Path:
     """Write ``<out>/report.html`` from what the pipeline's stages left in ``out``; return its path."""
     out = Path(out)
-    pipeline = _read_json(out / "pipeline.json") or {"stages": {}, "config": {}}
-    doc, vis_doc = _read_json(out / "eval" / "results.json"), _read_json(out / "vis" / "vis.json")
+    pipeline = read_json_if_there(out / "pipeline.json") or {"stages": {}, "config": {}}
+    doc, vis_doc = read_json_if_there(out / "eval" / "results.json"), read_json_if_there(out / "vis" / "vis.json")
     res = Results(doc) if doc else None
     vis = VisResults(vis_doc) if vis_doc else None
     models = _models_info(out, pipeline)
@@ -460,7 +452,7 @@ def build_report(out: str | Path) -> Path:
     else:
         sections.append(("accuracy", "Evaluation", '<p class="muted">No evaluation results (eval/results.json).</p>'))
     # The visualizations open with what they found: the computed comparisons, then the images.
-    findings = _findings_section(_read_json(out / "findings" / "findings.json"), out / "findings")
+    findings = _findings_section(read_json_if_there(out / "findings" / "findings.json"), out / "findings")
     sections.append(("findings", "What each net learned", findings))
     sections.append(("vis", "Visualizations", _vis_section(vis, out / "vis")))
     controls = [CONTROLS[c] for c in CONTROLS if res is not None and res.has(c)]

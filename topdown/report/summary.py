@@ -7,7 +7,6 @@ passed and how many visualization quality figures passed. A stage that did not r
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..io import read_json_if_there
 from ..results_view import ModelResults, Results, VisResults
 from . import metrics as M
 
@@ -25,13 +25,6 @@ class SummaryRow:
     label: str
     values: dict[str, str]  # model -> formatted figure
     note: str = ""  # what the figure is computed on, under the table
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _weakest_class(model: ModelResults) -> str:
@@ -46,7 +39,7 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
     """The rows of the main job's closing table, from ``<out>/eval/results.json`` and ``<out>/vis/vis.json``."""
     out = Path(out)
     rows: list[SummaryRow] = []
-    res = Results(_read(out / "eval" / "results.json"))
+    res = Results(read_json_if_there(out / "eval" / "results.json"))
     models = res.models
     if models:
         n_test = next(iter(models.values())).clean.n
@@ -70,7 +63,7 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
             rows.append(SummaryRow(mce.label, {k: mce.cell(m) for k, m in models.items()}, note))
         sanity = {k: M.sanity_count(m.sanity) or "–" for k, m in models.items()}
         rows.append(SummaryRow("sanity checks passed", sanity))
-    vis = VisResults(_read(out / "vis" / "vis.json"))
+    vis = VisResults(read_json_if_there(out / "vis" / "vis.json"))
     if vis.models:
         values = {}
         for name in vis.models:

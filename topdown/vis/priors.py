@@ -17,16 +17,15 @@ largest, and the seconds per image.
 
 from __future__ import annotations
 
-import json
-import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError, run_command
 from ..generator.model import codes
+from ..io import read_json
 
 #: The priors, in the order they are measured.
 PRIORS = ("fourier", "maco", "dgn_am", "ppgn")
@@ -180,5 +179,16 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines).strip() + "\n" if lines else "no priors method in this vis.json\n"
 
 
-if __name__ == "__main__":  # python -m topdown.vis.priors <vis.json>: the side-by-side tables as Markdown
-    print(markdown(json.loads(Path(sys.argv[1]).read_text())), end="")
+def main(argv: list[str] | None = None) -> None:
+    """``python -m topdown.vis.priors <vis.json>``: the side-by-side tables as Markdown."""
+
+    def run(args: list[str]) -> None:
+        if len(args) != 1:
+            raise ConfigError("usage: python -m topdown.vis.priors <vis.json>")
+        print(markdown(read_json(args[0])), end="")
+
+    run_command(run, argv)
+
+
+if __name__ == "__main__":
+    main()
