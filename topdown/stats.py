@@ -1,7 +1,9 @@
-"""Paired tests of two models on the same images: the rule every verdict of the project rests on."""
+"""Paired tests of two models on the same images: the rule every verdict of the project rests on; and how a figure
+over seeds is written."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,3 +33,12 @@ def paired_rank_p_value(reference: Sequence[float], other: Sequence[float]) -> f
     if not keep.any():
         return 1.0
     return float(wilcoxon(a[keep], b[keep]).pvalue)
+
+
+def mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """The one way a figure over seeds is written: ``12.3 ± 1.1`` (``+12.3 ± 1.1`` where ``signed``), just the
+    value for one seed, ``–`` for none; ``scale`` turns a fraction into points or percent."""
+    if not values:
+        return "–"
+    mean = f"{statistics.fmean(values) * scale:{'+' if signed else ''}.{digits}f}"
+    return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values) * scale:.{digits}f}"

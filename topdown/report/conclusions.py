@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..results_view import CONTROLS, AutoAttack, ModelResults, Results, WorstCase, as_results, dig
-from ..stats import paired_p_value
+from ..stats import mean_std, paired_p_value
 
 #: One results.json per seed: dicts as read from disk, or views of them.
 Runs = Sequence[Results | Mapping[str, Any]]
@@ -113,15 +113,16 @@ def _verdict(values: Sequence[float], more: str, less: str, same: str, tie: floa
 
 def _pm(values: Sequence[float], scale: float = 100.0) -> str:
     """``+12.3`` or ``+12.3 ± 1.1`` (no unit, no count of seeds)."""
-    mean = f"{statistics.fmean(values) * scale:+.1f}"
-    return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values) * scale:.1f}"
+    return mean_std(values, scale, signed=True)
+
+
+def _over(values: Sequence[float]) -> str:
+    return "" if len(values) == 1 else f" over {len(values)} seeds"
 
 
 def _signed(values: Sequence[float], scale: float = 100.0) -> str:
-    mean = statistics.fmean(values) * scale
-    if len(values) == 1:
-        return f"{mean:+.1f} points"
-    return f"{mean:+.1f} ± {statistics.stdev(values) * scale:.1f} points over {len(values)} seeds"
+    """``+12.3 points`` or ``+12.3 ± 1.1 points over 3 seeds``."""
+    return f"{mean_std(values, scale, signed=True)} points{_over(values)}"
 
 
 def clean_accuracy(runs: Runs, pair: Pair) -> str | None:
@@ -296,9 +297,8 @@ def corruption_error(runs: Runs, pair: Pair) -> str | None:
 
 
 def _pct_mean(vals: Sequence[float]) -> str:
-    """``112.9%`` or ``112.9% ± 6.5 over 3 seeds``."""
-    spread = "" if len(vals) == 1 else f" ± {statistics.stdev(vals) * 100:.1f} over {len(vals)} seeds"
-    return f"{statistics.fmean(vals) * 100:.1f}%{spread}"
+    """``112.9%`` or ``112.9 ± 6.5% over 3 seeds``."""
+    return f"{mean_std(vals)}%{_over(vals)}"
 
 
 def scale_name(factor: int) -> str:

@@ -9,12 +9,12 @@ holds); :meth:`Metric.cell` writes one run's value, :meth:`Metric.mean_std` the 
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..results_view import Check, ModelResults, Results, Scale, as_results, dig
+from ..stats import mean_std
 from .conclusions import budget_text, scale_name
 
 #: The L∞ budget the closing table quotes when the suite names none (AutoAttack's): 2/255.
@@ -49,12 +49,7 @@ class Metric:
 
     def mean_std(self, values: Sequence[float]) -> str:
         """``mean ± std`` over seeds (just the value for one seed, ``–`` for none)."""
-        if not values:
-            return "–"
-        if len(values) == 1:
-            return f"{values[0] * self.scale:.{self.digits}f}"
-        mean, std = statistics.fmean(values) * self.scale, statistics.stdev(values) * self.scale
-        return f"{mean:.{self.digits}f} ± {std:.{self.digits}f}"
+        return mean_std(values, self.scale, self.digits)
 
 
 def sanity_count(checks: dict[str, Check]) -> str | None:
