@@ -413,3 +413,17 @@ def test_the_across_seeds_command_prints_the_verdicts_and_names_a_bad_file(tmp_p
         report_main([str(paths[0]), str(tmp_path / "broken.json")])
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'broken.json'}: not a JSON file") and "\n" not in err
+
+
+def test_batches_cover_every_image_once_in_order() -> None:
+    from topdown.batches import map_batches
+
+    x, y = torch.arange(10.0).view(10, 1), torch.arange(10)
+    seen = []
+    out = map_batches(lambda a, b: (seen.append(len(a)), a[:, 0] + b)[1], x, y, batch_size=4)
+    assert seen == [4, 4, 2] and out.tolist() == [2.0 * i for i in range(10)]
+    levels = [torch.zeros(10, 1), torch.ones(10, 2)]  # a pyramid: its levels are cut alike
+    both = map_batches(lambda lv: {"a": lv[0], "b": lv[1]}, levels, batch_size=3)
+    assert both["a"].shape == (10, 1) and both["b"].shape == (10, 2)
+    with pytest.raises(ValueError, match=r"different lengths \[10, 9\]"):
+        map_batches(lambda a, b: a, x, y[:9], batch_size=4)

@@ -1,4 +1,4 @@
-"""Every visualization method and every quality figure of the issue, on both tiny networks.
+"""Every visualization method and every quality figure, on both tiny networks.
 
 The networks (their weights committed: ``tests/tiny_nets.py``) learn the procedural flowers' *form* (3
 classes: label // 2). At 32 px the six classes' fine patterns are invisible (they need about 48 px), so

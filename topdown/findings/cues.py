@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batches import map_batches
 from ..models.pyramid import gaussian_blur
 
 
@@ -62,12 +63,7 @@ def _factors(
 def predict(net: nn.Module, x: torch.Tensor | Sequence[torch.Tensor], batch_size: int = 128) -> torch.Tensor:
     """Top-1 class of every image (or of every pyramid, given as its list of levels)."""
     net.eval()
-    n = len(x) if isinstance(x, torch.Tensor) else len(x[0])
-    parts = []
-    for s in range(0, n, batch_size):
-        chunk = x[s : s + batch_size] if isinstance(x, torch.Tensor) else [lv[s : s + batch_size] for lv in x]
-        parts.append(net(chunk).argmax(1))
-    return torch.cat(parts)
+    return map_batches(lambda chunk: net(chunk).argmax(1), x, batch_size=batch_size)
 
 
 def cue_reliance(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..batches import map_batches
 from ..vis.attribution import attribute
 
 #: Method name -> (captum method, which stage Grad-CAM reads).
@@ -62,11 +63,9 @@ def attributions(
     batch_size: int = 32,
 ) -> torch.Tensor:
     """``method``'s attribution of each image's label, ``(N, C, H, W)`` (Grad-CAM: ``(N, 1, H, W)``)."""
-    parts = [
-        attribute(net, images[s : s + batch_size], labels[s : s + batch_size], method, layer, n_steps=n_steps)
-        for s in range(0, len(images), batch_size)
-    ]
-    return torch.cat(parts)
+    return map_batches(
+        lambda x, y: attribute(net, x, y, method, layer, n_steps=n_steps), images, labels, batch_size=batch_size
+    )
 
 
 def localization(

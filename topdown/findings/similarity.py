@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..batches import map_batches
 from ..vis.hooks import activations
 
 
@@ -17,13 +18,13 @@ def stage_features(
 ) -> dict[str, torch.Tensor]:
     """Every stage's output (or every one of ``layers``), flattened: ``{stage: (N, C*H*W)}`` (float64)."""
     stages = list(layers or net.stage_names())
-    parts: dict[str, list[torch.Tensor]] = {s: [] for s in stages}
     net.eval()
-    for s in range(0, len(images), batch_size):
-        acts = activations(net, images[s : s + batch_size], stages)
-        for name in stages:
-            parts[name].append(acts[name].flatten(1).double())
-    return {name: torch.cat(p) for name, p in parts.items()}
+
+    def flat(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        acts = activations(net, x, stages)
+        return {name: acts[name].flatten(1).double() for name in stages}
+
+    return map_batches(flat, images, batch_size=batch_size)
 
 
 def _centred_gram(x: torch.Tensor) -> torch.Tensor:

@@ -6,19 +6,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..batches import map_batches
 from ..vis.quality import high_frequency_share, radial_power, relative_spectrum
 
 
 def input_gradients(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """d logit[label] / d image for every image."""
     net.eval()
-    grads = []
-    for s in range(0, len(images), batch_size):
-        x = images[s : s + batch_size].detach().clone().requires_grad_(True)
-        logits = net(x)
-        (g,) = torch.autograd.grad(logits.gather(1, labels[s : s + batch_size, None]).sum(), x)
-        grads.append(g)
-    return torch.cat(grads)
+
+    def gradient(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(x).gather(1, y[:, None]).sum(), x)
+        return g
+
+    return map_batches(gradient, images, labels, batch_size=batch_size)
 
 
 def gradient_spectrum(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batches import map_batches
 from ..errors import ConfigError
 from ..seeds import derive_seed
 
@@ -188,8 +189,7 @@ def norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
 @torch.no_grad()
 def predict(net: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
     """Logits of ``x`` in batches of ``batch_size`` (the batching every attack uses), on the CPU."""
-    out = [net(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    return map_batches(lambda b: net(b.to(device)).float().cpu(), x, batch_size=batch_size)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Quality figures: did a visualization do its job? Each returns a :class:`Figure` ``{value, threshold,
-passed}``; the thresholds are the ones the issue asks for, and every method records its figures in
+passed}``; the thresholds are fixed in the signatures, and every method records its figures in
 ``vis.json``.
 
 * :func:`objective_rises`: a channel's visualization reaches its largest activation over real images.
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batches import map_batches
 from ..models.pyramid import gaussian_blur
 from .hooks import activations, frozen
 from .objectives import Objective, as_objective
@@ -104,11 +105,12 @@ def figure(value: float, threshold: float | Sequence[float], direction: str, **d
 @torch.no_grad()
 def channel_means(model: nn.Module, layer: str, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Mean activation of every channel of ``layer`` for each image: ``(N, C)``."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        t = activations(model, images[i : i + batch_size], [layer])[layer]
-        out.append(t.flatten(2).mean(2) if t.dim() > 2 else t)
-    return torch.cat(out)
+
+    def means(x: torch.Tensor) -> torch.Tensor:
+        t = activations(model, x, [layer])[layer]
+        return t.flatten(2).mean(2) if t.dim() > 2 else t
+
+    return map_batches(means, images, batch_size=batch_size)
 
 
 def objective_rises(vis_values: torch.Tensor, real_max: torch.Tensor, threshold: float = 0.6) -> Figure:
