@@ -95,6 +95,15 @@ def _write(cfg: ExperimentConfig, dataset: str, seed: int, res: dict, published:
     return p
 
 
+def _experiment(tmp_path: Path, dataset: str, seeds: list[int], out: str = "outputs") -> ExperimentConfig:
+    """One dataset's runs under ``tmp_path/<out>``, their page at ``tmp_path/docs/results.md``."""
+    return ExperimentConfig(
+        out=str(tmp_path / out),
+        runs=[DatasetRuns(dataset, seeds=seeds)],
+        results_md=str(tmp_path / "docs" / "results.md"),
+    )
+
+
 def test_aggregate_reports_mean_and_std_targets_and_missing_runs(tmp_path: Path) -> None:
     cfg = ExperimentConfig(
         out=str(tmp_path / "runs"),
@@ -229,11 +238,7 @@ def test_an_unknown_stage_is_a_one_line_error_before_any_work(tmp_path: Path, ca
 
 
 def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_words(tmp_path: Path) -> None:
-    cfg = ExperimentConfig(
-        out=str(tmp_path / "runs"),
-        runs=[DatasetRuns("flower_photos", seeds=[0, 1])],
-        results_md=str(tmp_path / "docs" / "results.md"),
-    )
+    cfg = _experiment(tmp_path, "flower_photos", [0, 1], out="runs")
     # top-down ahead of the baseline and of the blur control on both seeds, of the accuracy control on one
     worst = [
         {"baseline": 0.30, "topdown": 0.40, "blur_control": 0.32, "accuracy_control": 0.33},
@@ -286,11 +291,7 @@ def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_w
 
 
 def test_a_run_only_committed_under_docs_runs_is_aggregated(tmp_path: Path) -> None:
-    cfg = ExperimentConfig(
-        out=str(tmp_path / "outputs"),
-        runs=[DatasetRuns("flower_photos", seeds=[0, 1])],
-        results_md=str(tmp_path / "docs" / "results.md"),
-    )
+    cfg = _experiment(tmp_path, "flower_photos", [0, 1], out="outputs")
     assert published_dir(cfg, "flower_photos", 0) == tmp_path / "docs" / "runs" / "flower_photos" / "seed0"
     _write(cfg, "flower_photos", 0, _results(0.86, 0.85), published=True)  # a fresh clone: no outputs/
     _write(cfg, "flower_photos", 1, _results(0.88, 0.87))  # the other still in outputs/
@@ -323,11 +324,7 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
                     (self.out / rel).write_text(json.dumps({"file": rel}))
 
     monkeypatch.setattr(experiment, "Pipeline", Writer)
-    cfg = ExperimentConfig(
-        out=str(tmp_path / "outputs"),
-        runs=[DatasetRuns("flower_photos", seeds=[0, 1])],
-        results_md=str(tmp_path / "docs" / "results.md"),
-    )
+    cfg = _experiment(tmp_path, "flower_photos", [0, 1], out="outputs")
     experiment.run(replace(cfg, stages=["train"]))
     assert not (tmp_path / "docs").exists()  # nothing evaluated, nothing to publish
     experiment.run(cfg)
@@ -352,11 +349,7 @@ def _findings(rows: dict[str, dict[str, tuple[float, float]]]) -> dict:
 
 
 def test_what_the_visualizations_found_takes_every_seed_and_every_control(tmp_path: Path) -> None:
-    cfg = ExperimentConfig(
-        out=str(tmp_path / "outputs"),
-        runs=[DatasetRuns("synthetic", seeds=[0, 1])],
-        results_md=str(tmp_path / "docs" / "results.md"),
-    )
+    cfg = _experiment(tmp_path, "synthetic", [0, 1], out="outputs")
     seeds = [
         {
             "baseline": {"loc.grad_cam_last.inside": (0.2, 1e-4), "loc.guided_backprop.inside": (-0.1, 1e-3)},
@@ -385,11 +378,7 @@ def test_what_the_visualizations_found_takes_every_seed_and_every_control(tmp_pa
 
 def test_a_rebuilt_report_alone_does_not_rewrite_the_published_pipeline_json(tmp_path: Path) -> None:
     """Every pass rebuilds the report of finished runs; the committed copy changes only when a result did."""
-    cfg = ExperimentConfig(
-        out=str(tmp_path / "outputs"),
-        runs=[DatasetRuns("flower_photos", seeds=[0])],
-        results_md=str(tmp_path / "docs" / "results.md"),
-    )
+    cfg = _experiment(tmp_path, "flower_photos", [0], out="outputs")
     _write(cfg, "flower_photos", 0, _results(0.86, 0.85))
     state = {"stages": {"evaluate": {"done": True, "seconds": 100.0}, "report": {"done": True, "seconds": 0.4}}}
     src = run_dir(cfg, "flower_photos", 0) / "pipeline.json"

@@ -81,19 +81,20 @@ def small_suite(**overrides) -> SuiteConfig:
     return cfg
 
 
+def entries(nets: dict) -> list[ModelEntry]:
+    return [ModelEntry(k, v) for k, v in nets.items()]
+
+
+def run_suite(models: list[ModelEntry], data, cfg: SuiteConfig, out, **options):
+    """The suite on ``data``'s test split, without progress bars."""
+    return evaluate_models(models, data.subset("test"), data.classes, cfg, out, progress=False, **options)
+
+
 @pytest.fixture(scope="module")
 def normal_run(trained_pair, small_flowers, tmp_path_factory):
     out = tmp_path_factory.mktemp("normal_run")
-    models = [ModelEntry(k, v) for k, v in trained_pair.items()]
-    report = evaluate_models(
-        models,
-        small_flowers.subset("test"),
-        small_flowers.classes,
-        small_suite(),
-        out,
-        data_info=small_flowers.describe(),
-        progress=False,
-    )
+    models = entries(trained_pair)
+    report = run_suite(models, small_flowers, small_suite(), out, data_info=small_flowers.describe())
     return report
 
 
@@ -190,15 +191,7 @@ def test_gradient_masking_is_flagged(trained_pair, small_flowers, tmp_path):
         corruptions=None,
     )
     cfg.sanity.double_steps = False
-    rep = evaluate_models(
-        [ModelEntry("masked", masked)],
-        small_flowers.subset("test"),
-        small_flowers.classes,
-        cfg,
-        tmp_path,
-        progress=False,
-        plots=False,
-    )
+    rep = run_suite([ModelEntry("masked", masked)], small_flowers, cfg, tmp_path, plots=False)
     m = rep.results["models"]["masked"]
     checks = m["sanity"]
     assert checks["input_gradients_nonzero"]["passed"] is False and checks["input_gradients_nonzero"]["value"] == 0
@@ -247,15 +240,13 @@ def test_killed_run_resumes_without_recomputing(normal_run, trained_pair, small_
     (store.path("topdown", "l2_pgd").parent / ".l2_pgd.json.123.tmp").write_text('{"trunc')
     before = {p: p.stat().st_mtime_ns for p in (out / "parts").rglob("*.json")}
     started = []
-    models = [ModelEntry(k, v) for k, v in trained_pair.items()]
-    rep = evaluate_models(
+    models = entries(trained_pair)
+    rep = run_suite(
         models,
-        small_flowers.subset("test"),
-        small_flowers.classes,
+        small_flowers,
         small_suite(),
         out,
         data_info=small_flowers.describe(),
-        progress=False,
         plots=False,
         on_part=lambda model, part: started.append((model, part)),
     )
@@ -289,27 +280,14 @@ def test_interrupted_run_resumes_where_it_stopped(trained_pair, small_flowers, t
             raise KeyboardInterrupt  # as if killed while computing the 4th part
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate_models(
-            models,
-            small_flowers.subset("test"),
-            small_flowers.classes,
-            cfg,
-            tmp_path,
-            progress=False,
-            plots=False,
-            on_part=crash_at_fourth,
-        )
+        run_suite(models, small_flowers, cfg, tmp_path, plots=False, on_part=crash_at_fourth)
     assert not (tmp_path / "results.json").exists()
-    rep = evaluate_models(
-        models, small_flowers.subset("test"), small_flowers.classes, cfg, tmp_path, progress=False, plots=False
-    )
+    rep = run_suite(models, small_flowers, cfg, tmp_path, plots=False)
     assert [p for _, p in rep.reused] == seen[:3]
     assert [p for _, p in rep.computed] == ["perturbation:contrast", "corruption:jpeg", "corruption:pixelate"]
     # changed settings invalidate exactly the parts they touch
     cfg.corruptions.severities = [1, 4]
-    rep = evaluate_models(
-        models, small_flowers.subset("test"), small_flowers.classes, cfg, tmp_path, progress=False, plots=False
-    )
+    rep = run_suite(models, small_flowers, cfg, tmp_path, plots=False)
     assert [p for _, p in rep.computed] == ["corruption:jpeg", "corruption:pixelate"]
 
 
@@ -709,8 +687,8 @@ def test_the_suite_tolerance_still_catches_a_changed_setting(trained_pair, small
     attacks = small_suite().attacks
     attacks.fmn = FMNConfig(steps=19)
     cfg = small_suite(attacks=attacks, decision=None, perturbations=None, scales=None, corruptions=None)
-    models = [ModelEntry(k, v) for k, v in trained_pair.items()]
-    rep = evaluate_models(models, small_flowers.subset("test"), small_flowers.classes, cfg, tmp_path, progress=False)
+    models = entries(trained_pair)
+    rep = run_suite(models, small_flowers, cfg, tmp_path)
     for name, m in rep.results["models"].items():
         recorded = golden["models"][name]["attacks"]["fmn"]["distances"]
         now = m["attacks"]["fmn"]["distances"]
