@@ -452,3 +452,48 @@ def test_the_report_tables_are_the_metric_table(tmp_path: Path) -> None:
         if any(label == m.label for m in metrics):
             cells = "".join(f"<td>{row.values[n]}</td>" for n in res.models)
             assert f"<tr><td>{escape(label)}</td>{cells}</tr>" in html
+
+
+def test_the_report_shows_what_each_net_learned(tmp_path: Path) -> None:
+    from topdown.report import build_report
+
+    doc = {
+        "subject": "topdown",
+        "images": 4,
+        "models": {
+            "baseline": {},
+            "topdown": {"pyramid_swaps": {"coarse_levels=1": {"follows_form": [True, False, False, False]}}},
+        },
+        "comparisons": {
+            "baseline": {
+                "f": {
+                    "label": "follows form",
+                    "kind": "outcome",
+                    "topdown": 0.9,
+                    "baseline": 0.4,
+                    "difference": 0.5,
+                    "p": 0.01,
+                }
+            }
+        },
+        "cka": {
+            "baseline|topdown": {"layer1": {"layer1": 0.25, "layer2": 0.5}, "layer2": {"layer1": 0.75, "layer2": 1.0}}
+        },
+    }
+    doc["models"]["topdown"]["pyramid_swaps"]["coarse_levels=1"]["follows_pattern"] = [True, True, True, False]
+    (tmp_path / "findings").mkdir()
+    (tmp_path / "findings" / "findings.json").write_text(json.dumps(doc))
+    html = build_report(tmp_path).read_text()
+    tables = {
+        h: [
+            [html_lib.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", t)
+        ]
+        for h, t in re.findall(r"<h3>(.*?)</h3>\s*(<table.*?</table>)", html, re.S)
+    }
+    (cka,) = [rows for h, rows in tables.items() if "CKA" in h]
+    assert [r for r in cka if r] == [["layer1", "0.25", "0.50"], ["layer2", "0.75", "1.00"]]
+    (swaps,) = [rows for h, rows in tables.items() if "swapped" in h]
+    assert [r for r in swaps if r] == [["1", "0.25", "0.75"]]
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", html) if "follows form" in r)
+    assert re.findall(r"<td>(.*?)</td>", row)[-1] == "higher"

@@ -375,8 +375,6 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
     difference is stated where that run's paired test is below 0.05; verdicts across seeds need every seed)."""
     if not doc:
         return '<p class="muted">No findings (findings/findings.json missing).</p>'
-    # here, not at the top: the findings package imports captum and the attribution code, which a report of a
-    # run without findings never needs
 
     subject = doc["subject"]
     intro = (
@@ -395,6 +393,18 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
         rows = [[stage, *(f"{v:.2f}" for v in row.values())] for stage, row in matrix.items()]
         cols = list(next(iter(matrix.values())))
         body += f"<h3>Linear CKA, {esc(a)} (rows) against {esc(b)} (columns)</h3>" + table([a, *cols], rows)
+    if swaps := doc["models"].get(subject, {}).get("pyramid_swaps"):
+        body += (
+            f"<h3>{esc(subject)}'s pyramid levels swapped between two flowers (the coarsest k levels from the "
+            "first, the finer ones from the second)</h3>"
+        )
+        rows = [
+            [key.split("=")[-1], *(f"{sum(r[f]) / len(r[f]):.2f}" for f in ("follows_form", "follows_pattern"))]
+            for key, r in swaps.items()
+        ]
+        body += table(
+            ["coarse levels from the first", "follows the first's form", "follows the second's pattern"], rows
+        )
     if detectors := detector_table(doc):
         body += "<h3>Dissection at matched resolution: part detectors and IoU against shuffled masks</h3>"
         body += table(*detectors)
