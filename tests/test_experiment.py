@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prose import about, numbers, says, sentences
 
 from topdown.experiment import (
     DatasetRuns,
@@ -265,15 +266,28 @@ def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_w
     assert "the blur control (`blur_control`, BlurResNet(), 40 epochs)" in text
     assert "the accuracy control (`accuracy_control`, ResNet(), 25 · 30 epochs (each seed))" in text
     # the comparisons with each control, and which advantages survive them, in words computed from the numbers
-    assert "Top-down against the blur control (computed):" in text
-    assert "top-down's robust accuracy is 7.0 points higher than the blur control's (2 seeds, ±1.4)" in text
-    verdict = next(line for line in text.splitlines() if line.startswith("- Worst-case accuracy at L∞ ε = 2/255"))
-    assert "without AutoAttack: top-down minus the baseline is +11.0 ± 2.8 points over 2 seeds, ahead" in verdict
-    assert "AutoAttack: survives (with it in the worst case, top-down minus the baseline: +12.0 ± 2.8" in verdict
-    assert "on its 100 images, +11.0 ± 2.8 points without it and +12.0 ± 2.8 with it" in verdict
-    assert "(AutoAttack adds little) passed for both nets on every seed" in verdict
-    assert "The blur control: survives (worst case, top-down minus it: +7.0 ± 1.4 points over 2 seeds)" in verdict
-    assert "The accuracy control: mixed (worst case, top-down minus it: +2.0 ± 7.1 points over 2 seeds" in verdict
+    blur = text.split("Top-down against the blur control (computed):")[1].split("\n\n")[1].splitlines()
+    strongest = about(blur, "strongest", "attack")
+    assert says(strongest, "higher", "lower") == "higher" and numbers(strongest) == [7.0, 2, 1.4]
+    verdict = sentences(next(line for line in text.splitlines() if line.startswith("- Worst-case accuracy at L∞")))
+    without = about(verdict, "without AutoAttack")
+    assert says(without, "ahead", "behind") == "ahead" and numbers(without) == [11.0, 2.8, 2]
+    survives = ("survives in sign only", "survives", "mixed", "does not survive")
+    autoattack = about(verdict, "survives", "AutoAttack")
+    assert says(autoattack, *survives) == "survives" and numbers(autoattack) == [
+        12.0,
+        2.8,
+        2,
+        100,
+        11.0,
+        2.8,
+        12.0,
+        2.8,
+    ]
+    assert says(about(verdict, "sanity check"), "passed", "failed") == "passed"
+    blur_verdict, acc_verdict = about(verdict, "blur control"), about(verdict, "accuracy control")
+    assert says(blur_verdict, *survives) == "survives" and numbers(blur_verdict) == [7.0, 1.4, 2]
+    assert says(acc_verdict, *survives) == "mixed" and numbers(acc_verdict)[:3] == [2.0, 7.1, 2]
     # every number links the committed copy of the file it comes from
     for seed in (0, 1):
         copy_ = published_dir(cfg, "flower_photos", seed) / "eval" / "results.json"
@@ -285,9 +299,9 @@ def test_controls_get_their_columns_autoattack_its_rows_and_the_verdicts_their_w
     _write(cfg, "flower_photos", 1, lacking)
     text = aggregate(cfg)
     assert "| blur control | accuracy control (1 of 2 seeds) |" in text
-    assert (
-        "The accuracy control: survives on the 1 of 2 seeds that have it (worst case, top-down minus it: +7.0" in text
-    )
+    verdict = sentences(next(line for line in text.splitlines() if line.startswith("- Worst-case accuracy at L∞")))
+    acc_verdict = about(verdict, "accuracy control")
+    assert says(acc_verdict, "survives", "mixed") == "survives" and numbers(acc_verdict)[:3] == [1, 2, 7.0]
 
 
 def test_a_run_only_committed_under_docs_runs_is_aggregated(tmp_path: Path) -> None:
