@@ -8,8 +8,9 @@ does once ``.venv`` exists, into an output folder that must not hold a run yet (
 prints the wall time of the whole command and of each stage (from ``pipeline.json``), each net's training
 throughput, what the nets reached (test accuracy, weakest class) and the machine's load average before and
 after: a busy machine inflates every figure, so compare runs made at the same load. It measures the machine's
-float32 matmul speed first (``benchmarks/machine.py``) and prints every time also scaled to a 77 GFLOP/s
-machine (a 2-core AVX2 cloud core or laptop, the slower machine the job is sized for: ten minutes there).
+float32 matmul speed before and after the job (``benchmarks/machine.py``; the scale uses their mean) and prints
+every time also scaled to a 77 GFLOP/s machine (a 2-core AVX2 cloud core or laptop, the slower machine the job
+is sized for: ten minutes there).
 """
 
 from __future__ import annotations
@@ -60,10 +61,11 @@ def run(argv: list[str]) -> int:
 
     cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.pipeline, "--out", str(out), *extra]
     torch.set_num_threads(os.cpu_count() or 1)
-    gflops = matmul_gflops()
-    scale = gflops / REFERENCE_GFLOPS
+    gflops_before = matmul_gflops()
     cap = torch.backends.cpu.get_cpu_capability()
-    print(f"machine: {cap} kernels, {os.cpu_count()} cores, 2048² float32 matmul {gflops:.0f} GFLOP/s", flush=True)
+    print(
+        f"machine: {cap} kernels, {os.cpu_count()} cores, 2048² float32 matmul {gflops_before:.0f} GFLOP/s", flush=True
+    )
     load_before = os.getloadavg()
     print(f"$ {' '.join(cmd)}", flush=True)
     started = time.perf_counter()
@@ -74,9 +76,15 @@ def run(argv: list[str]) -> int:
         print(f"error: the main job exited with status {rc}", file=sys.stderr)
         return rc
 
+    # A cloud core's matmul speed drifts by a quarter within minutes: measured before and after the job, the scale
+    # uses their mean
+    gflops_after = matmul_gflops()
+    gflops = (gflops_before + gflops_after) / 2
+    scale = gflops / REFERENCE_GFLOPS
     state = json.loads((out / "pipeline.json").read_text())
     stages = state["stages"]
-    where = f"{os.cpu_count()} CPU cores, {cap} kernels, {gflops:.0f} GFLOP/s"
+    measured = f"{gflops:.0f} GFLOP/s (mean of {gflops_before:.0f} before and {gflops_after:.0f} after)"
+    where = f"{os.cpu_count()} CPU cores, {cap} kernels, {measured}"
     print(f"\nmain job wall time: {_clock(wall)} ({wall:.0f} s) on {where}")
     print(f"scaled to a {REFERENCE_GFLOPS:.0f} GFLOP/s machine (x {scale:.2f}): {_clock(wall * scale)}")
     print(f"load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, ", end="")
