@@ -130,7 +130,6 @@ def load_checkpoints(
     second baseline, ...). A wrong argument is a ``ValueError``, a checkpoint that cannot be used a
     :class:`CheckpointError` naming the file; both of one line.
     """
-
     if not paths:
         raise ConfigError("ckpt: no checkpoint given: pass --ckpt+ <baseline.ckpt> --ckpt+ <topdown.ckpt>")
     if names is not None and len(names) != len(paths):
@@ -166,7 +165,6 @@ def load_checkpoints(
 def rebuild_data(description: dict[str, Any], root: str | None = None) -> FlowerData:
     """The data a checkpoint's description records (dataset, splits, sizes), found under ``root`` (default:
     ``$TOPDOWN_DATA_ROOT`` or ``./data``); a :class:`CheckpointError` if the data there has other classes."""
-
     data = FlowerData.from_description(description, root=root)
     classes = data.classes
     want = description.get("classes")

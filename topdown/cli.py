@@ -73,7 +73,6 @@ class TopDownCLI(LightningCLI):
 
 def default_run_dir(model: Any, data: Any) -> str:
     """``runs/<dataset>/<topdown|baseline>`` unless ``trainer.default_root_dir`` says otherwise."""
-
     arch = "topdown" if is_topdown(getattr(model, "net", None)) else "baseline"
     return os.path.join("runs", getattr(data, "dataset", "data"), arch)
 

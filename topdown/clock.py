@@ -67,7 +67,6 @@ class TrainingClock(Callback):
 def training_clock(path: str | Path) -> dict[str, float] | None:
     """``{"seconds", "images", "epochs", "images_per_s"}`` from a checkpoint's clock; ``None`` for a
     checkpoint saved without one (trained before the clock existed) or before its first epoch ended."""
-
     state = (read_checkpoint(path).get("callbacks") or {}).get("TrainingClock")
     if not state or not state.get("epochs") or not state.get("seconds"):
         return None

@@ -355,7 +355,6 @@ PLOTS = ("attacks_linf.png", "perturbations.png", "corruptions.png", "scales.png
 def findings_markdown(cfg: ExperimentConfig, page: Path) -> list[str]:
     """The page's "What the visualizations found": every seed's findings.json, from its run or its published
     copy, through :func:`topdown.findings.report.markdown_section`, and the first seed's figures."""
-
     per_dataset: dict[str, list[dict[str, Any]]] = {}
     first: dict[str, Path] = {}
     for ds in cfg.runs:

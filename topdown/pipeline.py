@@ -198,7 +198,6 @@ def _resolve(path: str) -> str:
 
 def _checkpoint_val_acc(path: Path) -> float | None:
     """The validation accuracy a checkpoint's ``val/acc`` checkpoint callback last saw, if it recorded one."""
-
     for key, state in (read_checkpoint(path).get("callbacks") or {}).items():
         if "'val/acc'" in key and state.get("current_score") is not None:
             return float(state["current_score"])
@@ -302,7 +301,6 @@ class Pipeline:
         """The baseline's kept epoch whose test top-1 is nearest the top-down net's (``nearest_epoch``: about a
         third of the epochs measured). The test images are decoded once; each measured top-1 is kept in
         pipeline.json as it comes, so an interrupted choice resumes."""
-
         kept = kept_epochs(self._epochs_dir(base))
         if not kept:
             raise ConfigError(

@@ -199,13 +199,11 @@ class FlowerData(pl.LightningDataModule):
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint records about its data (enough to rebuild the same splits)."""
-
         return {k: getattr(self, k) for k in DESCRIPTION_KEYS}
 
     @classmethod
     def from_description(cls, desc: dict[str, Any], root: str | None = None, **overrides: Any) -> FlowerData:
         """Rebuild the data a checkpoint was trained on (same dataset, size and splits)."""
-
         missing = [k for k in REQUIRED_KEYS if k not in desc]
         if missing:
             raise ConfigError(f"data description lacks {missing}: {desc}")

@@ -69,7 +69,6 @@ def build_parser() -> Any:
 def render_details(path: str, names: list[str]) -> dict[str, dict[str, Any]]:
     """Each model's ``spectra`` details from a vis.json; a model or the method missing there is an error naming
     the file."""
-
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
@@ -95,7 +94,6 @@ def find_checkpoints(
 ) -> dict[str, Any]:
     """The findings of ``cfg`` on the checkpoints, written to ``<out>/findings.json`` (atomically, last) with their
     figures: ``python -m topdown.findings`` and the pipeline's findings stage both come here."""
-
     if len(ckpts) < 2:
         raise ConfigError("--ckpt: give at least two checkpoints (the baseline and the top-down net)")
     cfg.validate()

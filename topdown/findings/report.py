@@ -47,7 +47,6 @@ def comparison_rows(findings: Mapping[str, Any]) -> list[list[str]]:
 def detector_table(findings: Mapping[str, Any], other: str = "baseline") -> tuple[list[str], list[list[str]]] | None:
     """The subject's and ``other``'s dissections at every map side both have: header and rows (stage, detectors
     per part, mean best IoU and its shuffled-mask chance), or ``None`` without dissections."""
-
     subject, models = findings["subject"], findings["models"]
     if not all("detectors" in models.get(n, {}) for n in (subject, other)):
         return None
@@ -81,7 +80,6 @@ def detector_table(findings: Mapping[str, Any], other: str = "baseline") -> tupl
 
 def print_comparisons(findings: Mapping[str, Any]) -> None:
     """The comparisons as a table on stdout (rich)."""
-
     subject = findings["subject"]
     table = Table(title=f"what {subject} learned, against each model ({findings['images']} test images, paired tests)")
     for col in ("against", "figure", subject, "other", "difference", "p", f"{subject} is"):
@@ -253,7 +251,6 @@ def _side(doc: Mapping[str, Any], model: str, stage: str) -> str:
 
 def _cka_matches(docs: list[Mapping[str, Any]], subject: str, stages: list[str]) -> list[str]:
     """For each of the subject's stages, the baseline stage it resembles most, and the CKA at matched map size."""
-
     table = [d["cka"][f"baseline|{subject}"] for d in docs]
     best = []
     for st in stages:
@@ -295,7 +292,6 @@ def swaps_markdown(docs: list[Mapping[str, Any]]) -> list[str]:
 def detectors_markdown(docs: list[Mapping[str, Any]], other: str = "baseline") -> list[str]:
     """Dissection at resolution-matched stages: the subject's and ``other``'s part detectors and mean best IoU
     against the chance of shuffled masks, seed by seed."""
-
     subject = docs[0]["subject"]
     if not all("detectors" in d["models"].get(n, {}) for d in docs for n in (subject, other)):
         return []

@@ -216,6 +216,5 @@ def code_distance(prior: LearnedPrior, h: torch.Tensor, data_codes: torch.Tensor
 
 def facet_starts(codes_of_class: torch.Tensor, facets: int, seed: int = 0) -> torch.Tensor:
     """(facets, C): the means of the k-means clusters of one class's training codes (multifaceted starts)."""
-
     centres, _ = kmeans(codes_of_class.detach().cpu().double().numpy(), min(facets, len(codes_of_class)), seed)
     return torch.as_tensor(centres, dtype=codes_of_class.dtype)

@@ -92,7 +92,6 @@ def check_page(html: str | Path, screenshot: str | Path | None = None, width: in
 def run(argv: list[str]) -> int:
     """``python -m topdown.report.browser REPORT.html [--screenshot PNG]``: load the page in headless Chromium and
     print what it saw; exit status 1 when an image is broken or the console shows an error."""
-
     parser = ArgumentParser(prog="python -m topdown.report.browser", description=run.__doc__, exit_on_error=False)
     parser.add_argument("page", type=str, help="the report's HTML file")
     parser.add_argument("--screenshot", type=str | None, default=None, help="where to save it (default: beside)")

@@ -24,7 +24,6 @@ from .html import badge, esc, figure, fmt, page, pct, table
 
 def _models_info(out: Path, pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per trained model: checkpoint metadata, hyper-parameters, params and MACs."""
-
     info: dict[str, dict[str, Any]] = {}
     for key, stage in pipeline.get("stages", {}).items():
         if not key.startswith("train/"):

@@ -76,7 +76,6 @@ def job_summary(out: str | Path) -> list[SummaryRow]:
 def summary_table(out: str | Path) -> Any:
     """``job_summary(out)`` as a rich table with a line on each figure under it (``None`` when no stage left
     anything to summarize)."""
-
     rows = job_summary(out)
     if not rows:
         return None

@@ -52,7 +52,6 @@ def build_parser() -> Any:
 
 def model_entries(models: dict[str, Any]) -> list[Any]:
     """The suite's entries for loaded checkpoints (``{name: LoadedModel}``): each identified by its file's hash."""
-
     entries = []
     for name, lm in models.items():
         sha = file_sha256(lm.path)
@@ -64,21 +63,18 @@ def model_entries(models: dict[str, Any]) -> list[Any]:
 def load_models(paths: list[str], names: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
     """The suite's entries for the checkpoints and the data description they share (the checks of
     :func:`topdown.checkpoint.load_checkpoints`; :func:`topdown.checkpoint.load_run` also rebuilds the data)."""
-
     models, description = load_checkpoints(paths, names)
     return model_entries(models), description
 
 
 def load_test_split(data_desc: dict[str, Any], root: str | None) -> tuple[Any, list[str]]:
     """The test split the checkpoints describe; an error if the data found there has other classes."""
-
     data = rebuild_data(data_desc, root)
     return data.subset("test"), data.classes
 
 
 def main(args: list[str] | None = None) -> Any:
     """Parse ``args`` (default ``sys.argv[1:]``), evaluate, print a summary; returns the run report."""
-
     parser = build_parser()
     ns = parse_args(parser, list(sys.argv[1:] if args is None else args))
     init = parser.instantiate(ns)
@@ -101,7 +97,6 @@ def evaluate(
     """The suite ``cfg`` (a :class:`~topdown.robustness.config.SuiteConfig`, validated here) on the checkpoints:
     writes ``<out>/results.json`` with its parts, figures and ``config.yaml``, prints the summary and returns the
     run report. ``evaluate.py`` and the pipeline's evaluate stage both come here."""
-
     cfg.validate()
     run = load_run(list(ckpts), names, data_root)
     out = Path(out)
@@ -127,7 +122,6 @@ def evaluate(
 def print_summary(results: dict[str, Any]) -> None:
     """A table of the headline numbers (named, computed and written as on the results page:
     :mod:`topdown.report.metrics`) and every sanity check, PASS/FAIL beside the numbers."""
-
     res = Results(results)
     models = res.models
     table = Table(title="topdown evaluation", show_lines=False)

@@ -110,7 +110,6 @@ def assemble(
         sanity: the suite's ``SanityConfig`` (thresholds of the checks).
         out: the output folder.
     """
-
     reference = next((m["name"] for m in models if not m["is_topdown"]), models[0]["name"])
     attack_cfg = suite.get("attacks")
     res_models: dict[str, Any] = {}
