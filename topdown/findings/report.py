@@ -259,9 +259,15 @@ def _cka_matches(docs: list[Mapping[str, Any]], subject: str, stages: list[str])
         best.append(f"{st}{_side(docs[0], subject, st)} → {b}{_side(docs[0], 'baseline', b)} ({means[b]:.2f})")
     md = [f"The baseline stage each {subject} stage resembles most (mean over seeds): {'; '.join(best)}.", ""]
     models = docs[0]["models"]
-    if all("detectors" in models.get(n, {}) for n in (subject, "baseline")):
-        pairs = matched_stages(models[subject]["detectors"], models["baseline"]["detectors"])
-        cells = [f"{side}×{side} {_seeds([t[sb][sa] for t in table])}" for side, sa, sb in pairs]
+    if not all("detectors" in models.get(n, {}) for n in (subject, "baseline")):
+        return md
+    pairs = matched_stages(models[subject]["detectors"], models["baseline"]["detectors"])
+    cells = [
+        f"{side}×{side} {_seeds([t[sb][sa] for t in table])}"
+        for side, sa, sb in pairs
+        if all(sa in t.get(sb, {}) for t in table)  # CKA of other layers than the dissected stages: none matched
+    ]
+    if cells:
         md += [
             f"CKA at matched map size ({subject} stage against the baseline's of the same side): {'; '.join(cells)}.",
             "",
