@@ -89,6 +89,11 @@ def print_comparisons(findings: Mapping[str, Any]) -> None:
     Console(width=140).print(table)
 
 
+def _seeds(values: list[float], fmt: str = "{:.2f}") -> str:
+    """One value per seed: ``0.70 · 0.60``."""
+    return " · ".join(fmt.format(v) for v in values)
+
+
 def across_seeds(docs: list[Mapping[str, Any]], other: str = "baseline") -> list[dict[str, Any]]:
     """Each figure's comparison of the subject with ``other`` over several seeds' findings: the subject's and the
     other's means per seed, each seed's p, and the verdict by the project's rule: ``higher`` or ``lower`` only
@@ -147,12 +152,11 @@ def markdown_across_seeds(docs: list[Mapping[str, Any]]) -> str:
         + " |",
         "|---|---|---|---|" + "---|" * len(others),
     ]
-    fmt = " · ".join
     for key, row in verdicts[first].items():
         cells = [verdicts[o][key]["verdict"] if key in verdicts[o] else "–" for o in others]
         lines.append(
-            f"| {row['label']} | {fmt(f'{v:.2f}' for v in row[subject])} | {fmt(f'{v:.2f}' for v in row[first])} "
-            f"| {fmt(f'{p:.2g}' for p in row['p'])} | " + " | ".join(cells) + " |"
+            f"| {row['label']} | {_seeds(row[subject])} | {_seeds(row[first])} "
+            f"| {_seeds(row['p'], '{:.2g}')} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
@@ -202,10 +206,6 @@ def paper_claims(docs: list[Mapping[str, Any]]) -> list[str]:
             what = meaning.format(more="more" if expected > 0 else "less")
             out.append(f"Whether {subject}: {what} than the baseline is not settled ({v}){tail}.")
     return out
-
-
-def _seeds(values: list[float], fmt: str = "{:.2f}") -> str:
-    return " · ".join(fmt.format(v) for v in values)
 
 
 def cka_markdown(docs: list[Mapping[str, Any]]) -> list[str]:
@@ -275,6 +275,16 @@ def _cka_matches(docs: list[Mapping[str, Any]], subject: str, stages: list[str])
     return md
 
 
+#: What a pyramid-level swap records per image: the decision took the first flower's form, the second's pattern.
+SWAP_FIGURES = ("follows_form", "follows_pattern")
+
+
+def swap_shares(swaps: Mapping[str, Mapping[str, list[bool]]]) -> dict[str, dict[str, float]]:
+    """Per split (``coarse_levels=k``) of one run's pyramid-level swaps: the share of decisions that follow the
+    first flower's form and the second's pattern."""
+    return {key: {f: sum(r[f]) / len(r[f]) for f in SWAP_FIGURES} for key, r in swaps.items()}
+
+
 def swaps_markdown(docs: list[Mapping[str, Any]]) -> list[str]:
     """The subject's pyramid-level swaps (the coarsest ``k`` levels from one flower, the finer ones from another):
     the share of decisions that take the first flower's form and the second's pattern, seed by seed."""
@@ -289,9 +299,10 @@ def swaps_markdown(docs: list[Mapping[str, Any]]) -> list[str]:
         "| coarse levels from the first flower | follows the first's form | follows the second's pattern |",
         "|---|---|---|",
     ]
-    for key in swaps[0]:
-        share = {f: [sum(s[key][f]) / len(s[key][f]) for s in swaps] for f in ("follows_form", "follows_pattern")}
-        md.append(f"| {key.split('=')[-1]} | {_seeds(share['follows_form'])} | {_seeds(share['follows_pattern'])} |")
+    shares = [swap_shares(s) for s in swaps]
+    for key in shares[0]:
+        form, pattern = ([sh[key][f] for sh in shares] for f in SWAP_FIGURES)
+        md.append(f"| {key.split('=')[-1]} | {_seeds(form)} | {_seeds(pattern)} |")
     return [*md, ""]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError, load_checkpoints, read_checkpoint
 from ..findings.plots import FIGURES
-from ..findings.report import ALPHA, comparison_rows, detector_table
+from ..findings.report import ALPHA, comparison_rows, detector_table, swap_shares
 from ..io import atomic_write_text, read_json_if_there
 from ..models import count_macs, count_params
 from ..results_view import AutoAttack, Check, ModelResults, Results, VisMethod, VisResults
@@ -397,10 +397,7 @@ def _findings_section(doc: dict[str, Any] | None, fdir: Path) -> str:
             f"<h3>{esc(subject)}'s pyramid levels swapped between two flowers (the coarsest k levels from the "
             "first, the finer ones from the second)</h3>"
         )
-        rows = [
-            [key.split("=")[-1], *(f"{sum(r[f]) / len(r[f]):.2f}" for f in ("follows_form", "follows_pattern"))]
-            for key, r in swaps.items()
-        ]
+        rows = [[key.split("=")[-1], *(f"{v:.2f}" for v in sh.values())] for key, sh in swap_shares(swaps).items()]
         body += table(
             ["coarse levels from the first", "follows the first's form", "follows the second's pattern"], rows
         )
