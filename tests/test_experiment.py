@@ -439,11 +439,8 @@ def test_the_headline_config_types_every_runs_sections() -> None:
     runs = {r.dataset: r for r in cfg.runs}
     assert runs["flower_photos"].eval == load_section(SuiteConfig, ROOT / "configs/eval/full.yaml")
     assert runs["synthetic"].eval == load_section(SuiteConfig, ROOT / "configs/eval/demo.yaml")
-    assert (runs["synthetic"].vis.steps, runs["synthetic"].vis.channels, runs["flower_photos"].vis.steps) == (
-        64,
-        8,
-        128,
-    )
+    syn = runs["synthetic"].vis
+    assert (syn.steps, syn.channels, syn.dissection.images, runs["flower_photos"].vis.steps) == (48, 8, 300, 128)
     assert runs["flowers102"].train_configs == ["configs/trainval.yaml"]
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
+import signal
 
 import numpy as np
 import pytest
 import torch
 
+from topdown.data import synthetic
 from topdown.data.synthetic import FORMS, PATTERNS, SyntheticFlowers, class_table
 
 
@@ -92,6 +95,49 @@ def test_other_sizes_show_the_same_flower(size: int) -> None:
         centres = ((np.arange(size) + 0.5) * 96 / size).astype(int)
         agree = (big["mask"][np.ix_(centres, centres)] == out["mask"]).mean()
         assert agree > 0.9
+
+
+def test_drawing_on_every_core_gives_the_same_pixels_and_masks() -> None:
+    """``draw`` fills a cached dataset's images and masks (in worker processes from 256 images on) with exactly
+    what drawing them one by one gives; the masks handed out are the caller's own to change."""
+    n = 300
+    cached, plain = SyntheticFlowers(n, 32, seed=11, cache=True), SyntheticFlowers(n, 32, seed=11)
+    cached.draw()
+    for i in range(n):
+        one = plain.render(i)
+        image, label = cached[i]
+        assert np.array_equal(image, one["image"]) and label == one["label"], i
+        assert np.array_equal(cached.masks(i), one["mask"]), i
+    mask = cached.masks(0)
+    mask[:] = 9
+    assert np.array_equal(cached.masks(0), plain.render(0)["mask"])
+    with pytest.raises(ValueError):
+        cached[0][0][0, 0, 0] = 1  # the cached image itself is read-only
+
+
+_DRAW_MANY = synthetic._draw_many
+
+
+def _draw_many_checking_signals(args):  # type: ignore[no-untyped-def]
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        raise RuntimeError("a pool worker kept its parent's SIGTERM handler")
+    return _DRAW_MANY(args)
+
+
+def test_drawing_workers_end_under_a_training_runs_signal_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training run installs a SIGTERM handler that does not exit (Lightning's). ``draw``'s forked workers must
+    not inherit it, or the pool could never terminate them: they start with the default handling and the pool
+    ends with no worker left."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        monkeypatch.setattr(synthetic, "_workers", lambda: 2)
+        monkeypatch.setattr(synthetic, "_draw_many", _draw_many_checking_signals)
+        src = SyntheticFlowers(300, 32, seed=12, cache=True)
+        src.draw()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert np.array_equal(src[299][0], SyntheticFlowers(300, 32, seed=12).render(299)["image"])
+    assert multiprocessing.active_children() == []
 
 
 def test_data_loader_collates() -> None:

@@ -94,6 +94,16 @@ def test_layers_config_file_and_errors(tiny_checkpoints, tmp_path: Path) -> None
         vis_main(["--out", str(tmp_path / "x")])
 
 
+def test_dissection_reads_the_first_images_it_is_given(tiny_checkpoints, tmp_path: Path) -> None:
+    """``dissection.images`` caps the test images dissected; without it the whole test split is."""
+    args = ["--ckpt+", str(tiny_checkpoints["topdown"]), "--methods", "[dissection]", *QUICK]
+    whole = vis_main([*args, "--out", str(tmp_path / "whole")])["models"]["topdown"]["methods"]["dissection"]
+    some = vis_main([*args, "--out", str(tmp_path / "some"), "--dissection.images", "24"])
+    some = some["models"]["topdown"]["methods"]["dissection"]
+    assert some["details"]["images"] == 24 < whole["details"]["images"]
+    assert some["details"]["iou"] != whole["details"]["iou"]
+
+
 def test_spectra_render_every_class_from_every_seed_and_the_naive_renders_carry_more_high_frequency(vis_run) -> None:
     """The spectra method: one render per class and seed, seeds that differ, and the naive renders, which the
     natural-statistics check rejects, well above the recipe's renders in high-frequency power on every seed."""

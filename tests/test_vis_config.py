@@ -103,6 +103,7 @@ def test_print_config_lists_every_setting(capsys) -> None:
         (["--channels", "1"], "channels"),
         (["--names", "[one]"], "names: 1 entries for 2 checkpoints"),
         (["--classes.starts", "[mean, blue]"], "classes.starts"),
+        (["--dissection.images", "1"], "dissection.images"),
     ],
 )
 def test_user_errors_are_one_line(argv: list[str], named: str, tmp_path: Path, capsys) -> None:

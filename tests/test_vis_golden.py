@@ -99,8 +99,9 @@ def record_golden() -> None:
     print(f"wrote {GOLDEN}")
 
 
-#: Fields vis.json gained after the golden record was made (a newer record holds them and compares them).
-ADDED = frozenset({"config", "settings"})
+#: Fields vis.json gained after the golden record was made (a newer record holds them and compares them):
+#: ``images``, how many test images the dissection reads.
+ADDED = frozenset({"config", "settings", "images"})
 
 
 #: The tolerance off the recording machine, ``(rel, abs)``. Measured on the committed nets against the AVX512

@@ -249,6 +249,8 @@ class FlowerData(pl.LightningDataModule):
         src, idx = self.splits()[split]
         if isinstance(src, FileImageSource):
             idx = src.drop_unreadable(idx, self.skip_corrupt)
+        elif isinstance(src, SyntheticFlowers):
+            src.draw(idx)  # on every core, once per process
         tf = (
             train_transform(self.train_image_size, self.augment, self.crop_min_scale)
             if train

@@ -27,7 +27,10 @@ from __future__ import annotations
 import colorsys
 import functools
 import math
+import multiprocessing
 import operator
+import os
+import signal
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -462,14 +465,17 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return v
 
 
-#: Rendered images of the most recent cached datasets, shared by every instance with the same
+#: Drawn images and part masks of the most recent cached datasets, shared by every instance with the same
 #: ``(num_samples, image_size, seed, num_classes)``: the main job trains two nets, evaluates and visualizes them
 #: in one process, and each stage builds its own data module over the same images.
-_RENDERED: OrderedDict[tuple[int, int, int, int], list[np.ndarray | None]] = OrderedDict()
+_RENDERED: OrderedDict[tuple[int, int, int, int], list[tuple[np.ndarray, np.ndarray] | None]] = OrderedDict()
 _RENDERED_KEEP = 6  # three splits of two datasets
+#: Below this many images to draw, :meth:`SyntheticFlowers.draw` stays in this process (a pool's start-up
+#: costs about as much as drawing them).
+_POOL_MIN_IMAGES = 256
 
 
-def _shared_cache(key: tuple[int, int, int, int]) -> list[np.ndarray | None]:
+def _shared_cache(key: tuple[int, int, int, int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
     if key in _RENDERED:
         _RENDERED.move_to_end(key)
     else:
@@ -477,6 +483,30 @@ def _shared_cache(key: tuple[int, int, int, int]) -> list[np.ndarray | None]:
         while len(_RENDERED) > _RENDERED_KEEP:
             _RENDERED.popitem(last=False)
     return _RENDERED[key]
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)  # shared by every epoch and stage: a transform must not paint on it
+    return a
+
+
+def _draw_many(args: tuple[tuple[int, int, int, int], list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A pool worker's share of :meth:`SyntheticFlowers.draw`: ``(image, mask)`` of each index."""
+    (num_samples, image_size, seed, num_classes), indices = args
+    src = SyntheticFlowers(num_samples, image_size, seed, num_classes)
+    return [(out["image"], out["mask"]) for out in map(src.render, indices)]
+
+
+def _default_signals() -> None:
+    """A forked pool worker's start: the default SIGTERM and SIGINT handling, not the parent's handlers (a
+    Lightning run's would make the worker ignore the pool's terminate)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _workers() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class SyntheticFlowers(torch.utils.data.Dataset):
@@ -489,9 +519,10 @@ class SyntheticFlowers(torch.utils.data.Dataset):
             more (full strength from 64 px); below that only the coarse form tells classes apart.
         seed: non-negative seed; each seed is its own dataset.
         num_classes: 2..18; see :func:`class_table` and :attr:`classes`.
-        cache: keep every image in memory once drawn (``image_size**2 * 3`` bytes each), so later epochs
-            read it back instead of drawing it again, shared with every other cached instance of the same
-            size, seed and classes in the process (the six most recent); :meth:`render` always draws.
+        cache: keep every image and its part mask in memory once drawn (``image_size**2 * 4`` bytes each), so
+            later epochs read them back instead of drawing them again, shared with every other cached instance
+            of the same size, seed and classes in the process (the six most recent); :meth:`render` always
+            draws; :meth:`draw` fills the cache on every core.
 
     Attributes:
         classes: readable class names, ``"<form>/<pattern>"``.
@@ -520,7 +551,7 @@ class SyntheticFlowers(torch.utils.data.Dataset):
         combos = np.argsort(keys, axis=1, kind="stable").reshape(-1)[: self.num_samples]
         self.targets: list[int] = (combos % self.num_classes).tolist()
         self.subtypes: list[int] = (combos // self.num_classes).tolist()
-        self._images: list[np.ndarray | None] | None = None
+        self._images: list[tuple[np.ndarray, np.ndarray] | None] | None = None
         if cache:
             self._images = _shared_cache((self.num_samples, self.image_size, self.seed, self.num_classes))
 
@@ -532,11 +563,41 @@ class SyntheticFlowers(torch.utils.data.Dataset):
             out = self.render(index)
             return out["image"], out["label"]
         i = self._index(index)
-        image = self._images[i]
-        if image is None:
-            image = self._images[i] = self.render(i)["image"]
-            image.setflags(write=False)  # shared by every epoch: a transform must not paint on it
-        return image, self.targets[i]
+        return self._drawn(i)[0], self.targets[i]
+
+    def _drawn(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image, mask)`` of index ``i`` of a cached dataset, drawn the first time."""
+        assert self._images is not None
+        entry = self._images[i]
+        if entry is None:
+            out = self.render(i)
+            entry = self._images[i] = _read_only(out["image"]), _read_only(out["mask"])
+        return entry
+
+    def draw(self, indices: list[int] | None = None) -> None:
+        """Draw the images of ``indices`` (default: all) that a cached dataset does not hold yet, into its cache,
+        spread over the CPU cores (every image depends on its index alone, so the pixels are the same as drawn
+        one by one). Does nothing without ``cache``."""
+        if self._images is None:
+            return
+        todo = sorted({self._index(i) for i in (range(self.num_samples) if indices is None else indices)})
+        todo = [i for i in todo if self._images[i] is None]
+        workers = min(_workers(), len(todo) * 2 // _POOL_MIN_IMAGES)
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            for i in todo:
+                self._drawn(i)
+            return
+        key = (self.num_samples, self.image_size, self.seed, self.num_classes)
+        chunks = [todo[k::workers] for k in range(workers)]
+        # fork: the workers run numpy alone, and need none of this process's start-up. They end by closing the
+        # pool (its tasks done), not by SIGTERM, which a training run's handler would catch and ignore.
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
+            results = pool.map(_draw_many, [(key, c) for c in chunks])
+            pool.close()
+            pool.join()
+        for chunk, drawn in zip(chunks, results, strict=True):
+            for i, (image, mask) in zip(chunk, drawn, strict=True):
+                self._images[i] = _read_only(image), _read_only(mask)
 
     def _index(self, index: int) -> int:
         i = operator.index(index)
@@ -580,5 +641,7 @@ class SyntheticFlowers(torch.utils.data.Dataset):
         return {"image": image, "label": label, "mask": mask, "subtype": subtype, "params": params}
 
     def masks(self, index: int) -> np.ndarray:
-        """Part mask (uint8 HxW, values index :attr:`PARTS`) of one sample."""
+        """Part mask (uint8 HxW, values index :attr:`PARTS`) of one sample (from the cache where drawn)."""
+        if self._images is not None:
+            return self._drawn(self._index(index))[1].copy()
         return self.render(index)["mask"]

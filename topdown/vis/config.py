@@ -185,3 +185,7 @@ class VisConfig:
         check_starts(self.classes.starts, "classes.starts")
         if not 0 < self.dissection.quantile < 1:
             raise ConfigError(f"dissection.quantile must be in (0, 1), got {self.dissection.quantile}")
+        if self.dissection.images is not None and self.dissection.images < 2:
+            raise ConfigError(
+                f"dissection.images must be at least 2 (or null: the whole test split), got {self.dissection.images}"
+            )
