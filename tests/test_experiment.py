@@ -352,6 +352,30 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
         assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
 
 
+def test_adopt_published_hands_a_run_its_published_suite_result(tmp_path: Path, monkeypatch) -> None:
+    """With ``adopt_published`` each run whose suite result is published is told to adopt it (the pipeline checks
+    that its nets score as recorded); a run with none, or without the option, runs the suite."""
+    import topdown.experiment as experiment
+
+    seen: dict[tuple[int, bool], str | None] = {}
+
+    class Recorder:
+        def __init__(self, cfg) -> None:
+            seen[(cfg.seed, adopting)] = cfg.adopt_eval
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(experiment, "Pipeline", Recorder)
+    cfg = _experiment(tmp_path, "flower_photos", [0, 1])
+    published = published_dir(cfg, "flower_photos", 0) / "eval" / "results.json"
+    published.parent.mkdir(parents=True)
+    published.write_text("{}")
+    for adopting in (True, False):
+        experiment.run(replace(cfg, adopt_published=adopting))
+    assert seen == {(0, True): str(published), (1, True): None, (0, False): None, (1, False): None}
+
+
 def _findings(rows: dict[str, dict[str, tuple[float, float]]]) -> dict:
     """A findings.json whose comparisons are ``{other: {figure key: (difference, p)}}``."""
     comparisons = {

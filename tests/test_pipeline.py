@@ -146,6 +146,19 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(
         main(["--config", str(cfg), "--redo", "[train]"])
     assert "redo: train cannot be redone in place" in capsys.readouterr().err
 
+    # The checkpoints lost, the published suite result stands for the same recipe retrained: the retrained nets
+    # score every test image as it records (training is reproducible on one machine), so it is adopted as is.
+    again = tmp_path / "retrained"
+    args = ["--config", str(cfg), "--out", str(again), "--stages", "[train, evaluate]"]
+    main([*args, "--adopt_eval", str(out / "eval" / "results.json")])
+    assert "its results adopted" in capsys.readouterr().err
+    adopted = json.loads((again / "eval" / "results.json").read_text())
+    assert adopted["adopted"]["from"] == str(out / "eval" / "results.json")
+    for name, model in results["models"].items():
+        assert adopted["models"][name]["worst_case"] == model["worst_case"]
+        assert adopted["models"][name]["checkpoint"]["adopted_from"] == model["checkpoint"]
+    assert not (again / "eval" / "parts").exists()  # no part of the suite ran
+
 
 def test_main_job_refuses_a_folder_of_another_dataset(tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path)
@@ -311,8 +324,9 @@ def test_the_closing_table_quotes_the_suites_headline_epsilon() -> None:
         ({"per_dataset": {"synthetic": {"eval": "missing_suite.yaml"}}}, "missing_suite.yaml"),
         ({"per_dataset": {"flowers102": {}}}, "synthetic"),
         ({"train_configs": ["configs/no_such.yaml"]}, "configs/no_such.yaml"),
+        ({"adopt_eval": "no/results.json"}, "no/results.json"),
     ],
-    ids=["suite key", "vis method", "suite file", "no entry", "train config"],
+    ids=["suite key", "vis method", "suite file", "no entry", "train config", "adopted results"],
 )
 def test_a_bad_setting_stops_the_job_before_any_work(tmp_path: Path, capsys, change: dict, named: str) -> None:
     """Every section is typed and checked before training starts: a typo costs a second, not an hour."""

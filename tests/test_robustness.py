@@ -539,6 +539,41 @@ def test_cli_end_to_end_and_resume(tiny_checkpoints, tmp_path, capsys):
     assert not rep2.computed and len(rep2.reused) == len(rep.computed)
 
 
+def test_a_published_result_is_adopted_only_for_nets_that_score_as_recorded(tiny_checkpoints, tmp_path):
+    """A published results.json whose checkpoints are gone stands for retrained nets that score every test image
+    as recorded (here copies of the measured files); a net whose weights moved is named, and nothing is written."""
+    from topdown.robustness.adopt import adopt_results
+    from topdown.robustness.cli import main
+
+    published = tmp_path / "published"
+    main(cli_args(tiny_checkpoints, tmp_path, published) + ["--sanity.double_steps", "false"])
+    retrained = []
+    for name in ("baseline", "topdown"):
+        retrained.append(tmp_path / "retrained" / f"{name}.ckpt")
+        retrained[-1].parent.mkdir(exist_ok=True)
+        shutil.copyfile(tiny_checkpoints[name], retrained[-1])
+    names = ["baseline", "topdown"]
+
+    out = tmp_path / "adopted"
+    assert adopt_results(published / "results.json", [str(p) for p in retrained], names, out) == []
+    doc, pub = (json.loads((d / "results.json").read_text()) for d in (out, published))
+    for name, path in zip(names, retrained):
+        assert doc["models"][name]["worst_case"] == pub["models"][name]["worst_case"]
+        assert doc["models"][name]["sanity"] == pub["models"][name]["sanity"]
+        assert doc["models"][name]["checkpoint"]["path"] == str(path)
+        assert doc["models"][name]["checkpoint"]["adopted_from"] == pub["models"][name]["checkpoint"]
+    assert doc["adopted"]["from"] == str(published / "results.json") and (out / "scales.png").is_file()
+
+    # The top-down net's last layer nudged: its NLL (if not its predictions) moves, so nothing is adopted.
+    ckpt = torch.load(retrained[1], map_location="cpu", weights_only=False)
+    last = [k for k in ckpt["state_dict"] if k.endswith(".weight")][-1]
+    ckpt["state_dict"][last] = ckpt["state_dict"][last] * 1.05
+    torch.save(ckpt, retrained[1])
+    refused = adopt_results(published / "results.json", [str(p) for p in retrained], names, tmp_path / "no")
+    assert len(refused) == 1 and refused[0].startswith("topdown: test ")
+    assert not (tmp_path / "no" / "results.json").exists()
+
+
 def test_quick_and_full_suites_parse():
     from topdown.robustness.cli import build_parser
 

@@ -36,6 +36,7 @@ from .metrics import clean_metrics
 from .options import DataChoice, JobDataset, load_section, parse_options
 from .report import build_report
 from .report.summary import summary_table
+from .robustness.adopt import adopt_results
 from .robustness.cli import evaluate as evaluate_checkpoints
 from .robustness.config import SuiteConfig
 from .run_state import RunState
@@ -114,6 +115,10 @@ class PipelineConfig:
         accuracy_control: keep every epoch of the baseline (``configs/keep_epochs.yaml``) and evaluate, as
             ``accuracy_control``, its epoch whose validation accuracy is nearest the top-down net's final one
             (test accuracy where the nets were trained on the validation images).
+        adopt_eval: a published suite result (a ``results.json``, e.g. ``docs/runs/<dataset>/seed<k>/eval``'s)
+            that the evaluate stage adopts instead of running the suite, where every model scores the clean test
+            split exactly as it records (:mod:`topdown.robustness.adopt`): retrained nets whose measured
+            checkpoints are gone. Where one differs, it says which and the suite runs.
     """
 
     out: str = "outputs/synthetic"
@@ -130,6 +135,7 @@ class PipelineConfig:
     redo: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
     accuracy_control: bool = False
+    adopt_eval: str | None = None
 
     def __post_init__(self) -> None:
         # Built from a plain mapping (a stored or hand-written config) rather than parsed: type the sections.
@@ -159,6 +165,8 @@ class PipelineConfig:
             raise ConfigError(
                 f"data.dataset: unknown dataset {self.data.dataset!r}; choose one of {', '.join(get_args(JobDataset))}"
             )
+        if self.adopt_eval is not None and not Path(self.adopt_eval).is_file():
+            raise ConfigError(f"adopt_eval: no such results file {self.adopt_eval!r}")
         for key in ("models", "controls", "train_configs"):
             for path in getattr(self, key):
                 if not Path(_resolve(path)).is_file():
@@ -418,6 +426,16 @@ class Pipeline:
     def evaluate(self) -> None:
         def work() -> None:
             ckpts, names = self.eval_models()
+            if (published := self.cfg.adopt_eval) is not None:
+                found = adopt_results(published, [str(c) for c in ckpts], names, self.out / "eval", self.cfg.data.root)
+                if not found:
+                    console.print(
+                        f"evaluate: every model scores as {published} records; its results adopted", soft_wrap=True
+                    )
+                    return
+                console.print(
+                    f"evaluate: not the nets {published} measured ({'; '.join(found)}): the suite runs", soft_wrap=True
+                )
             evaluate_checkpoints(
                 [str(c) for c in ckpts], names, self.recipe.eval, self.out / "eval", self.cfg.data.root
             )
