@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, tiny_train_config
 
@@ -123,6 +124,8 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(
     again = json.loads((out / "pipeline.json").read_text())["stages"]["train/topdown"]
     assert again["epochs"] == first["epochs"] == 1
     assert first["train_seconds"] > 0 and first["train_images_per_s"] > 0
+    assert first["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # the kernels it trained on
+    assert results["environment"]["cpu_capability"] == first["cpu_capability"]
     assert (again["train_seconds"], again["train_images_per_s"]) == (
         first["train_seconds"],
         first["train_images_per_s"],

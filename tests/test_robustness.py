@@ -572,6 +572,11 @@ def test_a_published_result_is_adopted_only_for_nets_that_score_as_recorded(tiny
     refused = adopt_results(published / "results.json", [str(p) for p in retrained], names, tmp_path / "no")
     assert len(refused) == 1 and refused[0].startswith("topdown: test ")
     assert not (tmp_path / "no" / "results.json").exists()
+    # Measured on other CPU kernels: that is said too, as the likely reason.
+    pub["environment"]["cpu_capability"] = "OTHER"
+    (published / "results.json").write_text(json.dumps(pub))
+    refused = adopt_results(published / "results.json", [str(p) for p in retrained], names, tmp_path / "no")
+    assert refused[-1].startswith("measured on OTHER kernels, retrained on ")
 
 
 def test_quick_and_full_suites_parse():

@@ -391,6 +391,7 @@ class Pipeline:
                 val_acc=float(val_acc) if val_acc is not None else _checkpoint_val_acc(self.checkpoint(name)),
                 train_seconds=clock.get("seconds"),
                 train_images_per_s=clock.get("images_per_s"),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),  # the same recipe trains bitwise alike on it
             )
 
     def _stage(self, key: str, label: str, result: Path, work: Callable[[], Any]) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..checkpoint import load_run
 from ..io import atomic_write_json, read_json
 from ..metrics import clean_metrics
@@ -62,6 +64,9 @@ def adopt_results(
     if set(doc.get("models", {})) - set(names):
         found.append(f"published results hold models not given: {sorted(set(doc['models']) - set(names))}")
     if found:
+        published_kernels = doc.get("environment", {}).get("cpu_capability")
+        if published_kernels not in (None, (here := torch.backends.cpu.get_cpu_capability())):
+            found.append(f"measured on {published_kernels} kernels, retrained on {here} (scripts/kernels.sh)")
         return found
     for entry in entries:  # the record now names the retrained file, and the file it stands in for
         record = doc["models"][entry.name]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..io import atomic_write_text, jsonable
 from ..results_view import Results
@@ -84,6 +85,8 @@ def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # the CPU kernels torch ran (AVX512, AVX2, ...): float results, and so trained nets, differ between them
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         **{
             pkg: version(pkg)
             for pkg in ("topdown", "torch", "foolbox", "eagerpy", "pyautoattack", "albumentations", "numpy")
