@@ -203,6 +203,7 @@ def test_each_dataset_can_name_its_own_training_configs(tmp_path: Path, monkeypa
     wide = ["configs/baseline.yaml", "configs/topdown_wide_head.yaml"]
     cfg = ExperimentConfig(
         out=str(tmp_path),
+        results_md=str(tmp_path / "results.md"),
         runs=[
             DatasetRuns("flower_photos", seeds=[0, 1], eval=str(ROOT / "configs/eval/full.yaml"), vis={"steps": 64}),
             DatasetRuns(
@@ -350,6 +351,28 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
         files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
         assert files == ["eval/results.json", "findings/findings.json", "pipeline.json", "vis/vis.json"]
         assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
+
+
+def test_an_experiment_over_fewer_datasets_refuses_to_overwrite_the_page_before_any_work(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A page holding flowers102 and synthetic is not rewritten by an experiment over flower_photos alone (it would
+    drop them): one line naming them, before anything trains; a page of its own datasets is rewritten."""
+    import topdown.experiment as experiment
+
+    monkeypatch.setattr(experiment, "Pipeline", lambda cfg: pytest.fail("work started"))
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\n## flowers102\n\n## synthetic\n\n## What the visualizations found\n")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(f"out: {tmp_path / 'out'}\nresults_md: {page}\nruns:\n  - dataset: flower_photos\n")
+    with pytest.raises(SystemExit):
+        experiment.main(["--config", str(cfg)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: results_md:") and "flowers102, synthetic" in line
+    assert "## flowers102" in page.read_text()
+    page.write_text("# Results\n\n## flower_photos\n")
+    experiment.main(["--config", str(cfg), "--only", "aggregate"])  # no run finished: the page is kept
+    assert "left as it is" in capsys.readouterr().err
 
 
 def test_adopt_published_hands_a_run_its_published_suite_result(tmp_path: Path, monkeypatch) -> None:

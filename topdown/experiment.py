@@ -23,13 +23,13 @@ import statistics
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from .errors import run_command
+from .errors import ConfigError, run_command
 from .findings.plots import FIGURES
 from .findings.report import markdown_section
 from .io import atomic_write_bytes, atomic_write_text
-from .options import DataChoice, DataRoot, parse_options
+from .options import DataChoice, DataRoot, JobDataset, parse_options
 from .pipeline import DEFAULT_STAGES, DatasetRecipe, Pipeline, PipelineConfig, check_redo, check_stages
 from .report import metrics as M
 from .report.conclusions import (
@@ -207,6 +207,7 @@ def run(cfg: ExperimentConfig) -> None:
     check_redo(cfg.redo)
     for pipeline_cfg in runs:  # every run's settings checked before any run starts
         pipeline_cfg.validate()
+    check_page(cfg)
     # Training first, for every run: the accuracy targets are known hours before the robustness suite ends.
     # Then each run's remaining stages, run by run, so every finished run has its report.
     if "train" in cfg.stages:
@@ -574,6 +575,21 @@ def publish_plots(cfg: ExperimentConfig, dataset: str, seed: int, page: Path) ->
     return pngs
 
 
+def check_page(cfg: ExperimentConfig) -> None:
+    """A one-line error where ``results_md`` already holds a dataset's section that this experiment has no runs
+    of: writing the page would drop it (an experiment over a few runs writes its own ``results_md``)."""
+    page = Path(cfg.results_md)
+    if not page.is_file():
+        return
+    held = {line[3:].strip() for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("## ")}
+    dropped = sorted(held & set(get_args(JobDataset)) - {ds.dataset for ds in cfg.runs})
+    if dropped:
+        raise ConfigError(
+            f"results_md: {cfg.results_md} holds {', '.join(dropped)}, which this experiment does not run; "
+            "writing it would drop them (give this experiment a results_md of its own)"
+        )
+
+
 def aggregate(cfg: ExperimentConfig) -> str:
     """The results page over every finished run: collect each dataset's runs, write its section, publish the
     files it links; then the visual findings."""
@@ -624,6 +640,8 @@ def run_experiment(argv: list[str]) -> None:
     cfg = parse_experiment(argv)
     if cfg.only == "all":
         run(cfg)
+    else:
+        check_page(cfg)
     print(aggregate(cfg))
 
 
