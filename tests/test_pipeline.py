@@ -151,16 +151,16 @@ def test_main_job_runs_end_to_end_and_resumes_without_redoing_stages(
 
     # The checkpoints lost, the published suite result stands for the same recipe retrained: the retrained nets
     # score every test image as it records (training is reproducible on one machine), so it is adopted as is.
-    again = tmp_path / "retrained"
-    args = ["--config", str(cfg), "--out", str(again), "--stages", "[train, evaluate]"]
+    retrained = tmp_path / "retrained"
+    args = ["--config", str(cfg), "--out", str(retrained), "--stages", "[train, evaluate]"]
     main([*args, "--adopt_eval", str(out / "eval" / "results.json")])
     assert "its results adopted" in capsys.readouterr().err
-    adopted = json.loads((again / "eval" / "results.json").read_text())
+    adopted = json.loads((retrained / "eval" / "results.json").read_text())
     assert adopted["adopted"]["from"] == str(out / "eval" / "results.json")
     for name, model in results["models"].items():
         assert adopted["models"][name]["worst_case"] == model["worst_case"]
         assert adopted["models"][name]["checkpoint"]["adopted_from"] == model["checkpoint"]
-    assert not (again / "eval" / "parts").exists()  # no part of the suite ran
+    assert not (retrained / "eval" / "parts").exists()  # no part of the suite ran
 
 
 def test_main_job_refuses_a_folder_of_another_dataset(tmp_path: Path, capsys) -> None:
