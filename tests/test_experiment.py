@@ -353,6 +353,68 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
         assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
 
 
+def test_an_unfinished_run_carries_its_parts_to_another_machine_and_resumes_from_them(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """``--only carry`` copies an unfinished run's stored parts (never its checkpoints) beside its published files;
+    on a machine without ``out`` the run gets them back before it starts (never over a part it has); once the run
+    finishes and is published, the carried copy goes."""
+    import topdown.experiment as experiment
+
+    parts = ("eval/parts/baseline/clean.json", "eval/parts/topdown/clean.json", "vis/parts/baseline/classes.json")
+    seen: list[dict[str, str]] = []
+
+    class Writer:
+        """Finds what a restarted run finds, then stores its parts; ``finish`` also writes the results."""
+
+        finish = False
+
+        def __init__(self, cfg) -> None:
+            self.out, self.stages = Path(cfg.out), cfg.stages
+
+        def run(self) -> None:
+            seen.append({rel: (self.out / rel).read_text() for rel in parts if (self.out / rel).is_file()})
+            (self.out / "train" / "last.ckpt").parent.mkdir(parents=True, exist_ok=True)
+            (self.out / "train" / "last.ckpt").write_bytes(b"weights")
+            if self.stages == ["train"]:
+                return
+            for rel in parts[:2] + ("pipeline.json",):
+                (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+                (self.out / rel).write_text(json.dumps({"file": rel, "machine": str(self.out)}))
+            if Writer.finish:
+                for rel in experiment.PUBLISHED:
+                    (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (self.out / rel).write_text(json.dumps({"file": rel}))
+
+    monkeypatch.setattr(experiment, "Pipeline", Writer)
+    cfg = _experiment(tmp_path, "flower_photos", [0], out="first")
+    experiment.run(cfg)
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text(
+        json.dumps({"out": cfg.out, "runs": [{"dataset": "flower_photos"}], "results_md": cfg.results_md})
+    )
+    main(["--config", str(cfg_file), "--only", "carry"])
+    assert "carried 3 file(s)" in capsys.readouterr().out
+    carried = published_dir(cfg, "flower_photos", 0) / experiment.CARRY
+    files = sorted(p.relative_to(carried).as_posix() for p in carried.rglob("*") if p.is_file())
+    assert files == ["eval/parts/baseline/clean.json", "eval/parts/topdown/clean.json", "pipeline.json"]
+    assert not (published_dir(cfg, "flower_photos", 0) / "eval" / "results.json").exists()  # nothing published
+
+    # another machine: out is gone; one part it already holds is its own and stays
+    second = replace(cfg, out=str(tmp_path / "second"))
+    mine = run_dir(second, "flower_photos", 0) / parts[1]
+    mine.parent.mkdir(parents=True)
+    mine.write_text("its own")
+    seen.clear()
+    Writer.finish = True
+    experiment.run(second)
+    first_part = json.dumps({"file": parts[0], "machine": str(run_dir(cfg, "flower_photos", 0))})
+    assert seen[0] == {parts[0]: first_part, parts[1]: "its own"}  # restored before training
+    assert "1 carried part(s) restored" in capsys.readouterr().err
+    assert not carried.exists()  # finished and published: the carried copy is gone
+    assert (published_dir(cfg, "flower_photos", 0) / "findings" / "findings.json").is_file()
+
+
 def test_an_experiment_over_fewer_datasets_refuses_to_overwrite_the_page_before_any_work(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
@@ -489,6 +551,20 @@ def test_the_headline_config_types_every_runs_sections() -> None:
     syn = runs["synthetic"].vis
     assert (syn.steps, syn.channels, syn.dissection.images, runs["flower_photos"].vis.steps) == (48, 8, 300, 128)
     assert runs["flowers102"].train_configs == ["configs/trainval.yaml"]
+
+
+def test_the_redo_config_reruns_headline_runs_with_their_own_recipe_and_publishes_beside_them() -> None:
+    """configs/experiment/headline_redo.yaml reruns some of the headline's runs: each with the headline's settings
+    for its dataset (suite, visualizations, training) and controls, published where the headline page reads them,
+    while writing a page of its own (the headline's holds every dataset)."""
+    head = parse_experiment(["--config", str(ROOT / "configs/experiment/headline.yaml")])
+    redo = parse_experiment(["--config", str(ROOT / "configs/experiment/headline_redo.yaml")])
+    recipes = {r.dataset: replace(r, seeds=[]) for r in head.runs}
+    assert redo.runs and all(replace(r, seeds=[]) == recipes[r.dataset] for r in redo.runs)
+    seeds = {r.dataset: set(r.seeds) for r in head.runs}
+    assert all(set(r.seeds) <= seeds[r.dataset] for r in redo.runs)
+    assert (redo.out, redo.controls, redo.accuracy_control) == (head.out, head.controls, head.accuracy_control)
+    assert Path(redo.published) == Path(head.results_md).parent / "runs" and redo.results_md != head.results_md
 
 
 def test_a_bad_run_stops_the_experiment_before_any_training(tmp_path: Path, monkeypatch, capsys) -> None:

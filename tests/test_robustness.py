@@ -539,6 +539,36 @@ def test_cli_end_to_end_and_resume(tiny_checkpoints, tmp_path, capsys):
     assert not rep2.computed and len(rep2.reused) == len(rep.computed)
 
 
+def test_a_bitwise_retrain_reuses_every_stored_part_and_other_weights_recompute(tiny_checkpoints, tmp_path):
+    """The store knows a model by its weights, not its file: a retrained checkpoint with the same weights (its
+    file differs: the training clock, the folder) reuses every stored part, so a run resumes on another machine;
+    a net whose weights moved has its parts computed again, and only its own."""
+    from topdown.robustness.cli import main
+
+    out = tmp_path / "eval"
+    first = main(cli_args(tiny_checkpoints, tmp_path, out) + ["--sanity.double_steps", "false"])
+    retrained = {}
+    for name, path in tiny_checkpoints.items():
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        clock = next(k for k in ckpt["callbacks"] if "TrainingClock" in k)
+        ckpt["callbacks"][clock]["seconds"] += 1.5
+        retrained[name] = tmp_path / "elsewhere" / name / "last.ckpt"
+        retrained[name].parent.mkdir(parents=True)
+        torch.save(ckpt, retrained[name])
+        assert retrained[name].read_bytes() != path.read_bytes()
+    again = main(cli_args(retrained, tmp_path, out) + ["--sanity.double_steps", "false"])
+    assert not again.computed and sorted(again.reused) == sorted(first.computed)
+    res = json.loads((out / "results.json").read_text())
+    assert res["models"]["topdown"]["checkpoint"]["path"] == str(retrained["topdown"])
+
+    ckpt = torch.load(retrained["topdown"], map_location="cpu", weights_only=False)
+    last = [k for k in ckpt["state_dict"] if k.endswith(".weight")][-1]
+    ckpt["state_dict"][last] = ckpt["state_dict"][last] * 1.05
+    torch.save(ckpt, retrained["topdown"])
+    moved = main(cli_args(retrained, tmp_path, out) + ["--sanity.double_steps", "false"])
+    assert {m for m, _ in moved.computed} == {"topdown"} and {m for m, _ in moved.reused} == {"baseline"}
+
+
 def test_a_published_result_is_adopted_only_for_nets_that_score_as_recorded(tiny_checkpoints, tmp_path):
     """A published results.json whose checkpoints are gone stands for retrained nets that score every test image
     as recorded (here copies of the measured files); a net whose weights moved is named, and nothing is written."""

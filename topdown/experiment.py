@@ -12,6 +12,8 @@ and reported before the next, so each finished run has its report. Each finished
 (also run at the end) writes ``docs/results.md`` from whatever runs have finished, read from ``<out>`` where
 they are there, else from ``docs/runs``: mean ± std across seeds, one column per model (baseline, top-down and
 the controls a run holds), and the conclusions, which claim "top-down better" only where every seed agrees.
+``--only carry`` copies each unfinished run's stored parts beside its published files, so a run can move to
+another machine without ``out``: there it retrains and reuses every carried part its nets and the code match.
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ class ExperimentConfig:
             others run, in order, one run at a time (``[train]``: train everything and stop).
         redo: finished stages to run again in every run, with every later stage (``[visualize]``: new
             visualizations and reports); ``train`` cannot be redone in place.
-        only: ``all`` (run then aggregate) or ``aggregate``.
+        only: ``all`` (run then aggregate), ``aggregate``, or ``carry``: copy each unfinished run's stored
+            parts into ``<published>/<dataset>/seed<k>/carry`` to commit, so the run resumes on a machine
+            without ``out`` (it retrains, then reuses every part its retrained nets and the code still match).
         adopt_published: where a run's suite result is published (``<published>/<dataset>/seed<k>/eval``) and
             its checkpoints are gone, retrain and adopt that result for nets that score the clean test split
             exactly as it records, instead of running the suite again (``PipelineConfig.adopt_eval``).
@@ -113,7 +117,7 @@ class ExperimentConfig:
     published: str | None = None
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     redo: list[str] = field(default_factory=list)
-    only: Literal["all", "aggregate"] = "all"
+    only: Literal["all", "aggregate", "carry"] = "all"
     adopt_published: bool = False
 
 
@@ -170,6 +174,62 @@ def publish(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     return copies
 
 
+#: Where an unfinished run's stored parts travel to another machine, inside its ``published_dir``.
+CARRY = "carry"
+
+
+def _part_files(root: Path) -> list[Path]:
+    """The stored parts under a run's folder (``eval/parts``, ``vis/parts``, ``findings/parts``), relative to it."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        rel for p in root.rglob("*.json") if p.is_file() and "parts" in (rel := p.relative_to(root)).parts[:-1]
+    )
+
+
+def _finished(cfg: ExperimentConfig, dataset: str, seed: int) -> bool:
+    """Whether a run's folder holds every result file the summary reads."""
+    return all((run_dir(cfg, dataset, seed) / rel).is_file() for rel in PUBLISHED)
+
+
+def carry(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
+    """Copy an unfinished run's stored parts into ``<published_dir>/carry`` (each atomically, only when changed),
+    with its pipeline.json as a record of how it was trained (the CPU kernels among it); return the copies.
+
+    Checkpoints stay behind: on another machine the run retrains (bitwise alike on the same kernel level, e.g.
+    ``bash scripts/kernels.sh avx2``), and each carried part is reused only where its fingerprint (code, weights,
+    data, settings) still matches."""
+    src, dst = run_dir(cfg, dataset, seed), published_dir(cfg, dataset, seed) / CARRY
+    copies = []
+    for rel in [*_part_files(src), *([Path("pipeline.json")] if (src / "pipeline.json").is_file() else [])]:
+        data = (src / rel).read_bytes()
+        if not (dst / rel).is_file() or (dst / rel).read_bytes() != data:
+            atomic_write_bytes(dst / rel, data)
+        copies.append(dst / rel)
+    return copies
+
+
+def restore_carried(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
+    """Copy the carried parts a run's folder lacks into it (never over a part it has); return them."""
+    src, dst = published_dir(cfg, dataset, seed) / CARRY, run_dir(cfg, dataset, seed)
+    restored = []
+    for rel in _part_files(src):
+        if not (dst / rel).exists():
+            atomic_write_bytes(dst / rel, (src / rel).read_bytes())
+            restored.append(dst / rel)
+    return restored
+
+
+def carry_all(cfg: ExperimentConfig) -> list[Path]:
+    """``--only carry``: carry every unfinished run that has stored parts."""
+    copies = []
+    for ds in cfg.runs:
+        for seed in ds.seeds:
+            if not _finished(cfg, ds.dataset, seed):
+                copies += carry(cfg, ds.dataset, seed)
+    return copies
+
+
 def _published_eval(cfg: ExperimentConfig, dataset: str, seed: int) -> str | None:
     """The published suite result a run adopts (``adopt_published``), where there is one."""
     path = published_dir(cfg, dataset, seed) / "eval" / "results.json"
@@ -208,6 +268,9 @@ def run(cfg: ExperimentConfig) -> None:
     for pipeline_cfg in runs:  # every run's settings checked before any run starts
         pipeline_cfg.validate()
     check_page(cfg)
+    for pipeline_cfg in runs:
+        if restored := restore_carried(cfg, pipeline_cfg.data.dataset, pipeline_cfg.seed):
+            print(f"{pipeline_cfg.out}: {len(restored)} carried part(s) restored", file=sys.stderr)
     # Training first, for every run: the accuracy targets are known hours before the robustness suite ends.
     # Then each run's remaining stages, run by run, so every finished run has its report.
     if "train" in cfg.stages:
@@ -218,6 +281,8 @@ def run(cfg: ExperimentConfig) -> None:
         for pipeline_cfg in runs:
             Pipeline(replace(pipeline_cfg, stages=rest)).run()
             publish(cfg, pipeline_cfg.data.dataset, pipeline_cfg.seed)
+            if _finished(cfg, pipeline_cfg.data.dataset, pipeline_cfg.seed):  # its results are published now
+                shutil.rmtree(published_dir(cfg, pipeline_cfg.data.dataset, pipeline_cfg.seed) / CARRY, True)
 
 
 def _targets(ds: DatasetRuns, runs: list[Results], base: str, td: str) -> list[str]:
@@ -638,6 +703,12 @@ def parse_experiment(argv: list[str]) -> ExperimentConfig:
 def run_experiment(argv: list[str]) -> None:
     """Parse ``argv``, run the experiment it configures (unless ``--only aggregate``) and aggregate."""
     cfg = parse_experiment(argv)
+    if cfg.only == "carry":
+        copies = carry_all(cfg)
+        size = sum(p.stat().st_size for p in copies)
+        where = f"{_published_root(cfg)}/<dataset>/seed<k>/{CARRY}"
+        print(f"carried {len(copies)} file(s), {size / 1e6:.1f} MB, into {where}")
+        return
     if cfg.only == "all":
         run(cfg)
     else:

@@ -29,7 +29,7 @@ from ..checkpoint import load_checkpoints, load_run, rebuild_data
 from ..options import checkpoint_parser, parse_args, section_of
 from ..report import metrics as M
 from ..results_view import ModelResults, Results
-from ..store import file_sha256
+from ..store import file_sha256, weights_sha256
 from .config import SuiteConfig
 from .suite import ModelEntry, evaluate_models
 
@@ -51,12 +51,14 @@ def build_parser() -> Any:
 
 
 def model_entries(models: dict[str, Any]) -> list[Any]:
-    """The suite's entries for loaded checkpoints (``{name: LoadedModel}``): each identified by its file's hash."""
+    """The suite's entries for loaded checkpoints (``{name: LoadedModel}``): each identified by its weights' hash,
+    not its file's (a checkpoint also holds the training clock and its folder's path, so a bitwise retrain writes
+    another file; its stored parts still apply), with the file's hash recorded beside it."""
     entries = []
     for name, lm in models.items():
         sha = file_sha256(lm.path)
         info = {"path": str(lm.path), "sha256": sha, "arch": lm.arch, "epoch": lm.epoch, "global_step": lm.global_step}
-        entries.append(ModelEntry(name, lm.net, sha, info))
+        entries.append(ModelEntry(name, lm.net, weights_sha256(lm.net), info))
     return entries
 
 

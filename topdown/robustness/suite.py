@@ -60,8 +60,8 @@ class ModelEntry:
     Args:
         name: its key in the results (``baseline``, ``topdown`` ...).
         net: the network (taking images in [0, 1]); it is copied, never modified.
-        identity: a hash that changes whenever the weights do (checkpoint SHA-256); computed from the
-            weights if empty.
+        identity: a hash that changes whenever the weights do; computed from the weights
+            (:func:`topdown.store.weights_sha256`) if empty.
         info: what to record about it (checkpoint path, architecture, epoch ...).
     """
 
