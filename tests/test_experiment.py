@@ -351,6 +351,16 @@ def test_each_finished_run_publishes_its_result_files_and_nothing_else(tmp_path:
         files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
         assert files == ["eval/results.json", "findings/findings.json", "pipeline.json", "vis/vis.json"]
         assert json.loads((d / "vis" / "vis.json").read_text()) == {"file": "vis/vis.json"}
+    # seed 1 redone: evaluated, not yet visualized; its old nets' visualizations and findings are not left beside
+    # the new suite result
+    for rel in ("vis/vis.json", "findings/findings.json"):
+        (run_dir(cfg, "flower_photos", 1) / rel).unlink()
+    experiment.publish(cfg, "flower_photos", 1)
+    d = published_dir(cfg, "flower_photos", 1)
+    assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()) == [
+        "eval/results.json",
+        "pipeline.json",
+    ]
 
 
 def test_an_unfinished_run_carries_its_parts_to_another_machine_and_resumes_from_them(

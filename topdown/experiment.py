@@ -161,11 +161,13 @@ def _changed(rel: str, new: bytes, old: bytes) -> bool:
 def publish(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     """Copy a run's result files (``PUBLISHED``, those it has) into ``published_dir``, each atomically and only
     when it changed (a pipeline.json whose only change is the report's rebuild time is left as it is); return the
-    copies."""
+    copies. A published file the run lacks goes: it came from other nets (a run redone whose visualizations have
+    not run yet), and the folder holds one run's files."""
     src, dst = run_dir(cfg, dataset, seed), published_dir(cfg, dataset, seed)
     copies = []
     for rel in PUBLISHED:
         if not (src / rel).is_file():
+            (dst / rel).unlink(missing_ok=True)
             continue
         data = (src / rel).read_bytes()
         if not (dst / rel).is_file() or _changed(rel, data, (dst / rel).read_bytes()):
