@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import torch
+
 from .errors import ConfigError, run_command
 from .findings.plots import FIGURES
 from .findings.report import markdown_section
@@ -211,9 +213,29 @@ def carry(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     return copies
 
 
+def carried_kernels(cfg: ExperimentConfig, dataset: str, seed: int) -> str | None:
+    """A one-line warning where the carried parts' nets were trained on other CPU kernels than this process
+    trains on (a retrain here gives other nets, so none of the parts would be reused); else ``None``."""
+    try:
+        state = json.loads((published_dir(cfg, dataset, seed) / CARRY / "pipeline.json").read_text())
+        kernels = {v["cpu_capability"] for k, v in state["stages"].items() if k.startswith("train/")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    here = torch.backends.cpu.get_cpu_capability()
+    if kernels and kernels != {here}:
+        return (
+            f"{run_dir(cfg, dataset, seed)}: its carried parts come from nets trained on {', '.join(sorted(kernels))} "
+            f"kernels and this process trains on {here}: they match only retrained there "
+            "(bash scripts/kernels.sh avx2 ...)"
+        )
+    return None
+
+
 def restore_carried(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     """Copy the carried parts a run's folder lacks into it (never over a part it has); return them."""
     src, dst = published_dir(cfg, dataset, seed) / CARRY, run_dir(cfg, dataset, seed)
+    if warning := carried_kernels(cfg, dataset, seed):
+        print(f"warning: {warning}", file=sys.stderr)
     restored = []
     for rel in _part_files(src):
         if not (dst / rel).exists():
