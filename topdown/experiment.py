@@ -731,7 +731,7 @@ def run_experiment(argv: list[str]) -> None:
         copies = carry_all(cfg)
         size = sum(p.stat().st_size for p in copies)
         where = f"{_published_root(cfg)}/<dataset>/seed<k>/{CARRY}"
-        print(f"carried {len(copies)} file(s), {size / 1e6:.1f} MB, into {where}")
+        print(f"carried {len(copies)} file(s), {size / 1e3:.0f} kB, into {where}")
         return
     if cfg.only == "all":
         run(cfg)
