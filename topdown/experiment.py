@@ -160,6 +160,14 @@ def _changed(rel: str, new: bytes, old: bytes) -> bool:
     return rel != "pipeline.json" or _without_report_time(new) != _without_report_time(old)
 
 
+def _copy_changed(src: Path, dst: Path, rel: str | Path) -> Path:
+    """Copy ``src/rel`` to ``dst/rel`` atomically, only when it changed (:func:`_changed`); return the copy."""
+    data = (src / rel).read_bytes()
+    if not (dst / rel).is_file() or _changed(str(rel), data, (dst / rel).read_bytes()):
+        atomic_write_bytes(dst / rel, data)
+    return dst / rel
+
+
 def publish(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     """Copy a run's result files (``PUBLISHED``, those it has) into ``published_dir``, each atomically and only
     when it changed (a pipeline.json whose only change is the report's rebuild time is left as it is); return the
@@ -171,10 +179,7 @@ def publish(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
         if not (src / rel).is_file():
             (dst / rel).unlink(missing_ok=True)
             continue
-        data = (src / rel).read_bytes()
-        if not (dst / rel).is_file() or _changed(rel, data, (dst / rel).read_bytes()):
-            atomic_write_bytes(dst / rel, data)
-        copies.append(dst / rel)
+        copies.append(_copy_changed(src, dst, rel))
     return copies
 
 
@@ -204,13 +209,8 @@ def carry(cfg: ExperimentConfig, dataset: str, seed: int) -> list[Path]:
     ``bash scripts/kernels.sh avx2``), and each carried part is reused only where its fingerprint (code, weights,
     data, settings) still matches."""
     src, dst = run_dir(cfg, dataset, seed), published_dir(cfg, dataset, seed) / CARRY
-    copies = []
-    for rel in [*_part_files(src), *([Path("pipeline.json")] if (src / "pipeline.json").is_file() else [])]:
-        data = (src / rel).read_bytes()
-        if not (dst / rel).is_file() or (dst / rel).read_bytes() != data:
-            atomic_write_bytes(dst / rel, data)
-        copies.append(dst / rel)
-    return copies
+    rels = [*_part_files(src), *([Path("pipeline.json")] if (src / "pipeline.json").is_file() else [])]
+    return [_copy_changed(src, dst, rel) for rel in rels]
 
 
 def carried_kernels(cfg: ExperimentConfig, dataset: str, seed: int) -> str | None:
