@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -123,7 +123,11 @@ def _result(
 
 
 def _class_step(
-    net: ImageClassifierNet, prior: LearnedPrior, h: torch.Tensor, target: torch.Tensor, objective: str
+    net: ImageClassifierNet,
+    prior: LearnedPrior,
+    h: torch.Tensor,
+    target: torch.Tensor,
+    objective: Literal["logit", "log_prob"],
 ) -> tuple[torch.Tensor, float]:
     """The gradient of each code's target ``logit`` (DGN-AM) or ``log_prob`` (PPGN) of ``G(h)`` with respect
     to ``h``, over its mean absolute value (the original's step normalization); and the mean target probability
@@ -175,7 +179,7 @@ def ppgn(
     eps1: float = 0.1,
     eps2: float = 0.05,
     eps3: float = 0.02,
-    kind: str = "dae",
+    kind: Literal["dae", "reconstruction"] = "dae",
     start: torch.Tensor | None = None,
     seed: int = 0,
 ) -> Chains:

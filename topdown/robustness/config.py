@@ -9,7 +9,7 @@ the same noise, the same starting points and the same PGD restarts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
 from .corruptions import CORRUPTIONS
@@ -53,7 +53,7 @@ class DeepFoolConfig:
         overshoot: how far past the linearised boundary each step goes.
     """
 
-    norm: str = "l2"
+    norm: Literal["l2", "linf"] = "l2"
     steps: int = 50
     candidates: int = 10
     overshoot: float = 0.02
@@ -71,7 +71,7 @@ class FMNConfig:
         binary_search_steps: steps of the search for the initial boundary point.
     """
 
-    norm: str = "linf"
+    norm: Literal["l2", "linf"] = "linf"
     steps: int = 50
     max_stepsize: float = 1.0
     gamma: float = 0.05
@@ -140,7 +140,7 @@ class AutoAttackBudget:
             one size share their images.
     """
 
-    norm: str = "linf"
+    norm: Literal["l2", "linf"] = "linf"
     eps: float = 2 / 255
     attacks: list[str] = field(default_factory=_standard)
     subset: int | None = None
@@ -188,7 +188,7 @@ class DecisionConfig:
         max_gradient_eval_steps: HopSkipJump's largest gradient-estimation budget.
     """
 
-    method: str = "hsj"
+    method: Literal["hsj", "boundary"] = "hsj"
     subset: int = 16
     steps: int = 10
     initial_gradient_eval_steps: int = 50
