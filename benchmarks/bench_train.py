@@ -134,7 +134,7 @@ def run(argv: list[str]) -> None:
     args = parse_options(TrainBenchOptions, argv, __doc__)
     torch.manual_seed(0)
 
-    data = FlowerData(args.data.dataset, args.data.root, args.image_size, args.batch_size)
+    data = FlowerData(args.data.dataset, args.data.root, image_size=args.image_size, batch_size=args.batch_size)
     ds = data.subset("train", train=True)
     n_load = min(len(ds), args.batch_size * (args.batches + args.warmup))
     for i in range(n_load):  # first pass decodes and caches the files

@@ -133,10 +133,10 @@ def test_dgn_am_and_ppgn_raise_the_class_probability(trained, net, data) -> None
     classes = list(range(data.num_classes))
     with torch.no_grad():
         start = net(prior.G(prior.mean.expand(len(classes), -1))).softmax(1)[range(len(classes)), classes]
-    d = dgn_am(net, prior, classes, steps=40, lr=0.05)
+    d = dgn_am(prior, classes, steps=40, lr=0.05)
     assert d.probs.mean() > start.mean() + 0.1, (start, d.probs)
     assert (d.codes >= prior.lo - 1e-6).all() and (d.codes <= prior.hi + 1e-6).all()  # clipped to the data's range
-    p = ppgn(net, prior, classes, chains=2, steps=40)
+    p = ppgn(prior, classes, chains=2, steps=40)
     assert p.images.shape[0] == 2 * len(classes)
     assert p.trace[-1] > p.trace[0] + 0.1, p.trace[:3] + p.trace[-3:]
 
@@ -149,7 +149,7 @@ def test_the_prior_term_keeps_chains_near_the_data_codes(trained, net, images, d
     far = {}
     for eps1 in (0.0, 0.3):
         for kind in ("dae", "reconstruction"):
-            p = ppgn(net, prior, [0, 1, 2], chains=2, steps=40, eps1=eps1, kind=kind)
+            p = ppgn(prior, [0, 1, 2], chains=2, steps=40, eps1=eps1, kind=kind)
             far[eps1, kind] = float(code_distance(prior, p.codes, data_codes).mean())
     assert far[0.0, "dae"] > 1.5 * far[0.3, "dae"], far
     assert far[0.0, "reconstruction"] > 1.5 * far[0.3, "reconstruction"], far

@@ -171,7 +171,7 @@ def rebuild_data(description: dict[str, Any], root: str | None = None) -> Flower
     if want is not None and list(want) != list(classes):
         raise CheckpointError(
             f"the checkpoints were trained on {len(want)} classes {list(want)[:6]}... but the {data.dataset} data "
-            f"under {data.root} has {len(classes)} classes {list(classes)[:6]}...: pass the right --data.root"
+            f"under {data.path} has {len(classes)} classes {list(classes)[:6]}...: pass the right --data.root"
         )
     count = description.get("num_classes")
     if want is None and count is not None and count != len(classes):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pytorch_lightning as pl
@@ -27,9 +28,10 @@ from .sources import (
     stratified_split,
 )
 from .synthetic import SyntheticFlowers
-from .transforms import eval_transform, to_tensor, train_transform
+from .transforms import Augment, eval_transform, to_tensor, train_transform
 
-DATASETS = ("synthetic", "flowers102", "flower_photos", "imagefolder")
+DatasetName = Literal["synthetic", "flowers102", "flower_photos", "imagefolder"]
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
 class AugmentedDataset(Dataset):
@@ -98,8 +100,10 @@ class EpochSampler(Sampler[int]):
         return iter((base + order[rank::world]).tolist())
 
 
+@dataclass(eq=False, repr=False)
 class FlowerData(pl.LightningDataModule):
-    """Flower datasets for training and evaluation.
+    """Flower datasets for training and evaluation (a dataclass: its fields are the ``data:`` section; Lightning's
+    own ``__init__`` runs in ``__post_init__``).
 
     Args:
         dataset: ``synthetic`` (procedural flowers, no files), ``flowers102`` (official splits),
@@ -126,54 +130,41 @@ class FlowerData(pl.LightningDataModule):
         download: let torchvision download Flowers102 where there is a network.
     """
 
-    def __init__(
-        self,
-        dataset: str = "synthetic",
-        root: str | None = None,
-        image_size: int = 64,
-        train_image_size: int | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 0,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        augment: str = "standard",
-        crop_min_scale: float = 0.35,
-        synthetic_size: int = 2400,
-        synthetic_classes: int = 6,
-        trainval: bool = False,
-        skip_corrupt: bool = False,
-        download: bool = False,
-    ) -> None:
+    dataset: DatasetName = "synthetic"
+    root: str | None = None
+    image_size: int = 64
+    train_image_size: int | None = None
+    batch_size: int = 64
+    num_workers: int = 0
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: Augment = "standard"
+    crop_min_scale: float = 0.35
+    synthetic_size: int = 2400
+    synthetic_classes: int = 6
+    trainval: bool = False
+    skip_corrupt: bool = False
+    download: bool = False
+
+    def __post_init__(self) -> None:
         super().__init__()
-        if dataset not in DATASETS:
-            raise ConfigError(f"data.dataset: unknown dataset {dataset!r}; choose one of {DATASETS}")
-        if image_size < 16:
-            raise ConfigError(f"data.image_size must be >= 16, got {image_size}")
-        if train_image_size is not None and train_image_size < 16:
-            raise ConfigError(f"data.train_image_size must be >= 16, got {train_image_size}")
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"data.dataset: unknown dataset {self.dataset!r}; choose one of {DATASETS}")
+        if self.image_size < 16:
+            raise ConfigError(f"data.image_size must be >= 16, got {self.image_size}")
+        if self.train_image_size is None:
+            self.train_image_size = self.image_size
+        elif self.train_image_size < 16:
+            raise ConfigError(f"data.train_image_size must be >= 16, got {self.train_image_size}")
+        val, test = self.val_fraction, self.test_fraction
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
             raise ConfigError(
-                f"data.val_fraction {val_fraction} and data.test_fraction {test_fraction} must "
-                "be in [0, 1) and sum below 1"
+                f"data.val_fraction {val} and data.test_fraction {test} must be in [0, 1) and sum below 1"
             )
-        self.dataset = dataset
-        self.root = Path(root) if root is not None else default_data_root()
-        self.image_size = image_size
-        self.train_image_size = train_image_size or image_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.augment = augment
-        self.crop_min_scale = crop_min_scale
-        self.synthetic_size = synthetic_size
-        self.synthetic_classes = synthetic_classes
-        self.trainval = trainval
-        self.skip_corrupt = skip_corrupt
-        self.download = download
-        train_transform(image_size, augment, crop_min_scale)  # validates both before any work
+        train_transform(self.image_size, self.augment, self.crop_min_scale)  # validates both before any work
+        #: ``root`` resolved: the images are under it
+        self.path = Path(self.root) if self.root is not None else default_data_root()
         self._splits: dict[str, tuple[Any, list[int]]] | None = None
         self._classes: list[str] | None = None
 
@@ -212,7 +203,7 @@ class FlowerData(pl.LightningDataModule):
         return cls(root=root, **args)
 
     def _folder(self) -> Path:
-        return self.root / "flower_photos" if self.dataset == "flower_photos" else self.root
+        return self.path / "flower_photos" if self.dataset == "flower_photos" else self.path
 
     # -- splits -------------------------------------------------------------------------------------
     def splits(self) -> dict[str, tuple[Any, list[int]]]:
@@ -231,7 +222,7 @@ class FlowerData(pl.LightningDataModule):
                 )
                 self._splits[name] = (src, list(range(size)))
         elif self.dataset == "flowers102":
-            srcs = {s: flowers102_source(self.root, s, self.download) for s in ("train", "val", "test")}
+            srcs = {s: flowers102_source(self.path, s, self.download) for s in ("train", "val", "test")}
             if self.trainval:
                 tr, va = srcs["train"], srcs["val"]
                 srcs["train"] = FileImageSource(tr.files + va.files, tr.targets + va.targets, tr.classes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal, get_args
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks for updates on import
 
@@ -13,10 +14,11 @@ import torch
 
 from ..errors import ConfigError
 
-AUGMENTATIONS = ("standard", "light", "none")
+Augment = Literal["standard", "light", "none"]
+AUGMENTATIONS: tuple[str, ...] = get_args(Augment)
 
 
-def train_transform(image_size: int, augment: str = "standard", crop_min_scale: float = 0.35) -> A.Compose:
+def train_transform(image_size: int, augment: Augment = "standard", crop_min_scale: float = 0.35) -> A.Compose:
     """Random resized crop (keeping ``crop_min_scale`` to all of the image's area), horizontal flip and colour
     jitter (``standard``); ``light`` keeps crop+flip."""
     if augment not in AUGMENTATIONS:

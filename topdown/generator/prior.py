@@ -30,8 +30,10 @@ PRIORS = ("dae", "reconstruction")
 
 @dataclass
 class LearnedPrior:
-    """A trained generator with its code autoencoder and the codes' statistics."""
+    """A trained generator with its code autoencoder and the codes' statistics, for the classifier ``net`` whose
+    penultimate features are its codes (its encoder E)."""
 
+    net: ImageClassifierNet = field(repr=False)
     G: CodeGenerator
     dae: CodeDAE
     lo: torch.Tensor
@@ -95,7 +97,7 @@ def load_prior(
     dae.load_state_dict(record["dae"]["state_dict"])
     code = record["code"]
     std = record["code_std"].clamp_min(1e-6)
-    return LearnedPrior(G.eval(), dae.eval(), code["lo"], code["hi"], code["mean"], std, record, str(path))
+    return LearnedPrior(net, G.eval(), dae.eval(), code["lo"], code["hi"], code["mean"], std, record, str(path))
 
 
 @dataclass
@@ -111,29 +113,23 @@ class Chains:
     recipe: dict[str, Any]
 
 
-def _result(
-    net: ImageClassifierNet, prior: LearnedPrior, h: torch.Tensor, target: torch.Tensor, trace: list, recipe: dict
-) -> Chains:
+def _result(prior: LearnedPrior, h: torch.Tensor, target: torch.Tensor, trace: list, recipe: dict) -> Chains:
     with torch.no_grad():
         images = prior.G(h)
-        logits = net(images)
+        logits = prior.net(images)
     pick = logits.gather(1, target[:, None])[:, 0]
     probs = logits.softmax(1).gather(1, target[:, None])[:, 0]
     return Chains(h.detach(), images.detach(), target, pick.detach(), probs.detach(), trace, recipe)
 
 
 def _class_step(
-    net: ImageClassifierNet,
-    prior: LearnedPrior,
-    h: torch.Tensor,
-    target: torch.Tensor,
-    objective: Literal["logit", "log_prob"],
+    prior: LearnedPrior, h: torch.Tensor, target: torch.Tensor, objective: Literal["logit", "log_prob"]
 ) -> tuple[torch.Tensor, float]:
     """The gradient of each code's target ``logit`` (DGN-AM) or ``log_prob`` (PPGN) of ``G(h)`` with respect
     to ``h``, over its mean absolute value (the original's step normalization); and the mean target probability
     at ``h``."""
     h = h.detach().requires_grad_(True)
-    logits = net(prior.G(h))
+    logits = prior.net(prior.G(h))
     value = logits if objective == "logit" else logits.log_softmax(1)
     (g,) = torch.autograd.grad(value.gather(1, target[:, None]).sum(), h)
     prob = float(logits.detach().softmax(1).gather(1, target[:, None]).mean())
@@ -141,13 +137,7 @@ def _class_step(
 
 
 def dgn_am(
-    net: ImageClassifierNet,
-    prior: LearnedPrior,
-    classes: list[int],
-    *,
-    steps: int = 200,
-    lr: float = 0.05,
-    start: torch.Tensor | None = None,
+    prior: LearnedPrior, classes: list[int], *, steps: int = 200, lr: float = 0.05, start: torch.Tensor | None = None
 ) -> Chains:
     """DGN-AM (Nguyen et al. 2016): gradient ascent on each class's logit in code space, every step scaled by
     the gradient's mean absolute value (as the original) and by the codes' spread, ``h`` clipped to the training
@@ -156,21 +146,20 @@ def dgn_am(
     h = (prior.mean.expand(len(classes), -1) if start is None else start).clone()
     trace = []
     for _ in range(steps):
-        step, prob = _class_step(net, prior, h, target, "logit")
+        step, prob = _class_step(prior, h, target, "logit")
         h = prior.clip(h + lr * prior.std * step)
         trace.append(prob)
-    return _result(net, prior, h, target, trace, {"method": "dgn_am", "steps": steps, "lr": lr, "clip": "data range"})
+    return _result(prior, h, target, trace, {"method": "dgn_am", "steps": steps, "lr": lr, "clip": "data range"})
 
 
-def _prior_term(prior: LearnedPrior, net: ImageClassifierNet, h: torch.Tensor, kind: str) -> torch.Tensor:
+def _prior_term(prior: LearnedPrior, h: torch.Tensor, kind: str) -> torch.Tensor:
     """``R(h) - h``: toward likelier codes, through the code autoencoder or the reconstruction ``E(G(h))``."""
     with torch.no_grad():
-        r = prior.dae(h) if kind == "dae" else codes(net, prior.G(h))
+        r = prior.dae(h) if kind == "dae" else codes(prior.net, prior.G(h))
     return r - h
 
 
 def ppgn(
-    net: ImageClassifierNet,
     prior: LearnedPrior,
     classes: list[int],
     *,
@@ -202,13 +191,13 @@ def ppgn(
     h = start.clone()
     trace = []
     for _ in range(steps):
-        step, prob = _class_step(net, prior, h, target, "log_prob")
+        step, prob = _class_step(prior, h, target, "log_prob")
         noise = torch.randn(h.shape, generator=gen).to(device)
-        h = h + eps1 * _prior_term(prior, net, h, kind) + eps2 * prior.std * step + eps3 * prior.std * noise
+        h = h + eps1 * _prior_term(prior, h, kind) + eps2 * prior.std * step + eps3 * prior.std * noise
         h = prior.clip(h)
         trace.append(prob)
     recipe = {"method": "ppgn", "chains": chains, "steps": steps, "eps1": eps1, "eps2": eps2, "eps3": eps3}
-    return _result(net, prior, h, target, trace, {**recipe, "prior": kind, "seed": seed})
+    return _result(prior, h, target, trace, {**recipe, "prior": kind, "seed": seed})
 
 
 def code_distance(prior: LearnedPrior, h: torch.Tensor, data_codes: torch.Tensor) -> torch.Tensor:

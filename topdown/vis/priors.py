@@ -87,6 +87,7 @@ def _per_class(values: dict[int, float]) -> float:
 def measure(
     images: torch.Tensor,
     targets: torch.Tensor,
+    *,
     net: nn.Module,
     others: dict[str, nn.Module],
     real: torch.Tensor,
@@ -95,12 +96,15 @@ def measure(
     seconds: float,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The side-by-side figures of one prior's images (``targets``: each image's class)."""
+    """The side-by-side figures of one prior's images (``targets``: each image's class), made by ``net`` in
+    ``seconds``, judged by ``others`` and against the real test images ``real`` (labelled ``real_labels``) and
+    the training images ``train``."""
     device = images.device
     real, real_labels, train, targets = real.to(device), real_labels.to(device), train.to(device), targets.to(device)
-    own = net(images).softmax(1)
+    all_logits = net(images)
+    own = all_logits.softmax(1)
     pick = torch.arange(len(targets), device=device)
-    logits = net(images)[pick, targets]
+    logits = all_logits[pick, targets]
     real_logits = net(real)
     classes = sorted(set(targets.tolist()))
     out: dict[str, Any] = {

@@ -90,7 +90,7 @@ class DgnAm(Method, name="dgn_am", takes_layer=False, settings=DgnAmSettings):
     def run(self, job: Job) -> Outcome:
         s = job.settings
         classes = _class_list(job, s.max_classes)
-        r = dgn_am(job.net, job.prior, classes, steps=s.steps, lr=s.lr)
+        r = dgn_am(job.prior, classes, steps=s.steps, lr=s.lr)
         details = {"class_names": _class_names(job, classes), **_chain_details(job, r, _train_codes(job)[0])}
         return Outcome({**r.recipe, "generator": job.prior.path}, details, chains=r)
 
@@ -152,13 +152,13 @@ class Ppgn(Method, name="ppgn", takes_layer=False, settings=PpgnSettings):
         s, ctx = job.settings, job.ctx
         classes = _class_list(job, s.max_classes)
         knobs = {"steps": s.steps, "eps1": s.eps1, "eps2": s.eps2, "eps3": s.eps3, "kind": s.prior}
-        r = ppgn(job.net, job.prior, classes, chains=s.chains, seed=ctx.seed, **knobs)
+        r = ppgn(job.prior, classes, chains=s.chains, seed=ctx.seed, **knobs)
         data_codes, labels = _train_codes(job)
         facet_classes = [c for c in classes[: s.facet_classes] if (labels == c).sum() >= s.facets]
         facets = None
         if facet_classes and s.facets > 1:
             starts = torch.cat([facet_starts(data_codes[labels == c], s.facets, ctx.seed) for c in facet_classes])
-            facets = ppgn(job.net, job.prior, facet_classes, chains=s.facets, seed=ctx.seed, start=starts, **knobs)
+            facets = ppgn(job.prior, facet_classes, chains=s.facets, seed=ctx.seed, start=starts, **knobs)
         details = {"class_names": _class_names(job, classes), **_chain_details(job, r, data_codes)}
         if facets is not None:
             details["facets"] = {"classes": facet_classes, "probs": facets.probs.tolist()}
@@ -233,14 +233,14 @@ class Priors(Method, name="priors", takes_layer=False, settings=PriorsSettings):
         if which == "ppgn":
             p = s.ppgn
             knobs = {"steps": p.steps, "eps1": p.eps1, "eps2": p.eps2, "eps3": p.eps3, "kind": p.prior}
-            r = ppgn(job.net, prior, classes, chains=s.renders, seed=ctx.seed, **knobs)
+            r = ppgn(prior, classes, chains=s.renders, seed=ctx.seed, **knobs)
         else:  # the first start the codes' mean, the others spread around it
             gen = torch.Generator().manual_seed(ctx.seed)
             each = [c for c in classes for _ in range(s.renders)]
             noise = torch.randn(len(each), prior.mean.numel(), generator=gen).to(prior.mean.device)
             noise[:: s.renders] = 0
             start = prior.clip(prior.mean + 0.5 * prior.std * noise)
-            r = dgn_am(job.net, prior, each, steps=s.dgn_am.steps, lr=s.dgn_am.lr, start=start)
+            r = dgn_am(prior, each, steps=s.dgn_am.steps, lr=s.dgn_am.lr, start=start)
         return r.images, r.classes
 
     def run(self, job: Job) -> Outcome:
@@ -257,9 +257,16 @@ class Priors(Method, name="priors", takes_layer=False, settings=PriorsSettings):
             secs = time.perf_counter() - start
             order = torch.argsort(targets, stable=True)  # class-major
             images[prior] = imgs[order].detach()
-            real = job.real
             measures[prior] = measure(
-                images[prior], targets[order], job.net, job.others, real, ctx.labels, ctx.train_images, secs, ctx.seed
+                images[prior],
+                targets[order],
+                net=job.net,
+                others=job.others,
+                real=job.real,
+                real_labels=ctx.labels,
+                train=ctx.train_images,
+                seconds=secs,
+                seed=ctx.seed,
             )
         judges = list(job.others) or [None]
         details = {
