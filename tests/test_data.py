@@ -13,6 +13,7 @@ import torch
 from conftest import accuracy, fit_quickly, small_data
 from PIL import Image
 
+from topdown.cli import train_main
 from topdown.data import (
     EpochSampler,
     FlowerData,
@@ -155,6 +156,16 @@ def test_bad_data_arguments_name_the_key() -> None:
         FlowerData(augment="heavy")
     with pytest.raises(ValueError, match="val_fraction"):
         FlowerData(val_fraction=0.6, test_fraction=0.5)
+
+
+@pytest.mark.parametrize(("key", "value"), [("data.dataset", "cifar"), ("data.augment", "heavy")])
+def test_train_refuses_a_data_choice_it_does_not_know_before_any_work(key, value, capsys, tmp_path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["fit", f"--{key}", value, "--trainer.default_root_dir", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert key in err and value in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_no_copy_of_the_shared_images_lives_in_the_repo() -> None:
