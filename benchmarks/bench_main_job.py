@@ -6,7 +6,8 @@
 It runs ``python -m topdown.pipeline --config configs/pipeline.yaml`` in a new process, as ``scripts/run.sh``
 does once ``.venv`` exists, into an output folder that must not hold a run yet (nothing is resumed), and
 prints the wall time of the whole command and of each stage (from ``pipeline.json``), each net's training
-throughput, what the nets reached (test accuracy, weakest class) and the machine's load average before and
+throughput, what the nets reached (test accuracy, weakest class), the slowest suite parts and visualization
+methods (each with its share of its stage: where a trim would pay) and the machine's load average before and
 after: a busy machine inflates every figure, so compare runs made at the same load. It measures the machine's
 float32 matmul speed before and after the job (``benchmarks/machine.py``; the scale uses their mean) and prints
 every time also scaled to a 77 GFLOP/s machine (a 2-core AVX2 cloud core or laptop, the slower machine the job
@@ -113,8 +114,36 @@ def run(argv: list[str]) -> int:
             per_class = clean.get("per_class_acc") or {}
             classes = ", ".join(f"{c} {100 * a:.1f}" for c, a in per_class.items())
             print(f"  {name}: {100 * clean.get('top1', float('nan')):.1f}% ({classes})")
+    _print_heaviest(out)
     print(f"\nreport: {out / 'report.html'}")
     return 0
+
+
+def _heaviest(out: Path) -> dict[str, list[tuple[str, float]]]:
+    """Per stage, ``(model/part, seconds)`` of each stored suite part and each visualization method, slowest first."""
+    found: dict[str, list[tuple[str, float]]] = {"evaluate": [], "visualize": []}
+    for path in sorted((out / "eval" / "parts").glob("*/*.json")):
+        seconds = (json.loads(path.read_text()).get("result") or {}).get("time_s")
+        if isinstance(seconds, int | float):
+            found["evaluate"].append((f"{path.parent.name}/{path.stem}", float(seconds)))
+    vis = out / "vis" / "vis.json"
+    models = json.loads(vis.read_text()).get("models", {}) if vis.is_file() else {}
+    for model, entry in models.items():
+        for key, method in (entry.get("methods") or {}).items():
+            if isinstance(method, dict) and isinstance(method.get("seconds"), int | float):
+                found["visualize"].append((f"{model}/{key}", float(method["seconds"])))
+    return {stage: sorted(rows, key=lambda r: -r[1]) for stage, rows in found.items()}
+
+
+def _print_heaviest(out: Path, most: int = 8) -> None:
+    """Where the evaluation and the visualizations spend their time: the slowest parts, with their share."""
+    for stage, rows in _heaviest(out).items():
+        total = sum(s for _, s in rows)
+        if not rows or total <= 0:
+            continue
+        print(f"\n{stage}: {len(rows)} parts, {total:.0f} s in all; the slowest:")
+        for name, seconds in rows[:most]:
+            print(f"  {name:<44}{seconds:>7.1f} s{seconds / total:>6.0%}")
 
 
 def main(argv: list[str] | None = None) -> int:
