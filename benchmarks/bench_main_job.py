@@ -30,6 +30,7 @@ from machine import REFERENCE_GFLOPS, matmul_gflops
 
 from topdown.errors import ConfigError, run_command
 from topdown.options import parse_options
+from topdown.store import PartStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,10 +123,11 @@ def run(argv: list[str]) -> int:
 def _heaviest(out: Path) -> dict[str, list[tuple[str, float]]]:
     """Per stage, ``(model/part, seconds)`` of each stored suite part and each visualization method, slowest first."""
     found: dict[str, list[tuple[str, float]]] = {"evaluate": [], "visualize": []}
-    for path in sorted((out / "eval" / "parts").glob("*/*.json")):
-        seconds = (json.loads(path.read_text()).get("result") or {}).get("time_s")
+    for path in sorted(PartStore(out / "eval").root.glob("*/*.json")):
+        doc = json.loads(path.read_text())
+        seconds = (doc.get("result") or {}).get("time_s")
         if isinstance(seconds, int | float):
-            found["evaluate"].append((f"{path.parent.name}/{path.stem}", float(seconds)))
+            found["evaluate"].append((f"{doc.get('model')}/{doc.get('part')}", float(seconds)))
     vis = out / "vis" / "vis.json"
     models = json.loads(vis.read_text()).get("models", {}) if vis.is_file() else {}
     for model, entry in models.items():

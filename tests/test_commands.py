@@ -1,16 +1,19 @@
 """Every command handles errors one way: the project's own errors (a bad setting, a missing or corrupt file) print
 as one ``error:`` line with exit status 1, a bug keeps its traceback, and ``TOPDOWN_TRACEBACK`` shows it anyway;
-and the package has no import cycle."""
+and the package has no import cycle; the benchmarks that measure the house and the main job read what they
+measure."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
 from topdown import experiment, pipeline
 from topdown.errors import ConfigError, run_command
+from topdown.store import PartStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +70,27 @@ def test_the_package_has_no_import_cycle() -> None:
     graph = house.import_graph()
     assert "topdown.store" in graph["topdown.robustness.cli"]  # read from a function-local import
     assert house.cycles(graph) == []
+
+
+def test_the_main_job_benchmark_names_where_the_time_went_slowest_first(tmp_path, monkeypatch, capsys) -> None:
+    """bench_main_job.py reads the suite's stored parts and vis.json as the job writes them and lists the slowest
+    first, each with its share of its stage: where a trim of the job would pay."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench = importlib.import_module("bench_main_job")
+
+    store = PartStore(tmp_path / "eval")
+    for model, part, seconds in [("baseline", "fgsm", 1.0), ("topdown", "linf_pgd", 6.0), ("topdown", "clean", 3.0)]:
+        store.save(model, part, "fp", {"time_s": seconds, "accuracy": [0.5]})
+    store.save("baseline", "subset", "fp", {"indices": [1, 2]})  # a part without a time is left out
+    vis = {"models": {"baseline": {"methods": {"classes": {"seconds": 4.0}, "naive": {"seconds": 1.0}}}}}
+    (tmp_path / "vis").mkdir()
+    (tmp_path / "vis" / "vis.json").write_text(json.dumps(vis))
+
+    heaviest = bench._heaviest(tmp_path)
+    assert heaviest["evaluate"] == [("topdown/linf_pgd", 6.0), ("topdown/clean", 3.0), ("baseline/fgsm", 1.0)]
+    assert heaviest["visualize"] == [("baseline/classes", 4.0), ("baseline/naive", 1.0)]
+    bench._print_heaviest(tmp_path, most=2)
+    printed = capsys.readouterr().out
+    assert "evaluate: 3 parts, 10 s in all" in printed and "visualize: 2 parts, 5 s in all" in printed
+    evaluate = printed[printed.index("evaluate:") : printed.index("visualize:")]
+    assert "topdown/linf_pgd" in evaluate and "60%" in evaluate and "baseline/fgsm" not in evaluate  # most=2
