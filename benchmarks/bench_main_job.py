@@ -29,7 +29,9 @@ import torch
 from machine import REFERENCE_GFLOPS, matmul_gflops
 
 from topdown.errors import ConfigError, run_command
+from topdown.io import read_json_if_there
 from topdown.options import parse_options
+from topdown.results_view import VisResults
 from topdown.store import PartStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,16 +126,15 @@ def _heaviest(out: Path) -> dict[str, list[tuple[str, float]]]:
     """Per stage, ``(model/part, seconds)`` of each stored suite part and each visualization method, slowest first."""
     found: dict[str, list[tuple[str, float]]] = {"evaluate": [], "visualize": []}
     for path in sorted(PartStore(out / "eval").root.glob("*/*.json")):
-        doc = json.loads(path.read_text())
+        doc = read_json_if_there(path) or {}
         seconds = (doc.get("result") or {}).get("time_s")
         if isinstance(seconds, int | float):
             found["evaluate"].append((f"{doc.get('model')}/{doc.get('part')}", float(seconds)))
-    vis = out / "vis" / "vis.json"
-    models = json.loads(vis.read_text()).get("models", {}) if vis.is_file() else {}
-    for model, entry in models.items():
-        for key, method in (entry.get("methods") or {}).items():
-            if isinstance(method, dict) and isinstance(method.get("seconds"), int | float):
-                found["visualize"].append((f"{model}/{key}", float(method["seconds"])))
+    vis = VisResults(read_json_if_there(out / "vis" / "vis.json"))
+    for model, entry in vis.models.items():
+        for key, method in entry.methods.items():
+            if method.seconds is not None:
+                found["visualize"].append((f"{model}/{key}", float(method.seconds)))
     return {stage: sorted(rows, key=lambda r: -r[1]) for stage, rows in found.items()}
 
 
