@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,19 @@ def test_every_command_refuses_bad_options_in_one_line(main, args, names, capsys
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and all(n in err for n in names), err
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_the_pipeline_runs_under_a_profiler(tmp_path) -> None:
+    # `python -m cProfile -m topdown.pipeline` keeps cProfile's own `__main__` module: the pipeline's typed
+    # sections (eval/demo.yaml nested in the config) must resolve all the same
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(tmp_path / "job.prof"), "-m", "topdown.pipeline"]
+    cmd += ["--config", "configs/pipeline.yaml", "--out", str(out), "--stages", "[]"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    recipe = json.loads((out / "pipeline.json").read_text())["config"]["per_dataset"]["synthetic"]
+    assert recipe["eval"]["subset"] == 64  # configs/eval/demo.yaml, read through the nested path
+    assert (tmp_path / "job.prof").stat().st_size > 0
 
 
 def test_the_package_has_no_import_cycle() -> None:

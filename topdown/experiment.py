@@ -745,4 +745,8 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # The importable module's main, so that its config classes belong to `topdown.experiment` and their typed
+    # fields resolve under any runner (`python -m cProfile -m ...` keeps its own `__main__` module).
+    from topdown.experiment import main as _main
+
+    _main()

@@ -509,4 +509,8 @@ def main(args: list[str] | None = None) -> Path | None:
 
 
 if __name__ == "__main__":
-    main()
+    # The importable module's main, so that its config classes belong to `topdown.pipeline` and their typed
+    # fields resolve under any runner (`python -m cProfile -m ...` keeps its own `__main__` module).
+    from topdown.pipeline import main as _main
+
+    _main()
