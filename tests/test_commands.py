@@ -1,7 +1,7 @@
 """Every command handles errors one way: the project's own errors (a bad setting, a missing or corrupt file) print
 as one ``error:`` line with exit status 1, a bug keeps its traceback, and ``TOPDOWN_TRACEBACK`` shows it anyway;
-the pipeline runs under a profiler; the package has no import cycle; the benchmarks that measure the house and the main job read what they
-measure."""
+the pipeline runs under a profiler; the package has no import cycle; the benchmarks that measure the house and
+the main job read what they measure."""
 
 from __future__ import annotations
 
