@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -100,10 +99,8 @@ def parse_options(cls: type[T], argv: list[str], doc: str | None = None, module:
     each helped by its docstring's ``Args:`` entry; a dataclass field is a section, ``--data.root``) from an
     optional YAML ``--config`` and ``argv`` over it (``--image_size 64``, ``--lucent false``, ``--models '[a, b]'``
     or ``--models+ c``). A bad option or section raises one-line :class:`ConfigError`; ``--help`` prints them all,
-    under ``doc``'s first paragraph and ``python -m <module>`` (a command's ``__doc__`` and ``__name__``)."""
-    if module == "__main__":  # run as ``python -m topdown.<command>``: the module's own name
-        spec = sys.modules["__main__"].__spec__
-        module = spec.name if spec is not None else None
+    under ``doc``'s first paragraph and ``python -m <module>`` (a command's ``__doc__`` and ``__name__``: a command
+    run as ``python -m`` calls the ``main`` of its importable module, so its name is never ``__main__``)."""
     parser = ArgumentParser(
         prog=f"python -m {module}" if module else None,
         description=(doc or "").split("\n\n")[0] or None,
