@@ -116,7 +116,10 @@ def load_model(path: str | os.PathLike[str], expect_classes: int | None = None) 
             f"{path}: the network has {net.num_classes} classes but the data has {expect_classes} "
             f"(trained on {data.get('dataset', 'unknown data')})"
         )
-    net.eval()
+    # Channels-last weights make every convolution run channels-last (as training does, topdown.lit): on the
+    # CPU an input gradient, what attacks, renders and attributions compute, then costs 0.6-0.8 of the default
+    # layout's (benchmarks/bench_layout.py).
+    net.to(memory_format=torch.channels_last).eval()
     return LoadedModel(net, path, arch, data, ckpt.get("epoch"), ckpt.get("global_step"))
 
 

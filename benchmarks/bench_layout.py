@@ -1,0 +1,118 @@
+"""Memory layout of the networks: channels-last against PyTorch's default (contiguous NCHW), side by side.
+
+    python benchmarks/bench_layout.py                     # the main job's nets (half width, one block a stage), 64 px
+    python benchmarks/bench_layout.py --widths '[32, 64, 128, 256]' --depths '[2, 2, 2, 2]'
+
+Every loaded checkpoint runs channels-last (``topdown.checkpoint.load_model``), as training does
+(``model.channels_last``) and the suite's attacks do (``prepare_model``). This prints, for the baseline and the
+top-down net, the images per second of an input gradient in eval mode (what an attack step, a render step or
+an attribution computes) at several batch sizes, and of a training step, in both layouts, their ratio, and the
+largest difference between the two layouts' logits (float rounding only). The machine's matmul GFLOP/s is
+printed first (``benchmarks/machine.py``): state it beside any figure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from machine import matmul_gflops
+
+from topdown.errors import run_command
+from topdown.models import ImageClassifierNet, create_model
+from topdown.options import parse_options
+
+
+@dataclass
+class Options:
+    """What to time.
+
+    Args:
+        widths: the baseline's widths (fine to coarse); the top-down net mirrors them.
+        depths: blocks a stage.
+        image_size: pixels a side.
+        batch_sizes: batch sizes of the input-gradient timing (a render batches a few images, an attack 64).
+        train_batch: batch size of the training step.
+        seconds: how long to time each figure (after a warm-up).
+    """
+
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    image_size: int = 64
+    batch_sizes: list[int] = field(default_factory=lambda: [8, 64])
+    train_batch: int = 64
+    seconds: float = 3.0
+
+
+def _rate(step: Callable[[], None], images: int, seconds: float) -> float:
+    """Images per second of ``step`` (``images`` each), timed for about ``seconds`` after three warm-up calls."""
+    for _ in range(3):
+        step()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        done += images
+    return done / (time.perf_counter() - started)
+
+
+def _layout(net: ImageClassifierNet, channels_last: bool) -> ImageClassifierNet:
+    return net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def input_gradient_rate(net: ImageClassifierNet, batch: int, size: int, seconds: float) -> float:
+    x = torch.rand(batch, 3, size, size, requires_grad=True)
+    net.eval().requires_grad_(False)
+
+    def step() -> None:
+        x.grad = None
+        net(x).logsumexp(1).sum().backward()
+
+    return _rate(step, batch, seconds)
+
+
+def train_rate(net: ImageClassifierNet, batch: int, size: int, seconds: float, channels_last: bool) -> float:
+    x = torch.rand(batch, 3, size, size)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    y = torch.randint(0, net.num_classes, (batch,))
+    net.train().requires_grad_(True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    return _rate(step, batch, seconds)
+
+
+def main(argv: list[str]) -> None:
+    opts = parse_options(Options, argv, __doc__)
+    print(f"machine: {torch.get_num_threads()} threads, {matmul_gflops():.0f} GFLOP/s (2048² float32 matmul)")
+    print(f"{'net':<10}{'what':<22}{'NCHW img/s':>12}{'channels-last':>15}{'ratio':>8}")
+    for name in ("baseline", "topdown"):
+        torch.manual_seed(0)
+        net = create_model(name, num_classes=6, widths=opts.widths, depths=opts.depths)
+        probe = torch.rand(16, 3, opts.image_size, opts.image_size)
+        with torch.no_grad():
+            default = _layout(net, False).eval()(probe)
+            last = _layout(net, True).eval()(probe)
+        rows = []
+        for batch in opts.batch_sizes:
+            rates = [
+                input_gradient_rate(_layout(net, cl), batch, opts.image_size, opts.seconds) for cl in (False, True)
+            ]
+            rows.append((f"input gradient, {batch}", rates))
+        rates = [
+            train_rate(_layout(net, cl), opts.train_batch, opts.image_size, opts.seconds, cl) for cl in (False, True)
+        ]
+        rows.append((f"training step, {opts.train_batch}", rates))
+        for what, (nchw, cl) in rows:
+            print(f"{name:<10}{what:<22}{nchw:>12.0f}{cl:>15.0f}{cl / nchw:>7.2f}x")
+        print(f"{name:<10}largest logit difference between the layouts: {(default - last).abs().max().item():.2e}")
+
+
+if __name__ == "__main__":
+    run_command(main)
