@@ -119,9 +119,19 @@ TOLERANCE = (2e-2, 5e-4)
 SPECTRA_TOLERANCE = (0.1, 5e-4)
 
 
+#: The interpolation's hand-over shares: each channel's activation min-max normalized over the six frames, whose
+#: range is a third of the activation or less, so the normalization multiplies its rounding by about 100. Measured
+#: on one share (the fourth frame's, about 0.03): 0.0283 against 0.0309 between the default and the channels-last
+#: layout on AVX512 kernels, 0.0280 under torch's default kernels; the bound is three times that, still a
+#: twentieth of the [-1, 1] the shares span.
+HANDOVER_SHARE_TOLERANCE = (2e-2, 1e-2)
+
+
 def tolerance(path: str) -> tuple[float, float]:
     """The tolerance of the number at ``path`` off the recording machine."""
-    return SPECTRA_TOLERANCE if ".methods.spectra." in path else TOLERANCE
+    if ".methods.spectra." in path:
+        return SPECTRA_TOLERANCE
+    return HANDOVER_SHARE_TOLERANCE if ".handover_monotone.detail.share[" in path else TOLERANCE
 
 
 def test_quick_run_reproduces_the_golden_record(tmp_path: Path) -> None:
