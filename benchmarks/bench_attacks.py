@@ -32,6 +32,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import foolbox as fb
 import torch
 
+from topdown.env import usable_cores
 from topdown.errors import run_command
 from topdown.models import create_model
 from topdown.options import parse_options
@@ -58,7 +59,7 @@ class AttackBenchOptions:
     batch: int = 64
     steps: int = 10
     repeats: int = 5
-    threads: int = min(2, os.cpu_count() or 1)
+    threads: int = min(2, usable_cores())
 
 
 def run(argv: list[str]) -> dict[str, float]:

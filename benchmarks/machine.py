@@ -8,10 +8,11 @@ so for a 77 GFLOP/s machine: a 2-core AVX2 cloud core or laptop).
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
+
+from topdown.env import usable_cores
 
 #: The slower machine the main job is sized for: a 2-core AVX2 AMD EPYC, 2048² float32 matmul.
 REFERENCE_GFLOPS = 77.0
@@ -33,7 +34,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
 def describe() -> str:
     """One line: CPU kernels, threads and matmul speed."""
     cap = torch.backends.cpu.get_cpu_capability()
-    threads = f"{torch.get_num_threads()} threads of {os.cpu_count()} cores"
+    threads = f"{torch.get_num_threads()} threads of {usable_cores()} cores"
     return f"{cap} kernels, {threads}, 2048² matmul {matmul_gflops():.0f} GFLOP/s"
 
 

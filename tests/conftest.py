@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from topdown.data import FlowerData
+from topdown.env import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the real datasets are unless ``--shared-data PATH`` says otherwise.
 DEFAULT_SHARED_DATA = ROOT.parent / "shared" / "data"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(min(2, usable_cores()))  # 1 on a one-core machine, or under `taskset -c 0`
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

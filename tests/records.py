@@ -24,11 +24,13 @@ Tolerance = tuple[float, float]
 
 
 def machine() -> dict[str, str]:
-    """What bitwise equality of float results depends on: the torch build and the CPU kernels it picks."""
+    """What bitwise equality of float results depends on: the torch build, the CPU kernels it picks and the
+    threads it splits a sum over (the tests run two, or one on a one-core machine)."""
     return {
         "torch": str(torch.__version__),  # a plain str: torch.load(weights_only=True) reads it back
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
+        "threads": str(torch.get_num_threads()),
     }
 
 

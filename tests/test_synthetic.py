@@ -130,7 +130,7 @@ def test_drawing_workers_end_under_a_training_runs_signal_handler(monkeypatch: p
     ends with no worker left."""
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        monkeypatch.setattr(synthetic, "_workers", lambda: 2)
+        monkeypatch.setattr(synthetic, "usable_cores", lambda: 2)
         monkeypatch.setattr(synthetic, "_draw_many", _draw_many_checking_signals)
         src = SyntheticFlowers(300, 32, seed=12, cache=True)
         src.draw()

@@ -29,7 +29,6 @@ import functools
 import math
 import multiprocessing
 import operator
-import os
 import signal
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
+from ..env import usable_cores
 from ..errors import ConfigError
 
 __all__ = ["FORMS", "PATTERNS", "SyntheticFlowers", "class_table"]
@@ -504,11 +504,6 @@ def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _workers() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class SyntheticFlowers(torch.utils.data.Dataset):
     """Procedural flowers, a source of ``(uint8 HxWx3 RGB image, int label)``.
 
@@ -582,7 +577,7 @@ class SyntheticFlowers(torch.utils.data.Dataset):
             return
         todo = sorted({self._index(i) for i in (range(self.num_samples) if indices is None else indices)})
         todo = [i for i in todo if self._images[i] is None]
-        workers = min(_workers(), len(todo) * 2 // _POOL_MIN_IMAGES)
+        workers = min(usable_cores(), len(todo) * 2 // _POOL_MIN_IMAGES)
         if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
             for i in todo:
                 self._drawn(i)
