@@ -1,9 +1,9 @@
 """Golden records: what a record was made on, and how a new run is compared with it.
 
-A seeded run on the committed tiny nets (``tests/tiny_nets.py``) is bitwise reproducible with the torch build
-and CPU kernel set it was recorded with, so there every number must be equal. On another kernel set (AVX2
-instead of AVX512, or torch's ``default``) only the rounding of sums differs, and the comparison allows the
-tolerance each golden test states beside its measured cross-capability differences.
+A seeded run on the committed tiny nets (``tests/tiny_nets.py``) is bitwise reproducible with the torch build,
+CPU, kernel set and thread count it was recorded with (:func:`machine`), so there every number must be equal.
+Elsewhere (AVX2 instead of AVX512, torch's ``default`` kernels, another CPU, one thread) only the rounding of sums
+differs, and the comparison allows the tolerance each golden test states beside its measured differences.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 import platform
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +24,24 @@ _NUMBER = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?")
 Tolerance = tuple[float, float]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``): oneDNN and MKL choose their blocking
+    and code paths by the CPU itself, not only by its instruction set."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> dict[str, str]:
-    """What bitwise equality of float results depends on: the torch build, the CPU kernels it picks and the
-    threads it splits a sum over (the tests run two, or one on a one-core machine)."""
+    """What bitwise equality of float results depends on: the torch build, the CPU and the kernels torch picks on
+    it, and the threads it splits a sum over (the tests run two, or one on a one-core machine)."""
     return {
         "torch": str(torch.__version__),  # a plain str: torch.load(weights_only=True) reads it back
+        "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
         "threads": str(torch.get_num_threads()),
