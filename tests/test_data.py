@@ -90,9 +90,10 @@ def test_skip_corrupt_logs_and_leaves_the_file_out(tmp_path: Path, caplog: pytes
     assert all(ds[i][0].shape == (3, 32, 32) for i in range(len(ds)))
 
 
-def test_missing_folder_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
+def test_missing_folder_is_named_with_the_option_that_sets_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")) as err:
         image_folder_source(tmp_path / "nope")
+    assert "--data.root" in str(err.value)
 
 
 def test_data_root_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

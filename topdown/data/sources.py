@@ -81,7 +81,9 @@ def image_folder_source(root: str | os.PathLike[str]) -> FileImageSource:
     """``root/<class>/<image>`` like torchvision's ImageFolder; classes and files in sorted order."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise FileNotFoundError(
+            f"image folder {root.resolve()} does not exist (--data.root or $TOPDOWN_DATA_ROOT says where the data is)"
+        )
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise FileNotFoundError(f"image folder {root} has no class sub-folders")
