@@ -68,7 +68,11 @@ def _setup_section(models: dict[str, dict[str, Any]]) -> str:
     hrows.append(("architecture", *[esc(m["arch"]["class_path"].rsplit(".", 1)[-1]) for m in models.values()]))
     arch_keys = sorted({k for m in models.values() for k in m["arch"]["init_args"]} - {"mean", "std", "num_classes"})
     hrows += [(k, *[esc(m["arch"]["init_args"].get(k, "–")) for m in models.values()]) for k in arch_keys]
-    return body + table(["training", *models], hrows, raw=True)
+    note = (
+        '<p class="muted">Architecture options as each checkpoint records them (None: the option is off or left to its '
+        "default); –: not an option of that architecture.</p>"
+    )
+    return body + table(["training", *models], hrows, raw=True) + note
 
 
 def _cost_section(models: dict[str, dict[str, Any]]) -> str:
