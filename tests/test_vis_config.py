@@ -10,15 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from records import differences
 from test_vis_golden import ADDED, TOLERANCE, golden_checkpoints
 
 from topdown.cli import evaluate_main
+from topdown.data import FlowerData
 from topdown.errors import ConfigError
 from topdown.vis.cli import parse
 from topdown.vis.config import VisConfig
 from topdown.vis.methods import METHODS, Method
 from topdown.vis.methods.base import scaled_steps
+from topdown.vis.runner import build_context, reference_split
 
 ROOT = Path(__file__).resolve().parents[1]
 VIS_CONFIGS = sorted((ROOT / "configs" / "vis").glob("*.yaml"))
@@ -143,3 +146,17 @@ def test_the_golden_comparison_notices_a_changed_number() -> None:
     assert compare({"models": {"m": {**golden["models"]["m"], "passed": False}}}, exact=False)
     assert compare({"models": {"m": {**golden["models"]["m"], "extra": 1}}}, exact=True)
     assert not compare({"models": {"m": {**golden["models"]["m"], "settings": None}}}, exact=True)
+
+
+def test_reference_images_are_held_out_from_nets_trained_on_train_and_val(shared_data: Path) -> None:
+    """The quality figures and the priors' KID compare renders with held-out photos: for nets trained on
+    Flowers102's train+val those are the seeded test images, not the validation images they trained on."""
+    assert reference_split(FlowerData("flowers102", str(shared_data), image_size=32)) == "val"
+    data = FlowerData("flowers102", str(shared_data), image_size=32, trainval=True)
+    assert reference_split(data) == "test"
+    cfg = VisConfig(reference=3, color_images=2)
+    ctx = build_context(cfg, data, torch.device("cpu"))
+    test = data.subset("test")
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(cfg.seed))[:3].tolist()
+    assert torch.equal(ctx.real, torch.stack([test[i][0] for i in pick]))
+    assert ctx.labels.tolist() == [test[i][1] for i in pick]

@@ -47,7 +47,8 @@ class VisConfig:
         batch_size: most images optimized together.
         channels: channels sampled per layer.
         images: real images for dream, inversion and attribution.
-        reference: held-out real images (validation split) for the quality figures.
+        reference: held-out real images (validation split; test split for nets trained on train+val) for the
+            quality figures.
         color_images: training images the colour-decorrelation statistics are computed from.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
         classes, naive, spectra, dream, caricature, inversion, pairs, interpolation, diversity, dictionary,

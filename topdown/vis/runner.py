@@ -80,9 +80,16 @@ def model_layers(models: dict[str, LoadedModel], layers: list[str] | None) -> di
     return out
 
 
+def reference_split(data: FlowerData) -> str:
+    """Where the held-out reference images come from: the validation split, or the test split where the nets
+    trained on train+val (Flowers102's ``trainval``), whose validation images they have seen."""
+    return "test" if data.trainval else "val"
+
+
 def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> VisContext:
-    """The data, the seeded reference images (validation split) and the colour statistics (training split)."""
-    val = data.subset("val")
+    """The data, the seeded held-out reference images (:func:`reference_split`) and the colour statistics (training
+    split)."""
+    val = data.subset(reference_split(data))
     n = min(cfg.reference, len(val))
     gen = torch.Generator().manual_seed(cfg.seed)
     pick = torch.randperm(len(val), generator=gen)[:n].tolist()

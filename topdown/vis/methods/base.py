@@ -34,7 +34,7 @@ class VisContext:
 
     Args:
         data: the ``FlowerData`` the checkpoints were trained on.
-        real: held-out reference images (validation split), on the CPU.
+        real: held-out reference images (validation split; test split for nets trained on train+val), on the CPU.
         labels: their labels.
         color: colour statistics of training images (colour decorrelation).
         size: image size.
