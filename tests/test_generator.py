@@ -16,6 +16,7 @@ from topdown.generator import GeneratorConfig, GeneratorError, dgn_am, load_prio
 from topdown.generator import train as T
 from topdown.generator.model import codes
 from topdown.generator.prior import code_distance
+from topdown.vis.priors import NO_KID, markdown
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -218,3 +219,20 @@ def test_visualize_through_the_generators_and_measure_the_priors(tmp_path, tiny_
     assert (
         capsys.readouterr().err.strip() == f"error: {out / 'missing.json'}: cannot read it (No such file or directory)"
     )
+
+
+def test_a_kid_that_could_not_be_computed_prints_as_a_dash_with_its_reason() -> None:
+    """With many classes a rendered class may have fewer than two reference photos: its KID is NaN (null in
+    vis.json), printed as a dash with a note on ``--reference``, never as ``None`` or ``nan``."""
+    header = ["prior", "target p", "p under b", "diversity", "KID", "nearest train / real", "objective / real max"]
+    rows = [["fourier", 0.99, 0.5, 0.03, None, 0.9, 1.2], ["ppgn", 0.93, 0.2, 0.1, 0.2334, 0.8, 1.4]]
+    doc = {
+        "models": {
+            "a": {"methods": {"priors": {"details": {"tables": [{"header": header, "rows": rows, "judge": "b"}]}}}}
+        }
+    }
+    text = markdown(doc)
+    assert "| fourier | 0.99 | 0.5 | 0.03 | – | 0.9 | 1.2 |" in text and "| ppgn | 0.93 | 0.2 | 0.1 | 0.2334 |" in text
+    assert NO_KID in text and "None" not in text and "nan" not in text
+    rows[0][4] = 0.5
+    assert NO_KID not in markdown(doc)

@@ -168,9 +168,22 @@ def table(measures: dict[str, dict[str, Any]], judge: str | None) -> dict[str, A
     return {"header": header, "rows": rows, "judge": judge}
 
 
+#: Why a KID cell is empty (a class needs two reference photos, and the reference photos are drawn at random).
+NO_KID = (
+    "KID –: no rendered class had two of the reference photos (`--reference`, drawn at random from the held-out "
+    "split; with many classes, raise it)."
+)
+
+
+def _cell(v: Any) -> str:
+    """A table value; a figure that could not be computed (NaN, stored as null) as an en dash."""
+    return "–" if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The priors tables of a ``vis.json`` document, one per visualized net and judge, as Markdown."""
     lines = []
+    no_kid = False
     for name, model in doc.get("models", {}).items():
         entry = model.get("methods", {}).get("priors")
         if entry is None:
@@ -179,7 +192,10 @@ def markdown(doc: dict[str, Any]) -> str:
             lines += ["", f"**{name}'s renders**, judged by {t['judge'] or 'itself'}:", ""]
             lines.append("| " + " | ".join(t["header"]) + " |")
             lines.append("|" + "---|" * len(t["header"]))
-            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in t["rows"]]
+            lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]]
+            no_kid |= any(_cell(row[t["header"].index("KID")]) == "–" for row in t["rows"])
+    if no_kid:
+        lines += ["", NO_KID]
     return "\n".join(lines).strip() + "\n" if lines else "no priors method in this vis.json\n"
 
 
