@@ -16,7 +16,7 @@ from topdown.generator import GeneratorConfig, GeneratorError, dgn_am, load_prio
 from topdown.generator import train as T
 from topdown.generator.model import codes
 from topdown.generator.prior import code_distance
-from topdown.vis.priors import NO_KID, markdown
+from topdown.vis.priors import NO_KID, SOME_KID, markdown
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -236,3 +236,13 @@ def test_a_kid_that_could_not_be_computed_prints_as_a_dash_with_its_reason() -> 
     assert NO_KID in text and "None" not in text and "nan" not in text
     rows[0][4] = 0.5
     assert NO_KID not in markdown(doc)
+
+
+def test_a_kid_over_fewer_classes_than_were_rendered_says_so() -> None:
+    """A KID averaged over only the classes that had two reference photos says over how many of them."""
+    header = ["prior", "target p", "p under b", "diversity", "KID"]
+    table = {"header": header, "rows": [["ppgn", 0.9, 0.2, 0.1, 0.25]], "judge": "b", "kid_classes": {"ppgn": [4, 6]}}
+    doc = {"models": {"a": {"methods": {"priors": {"details": {"tables": [table]}}}}}}
+    assert SOME_KID.format(measured=4, rendered=6) in markdown(doc)
+    table["kid_classes"] = {"ppgn": [6, 6]}
+    assert "rendered classes" not in markdown(doc)

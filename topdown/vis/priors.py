@@ -118,17 +118,13 @@ def measure(
     out["diversity"] = {
         name: _per_class({c: _diversity(j, images[targets == c]) for c in classes}) for name, j in judges.items()
     }
+    # a class's KID needs two of its reference photos and two renders; the others are left out of the mean
+    measurable = [c for c in classes if (real_labels == c).sum() >= 2 and (targets == c).sum() >= 2]
     out["kid"] = {
-        name: _per_class(
-            {
-                c: _kid(j, images[targets == c], real[real_labels == c], seed)
-                if (real_labels == c).sum() >= 2 and (targets == c).sum() >= 2
-                else float("nan")
-                for c in classes
-            }
-        )
+        name: _per_class({c: _kid(j, images[targets == c], real[real_labels == c], seed) for c in measurable})
         for name, j in judges.items()
     }
+    out["kid_classes"] = [len(measurable), len(classes)]
     nearest = nearest_distance(images, train)
     reference = nearest_distance(real, train).median()
     out["nearest_train"] = float(nearest.mean())
@@ -165,13 +161,19 @@ def table(measures: dict[str, dict[str, Any]], judge: str | None) -> dict[str, A
                 round(m["seconds_per_image"], 2),
             ]
         )
-    return {"header": header, "rows": rows, "judge": judge}
+    kid_classes = {prior: m.get("kid_classes") for prior, m in measures.items()}
+    return {"header": header, "rows": rows, "judge": judge, "kid_classes": kid_classes}
 
 
-#: Why a KID cell is empty (a class needs two reference photos, and the reference photos are drawn at random).
+#: Why a KID cell is empty or covers fewer classes than were rendered: a class needs two of the reference photos,
+#: which are drawn at random from the held-out split.
 NO_KID = (
     "KID –: no rendered class had two of the reference photos (`--reference`, drawn at random from the held-out "
     "split; with many classes, raise it)."
+)
+SOME_KID = (
+    "KID over {measured} of the {rendered} rendered classes: the others had fewer than two of the reference photos "
+    "(`--reference`; with many classes, raise it)."
 )
 
 
@@ -184,6 +186,7 @@ def markdown(doc: dict[str, Any]) -> str:
     """The priors tables of a ``vis.json`` document, one per visualized net and judge, as Markdown."""
     lines = []
     no_kid = False
+    partial: set[tuple[int, int]] = set()
     for name, model in doc.get("models", {}).items():
         entry = model.get("methods", {}).get("priors")
         if entry is None:
@@ -194,8 +197,11 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append("|" + "---|" * len(t["header"]))
             lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]]
             no_kid |= any(_cell(row[t["header"].index("KID")]) == "–" for row in t["rows"])
+            partial |= {tuple(k) for k in (t.get("kid_classes") or {}).values() if k and 0 < k[0] < k[1]}
     if no_kid:
         lines += ["", NO_KID]
+    if partial:
+        lines += ["", *(SOME_KID.format(measured=m, rendered=n) for m, n in sorted(partial))]
     return "\n".join(lines).strip() + "\n" if lines else "no priors method in this vis.json\n"
 
 
