@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from machine import matmul_gflops
+from machine import describe
 
 from topdown.errors import run_command
 from topdown.models import ImageClassifierNet, create_model
@@ -116,7 +116,7 @@ def layout_rates(net: ImageClassifierNet, opts: Options) -> list[tuple[str, tupl
 
 def main(argv: list[str]) -> None:
     opts = parse_options(Options, argv, __doc__)
-    print(f"machine: {torch.get_num_threads()} threads, {matmul_gflops():.0f} GFLOP/s (2048² float32 matmul)")
+    print(f"machine: {describe()}")
     print(f"{'net':<10}{'what':<22}{'NCHW img/s':>12}{'channels-last':>15}{'ratio':>8}")
     for name in ("baseline", "topdown"):
         torch.manual_seed(0)

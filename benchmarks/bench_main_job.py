@@ -65,12 +65,11 @@ def run(argv: list[str]) -> int:
         raise ConfigError(f"--out {out} already holds a run (pipeline.json); give a fresh folder")
 
     cmd = [sys.executable, "-m", "topdown.pipeline", "--config", args.pipeline, "--out", str(out), *extra]
-    torch.set_num_threads(usable_cores())
+    cores = usable_cores()
+    torch.set_num_threads(cores)
     gflops_before = matmul_gflops()
     cap = torch.backends.cpu.get_cpu_capability()
-    print(
-        f"machine: {cap} kernels, {usable_cores()} cores, 2048² float32 matmul {gflops_before:.0f} GFLOP/s", flush=True
-    )
+    print(f"machine: {cap} kernels, {cores} cores, 2048² float32 matmul {gflops_before:.0f} GFLOP/s", flush=True)
     load_before = os.getloadavg()
     print(f"$ {' '.join(cmd)}", flush=True)
     started = time.perf_counter()
@@ -89,7 +88,7 @@ def run(argv: list[str]) -> int:
     state = json.loads((out / "pipeline.json").read_text())
     stages = state["stages"]
     measured = f"{gflops:.0f} GFLOP/s (mean of {gflops_before:.0f} before and {gflops_after:.0f} after)"
-    where = f"{usable_cores()} CPU cores, {cap} kernels, {measured}"
+    where = f"{cores} CPU cores, {cap} kernels, {measured}"
     print(f"\nmain job wall time: {_clock(wall)} ({wall:.0f} s) on {where}")
     print(f"scaled to a {REFERENCE_GFLOPS:.0f} GFLOP/s machine (x {scale:.2f}): {_clock(wall * scale)}")
     print(f"load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, ", end="")
