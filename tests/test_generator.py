@@ -241,8 +241,9 @@ def test_a_kid_that_could_not_be_computed_prints_as_a_dash_with_its_reason() -> 
 def test_a_kid_over_fewer_classes_than_were_rendered_says_so() -> None:
     """A KID averaged over only the classes that had two reference photos says over how many of them."""
     header = ["prior", "target p", "p under b", "diversity", "KID"]
-    table = {"header": header, "rows": [["ppgn", 0.9, 0.2, 0.1, 0.25]], "judge": "b", "kid_classes": {"ppgn": [4, 6]}}
-    doc = {"models": {"a": {"methods": {"priors": {"details": {"tables": [table]}}}}}}
+    table = {"header": header, "rows": [["ppgn", 0.9, 0.2, 0.1, 0.25]], "judge": "b"}
+    measures = {"ppgn": {"kid_classes": [4, 6]}}
+    doc = {"models": {"a": {"methods": {"priors": {"details": {"tables": [table], "measures": measures}}}}}}
     assert SOME_KID.format(measured=4, rendered=6) in markdown(doc)
-    table["kid_classes"] = {"ppgn": [6, 6]}
+    measures["ppgn"]["kid_classes"] = [6, 6]
     assert "rendered classes" not in markdown(doc)

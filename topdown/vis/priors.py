@@ -161,8 +161,7 @@ def table(measures: dict[str, dict[str, Any]], judge: str | None) -> dict[str, A
                 round(m["seconds_per_image"], 2),
             ]
         )
-    kid_classes = {prior: m.get("kid_classes") for prior, m in measures.items()}
-    return {"header": header, "rows": rows, "judge": judge, "kid_classes": kid_classes}
+    return {"header": header, "rows": rows, "judge": judge}
 
 
 #: Why a KID cell is empty or covers fewer classes than were rendered: a class needs two of the reference photos,
@@ -197,7 +196,9 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append("|" + "---|" * len(t["header"]))
             lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]]
             no_kid |= any(_cell(row[t["header"].index("KID")]) == "–" for row in t["rows"])
-            partial |= {tuple(k) for k in (t.get("kid_classes") or {}).values() if k and 0 < k[0] < k[1]}
+        # (measured, rendered) classes of each prior's KID; absent from a vis.json made before it was recorded
+        counts = [m.get("kid_classes") for m in entry["details"].get("measures", {}).values()]
+        partial |= {(k[0], k[1]) for k in counts if k and 0 < k[0] < k[1]}
     if no_kid:
         lines += ["", NO_KID]
     if partial:

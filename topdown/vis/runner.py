@@ -89,11 +89,11 @@ def reference_split(data: FlowerData) -> str:
 def build_context(cfg: VisConfig, data: FlowerData, device: torch.device) -> VisContext:
     """The data, the seeded held-out reference images (:func:`reference_split`) and the colour statistics (training
     split)."""
-    val = data.subset(reference_split(data))
-    n = min(cfg.reference, len(val))
+    held_out = data.subset(reference_split(data))
+    n = min(cfg.reference, len(held_out))
     gen = torch.Generator().manual_seed(cfg.seed)
-    pick = torch.randperm(len(val), generator=gen)[:n].tolist()
-    items = [val[i] for i in pick]
+    pick = torch.randperm(len(held_out), generator=gen)[:n].tolist()
+    items = [held_out[i] for i in pick]
     real = torch.stack([x for x, _ in items])
     labels = torch.tensor([y for _, y in items])
     train = data.subset("train")
